@@ -1,0 +1,149 @@
+"""Peak memory of one attention forward + backward: `tiled` (imo.model.tiled) against a naive
+implementation that materialises the (T, T) score matrix.
+
+Each (backend, length) point runs in a fresh subprocess (this script re-invokes itself with
+`--one BACKEND T`) so that one measurement's allocations cannot hide in another's peak. The child
+builds q, k, v of the `tiny` preset's attention shape (B=1, 4 heads, head size 32, fp32), records
+`ru_maxrss` as the baseline, runs forward + `.sum().backward()` and reports the growth of
+`ru_maxrss`: the peak extra resident memory attention needed.
+
+Targets: tiled grows linearly (tiled at 8k / tiled at 4k <= 2.5) and at 4k uses at most 1/4 of
+naive's memory.
+
+    python benchmarks/attention_memory.py              # table + verdict
+    python benchmarks/attention_memory.py --markdown   # rows for benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LENGTHS = [1024, 2048, 4096, 8192]
+B, N_HEAD, HEAD_SIZE = 1, 4, 32  # the `tiny` preset: width 128, 4 heads
+BLOCK_SIZE = 64
+THREADS = 2
+
+
+def naive_attention(q, k, v):
+    """Plain PyTorch causal attention: (B, nh, T, T) scores, mask, softmax, @ v."""
+    import torch
+
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, nh, T, T)
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)  # True above the diagonal: future keys
+    att = att.masked_fill(mask, float("-inf"))
+    return torch.softmax(att, dim=-1) @ v  # (B, nh, T, hs)
+
+
+def maxrss_mib() -> float:
+    # Linux reports ru_maxrss in KiB (macOS in bytes; this benchmark targets Linux).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_one(backend: str, T: int) -> dict:
+    """Runs in the child process: peak RSS growth of forward + backward at length T."""
+    import torch
+
+    try:
+        from imo.model.tiled import tiled_attention
+    except ImportError:  # running from a checkout without `pip install -e .`
+        sys.path.insert(0, str(ROOT / "src"))
+        from imo.model.tiled import tiled_attention
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, N_HEAD, T, HEAD_SIZE, requires_grad=True) for _ in range(3))
+    fn = naive_attention if backend == "naive" else (
+        lambda q, k, v: tiled_attention(q, k, v, block_size=BLOCK_SIZE))
+    baseline = maxrss_mib()
+    t0 = time.perf_counter()
+    fn(q, k, v).sum().backward()
+    seconds = time.perf_counter() - t0
+    return {"backend": backend, "T": T, "peak_mib": maxrss_mib() - baseline, "seconds": seconds}
+
+
+def run_child(backend: str, T: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", backend, str(T)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def git_head() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--one", nargs=2, metavar=("BACKEND", "T"), help=argparse.SUPPRESS)
+    ap.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table")
+    ap.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
+    args = ap.parse_args()
+
+    if args.one:  # child mode: one measurement, one JSON line on stdout
+        backend, T = args.one
+        if backend not in ("naive", "tiled"):
+            ap.error(f"unknown backend {backend!r}")
+        print(json.dumps(measure_one(backend, int(T))))
+        return
+
+    import torch
+
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; torch {torch.__version__}, {THREADS} threads; git {git_head()}")
+    print(f"shape: B={B}, heads={N_HEAD}, head size={HEAD_SIZE}, fp32, tiled block={BLOCK_SIZE}; "
+          "peak = ru_maxrss growth over forward + backward, fresh process per point")
+
+    rows = []
+    for T in args.lengths:
+        naive, tiled = run_child("naive", T), run_child("tiled", T)
+        rows.append((T, naive, tiled))
+        if not args.markdown:
+            print(f"  T={T:>5}: naive {naive['peak_mib']:8.1f} MiB ({naive['seconds']:.2f}s)  "
+                  f"tiled {tiled['peak_mib']:7.1f} MiB ({tiled['seconds']:.2f}s)", flush=True)
+
+    # Seconds stay out of the table: one unrepeated run is too noisy to record as a result.
+    header = ["T", "naive MiB", "tiled MiB", "naive / tiled"]
+    lines = [[str(T), f"{n['peak_mib']:.1f}", f"{t['peak_mib']:.1f}",
+              f"{n['peak_mib'] / max(t['peak_mib'], 1e-9):.1f}x"] for T, n, t in rows]
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---:" for _ in header) + "|")
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+    else:
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+        print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+        for line in lines:
+            print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+
+    by_T = {T: (n["peak_mib"], t["peak_mib"]) for T, n, t in rows}
+    verdicts = []
+    if 4096 in by_T and 8192 in by_T:
+        growth = by_T[8192][1] / max(by_T[4096][1], 1e-9)
+        verdicts.append((f"tiled 8k/4k = {growth:.2f} (target <= 2.5, linear)", growth <= 2.5))
+    if 4096 in by_T:
+        frac = by_T[4096][1] / max(by_T[4096][0], 1e-9)
+        verdicts.append((f"tiled/naive at 4k = {frac:.3f} (target <= 0.25)", frac <= 0.25))
+    if verdicts:
+        ok = all(passed for _, passed in verdicts)
+        print(("PASS" if ok else "FAIL") + ": " + "; ".join(
+            f"{text} {'ok' if passed else 'MISSED'}" for text, passed in verdicts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The `imo` command. Each package keeps its own sub-commands in imo/<pkg>/cli.py; this file
+mounts them and turns an ImoError into one line on stderr and exit code 2."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imo import paths
+from imo.errors import ImoError
+
+app = typer.Typer(
+    name="imo",
+    help="A laboratory for small transformer language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+
+
+@app.callback()
+def _global(
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", help="Run store file (SQLite); default: IMO_STORE or the user data dir."),
+    ] = None,
+) -> None:
+    paths.set_store(store)
+
+
+def _mount() -> None:
+    from imo.runs.cli import app as runs_app
+
+    app.add_typer(runs_app, name="runs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    _mount()
+    try:
+        app(args=argv, prog_name="imo")
+    except ImoError as e:
+        print(f"imo: error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("imo: interrupted", file=sys.stderr)
+        sys.exit(130)

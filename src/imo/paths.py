@@ -1,0 +1,49 @@
+"""Every file location imo uses, in one place.
+
+The run store is one SQLite file; run folders and the corpus cache live beside it:
+
+    <store dir>/store.sqlite
+    <store dir>/runs/<run id>/...       checkpoints, plots, artifacts of one run
+    <store dir>/cache/corpora/<key>/    prepared corpora (train.bin, val.bin, meta.json)
+
+The default store dir is the user's data directory; `--store PATH` or IMO_STORE overrides it.
+"""
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+STORE_ENV = "IMO_STORE"
+_override: Path | None = None
+
+
+def set_store(path: str | os.PathLike | None) -> None:
+    """Used by the CLI's global --store option."""
+    global _override
+    _override = Path(path).expanduser().resolve() if path else None
+
+
+def store_file() -> Path:
+    if _override is not None:
+        return _override
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(user_data_dir("imo", appauthor=False)) / "store.sqlite"
+
+
+def store_dir() -> Path:
+    return store_file().parent
+
+
+def runs_dir() -> Path:
+    return store_dir() / "runs"
+
+
+def run_dir(run_id: str) -> Path:
+    return runs_dir() / run_id
+
+
+def corpus_cache_dir() -> Path:
+    return store_dir() / "cache" / "corpora"
