@@ -1,13 +1,32 @@
-"""Every test gets its own run store, so no test ever touches a user's store."""
+"""Every test gets its own run store, so no test ever touches a user's store. Prepared corpora
+are shared by the whole session (they are keyed by their source, so sharing is safe)."""
+
+from pathlib import Path
 
 import pytest
 
 import imo.paths
 
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def _corpus_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("imo-cache")
+
 
 @pytest.fixture(autouse=True)
-def _tmp_store(tmp_path, monkeypatch):
+def _tmp_store(tmp_path, monkeypatch, _corpus_cache):
     monkeypatch.setenv(imo.paths.STORE_ENV, str(tmp_path / "store" / "store.sqlite"))
+    monkeypatch.setenv("IMO_CACHE", str(_corpus_cache))
     imo.paths.set_store(None)
     yield
     imo.paths.set_store(None)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data (public benchmark texts); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the benchmark texts in {SHARED_DATA} (absent here)")
+    return SHARED_DATA

@@ -30,9 +30,32 @@ def _global(
     paths.set_store(store)
 
 
-def _mount() -> None:
-    from imo.runs.cli import app as runs_app
+_mounted = False
 
+
+def _mount() -> None:
+    """Attach the sub-commands that live with their packages (once)."""
+    global _mounted
+    if _mounted:
+        return
+    _mounted = True
+    from imo.data.cli import corpora_command
+    from imo.demo import demo_command
+    from imo.engine.cli import sample_command
+    from imo.runs.cli import app as runs_app
+    from imo.train.cli import eval_command, train_command
+
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("sample")(sample_command)
+    app.command("corpora")(corpora_command)
+    try:
+        from imo.model.export import export_command
+    except ImportError:  # the export module is still being written
+        pass
+    else:
+        app.command("export")(export_command)
+    app.command("demo")(demo_command)
     app.add_typer(runs_app, name="runs")
 
 

@@ -4,7 +4,8 @@ The run store is one SQLite file; run folders and the corpus cache live beside i
 
     <store dir>/store.sqlite
     <store dir>/runs/<run id>/...       checkpoints, plots, artifacts of one run
-    <store dir>/cache/corpora/<key>/    prepared corpora (train.bin, val.bin, meta.json)
+    <store dir>/cache/corpora/<key>/    prepared corpora (train.bin, val.bin, meta.json);
+                                        IMO_CACHE=DIR puts them under DIR/corpora instead
 
 The default store dir is the user's data directory; `--store PATH` or IMO_STORE overrides it.
 """
@@ -46,4 +47,7 @@ def run_dir(run_id: str) -> Path:
 
 
 def corpus_cache_dir() -> Path:
-    return store_dir() / "cache" / "corpora"
+    """IMO_CACHE moves the cache (prepared corpora are shared safely: they are keyed by source)."""
+    env = os.environ.get("IMO_CACHE")
+    root = Path(env).expanduser() if env else store_dir() / "cache"
+    return root / "corpora"

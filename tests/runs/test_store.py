@@ -4,6 +4,8 @@ import json
 import math
 import multiprocessing as mp
 import sqlite3
+import traceback
+from pathlib import Path
 
 import pytest
 
@@ -199,12 +201,17 @@ def test_newer_schema_or_garbage_is_a_user_error(tmp_path):
 
 
 def _writer(path: str, worker: int, n_runs: int, n_rows: int) -> None:
-    with RunStore.open(path) as s:
-        for i in range(n_runs):
-            rid = s.create_run("train", f"w{worker}-{i}", {"worker": worker, "i": i})
-            for step in range(n_rows):
-                s.log_metrics(rid, step, {"train/bpb": float(step)})
-            s.finish(rid, {"val_bpb": 1.0})
+    try:
+        with RunStore.open(path) as s:
+            for i in range(n_runs):
+                rid = s.create_run("train", f"w{worker}-{i}", {"worker": worker, "i": i})
+                for step in range(n_rows):
+                    s.log_metrics(rid, step, {"train/bpb": float(step)})
+                s.finish(rid, {"val_bpb": 1.0})
+    except BaseException:
+        # a child's traceback is lost to the test otherwise; leave it where the assert reads it
+        Path(path).with_name(f"writer{worker}.err").write_text(traceback.format_exc())
+        raise
 
 
 def test_concurrent_writers(tmp_path):
@@ -215,7 +222,8 @@ def test_concurrent_writers(tmp_path):
         p.start()
     for p in procs:
         p.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    errors = "".join(f.read_text() for f in sorted(tmp_path.glob("writer*.err")))
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0], errors
     with RunStore.open(path) as s:
         runs = s.list()
         assert len(runs) == 80 and all(r["status"] == "finished" for r in runs)

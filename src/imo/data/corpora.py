@@ -34,6 +34,7 @@ FORMAT = 1
 
 @CORPORA.register("python-docs")
 def python_docs() -> bytes:
+    """The Python reference manual's topics, as shipped inside CPython (pydoc_data)."""
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[k].strip() for k in sorted(topics)).encode("utf-8")
@@ -41,6 +42,7 @@ def python_docs() -> bytes:
 
 @CORPORA.register("python-docstrings")
 def python_docstrings() -> bytes:
+    """Docstrings of the standard library modules, read with ast."""
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
     docs: list[str] = []

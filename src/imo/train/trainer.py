@@ -89,147 +89,174 @@ def train(
     stop_at: int | None = None,
 ) -> str:
     """Train a new run from `cfg`, or continue run `resume`; returns the run id.
-    `stop_at` simulates an interrupt after that step (used by tests)."""
+    `stop_at` stops as an interrupt would after that step (used by tests)."""
     world = D.init_world(cfg.train.device if cfg else "cpu")
     store = store or (RunStore.open() if world.is_main else None)
     try:
-        return _train(cfg, resume, store, quiet, stop_at, world)
+        trainer = Trainer(cfg, resume, store, world, quiet)
+        try:
+            return trainer.run(stop_at)
+        except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint is still valid
+            if world.is_main:
+                store.set_status(trainer.run_id, "interrupted")
+            raise
+        except BaseException:
+            if world.is_main:
+                store.set_status(trainer.run_id, "failed")
+            raise
     finally:
         D.shutdown(world)
 
 
-def _train(cfg, resume, store, quiet, stop_at, world: D.World) -> str:
-    # --- the run: new, or resumed from its latest checkpoint -----------------------------------
-    start_step, state = 0, {}
-    if resume is not None:
-        run_id = store.resolve(resume) if world.is_main else None
-        run_id = D.broadcast_object(run_id, world)
-        run_dir = D.broadcast_object(str(store.run_dir(run_id)) if world.is_main else None, world)
-        meta, weights, state = read_checkpoint(checkpoint_dir(run_dir))
-        cfg = RunConfig.from_dict(meta["config"])
-        start_step = meta["step"]
-    else:
-        run_id = store.create_run(KIND, cfg.name(), cfg.to_dict()) if world.is_main else None
-        run_id = D.broadcast_object(run_id, world)
-        run_dir = D.broadcast_object(str(store.run_dir(run_id)) if world.is_main else None, world)
-        weights = None
-    t = cfg.train
-    device = resolve_device(t.device)
-    if device.startswith("cuda") and world.distributed:
-        device = f"cuda:{world.local_rank}"
-        torch.cuda.set_device(device)
-    if t.batch_size % (world.size * t.grad_accum):
-        raise ConfigError(
-            f"batch_size={t.batch_size} must be divisible by processes x grad_accum = {world.size * t.grad_accum}"
-        )
-
-    # --- model, optimizer, data ----------------------------------------------------------------
-    torch.manual_seed(t.seed)
-    model = GPT(cfg.model).to(device)
-    optimizer = make_optimizer(model, t)
-    gen = torch.Generator().manual_seed(t.seed + 1)  # batch sampling; its state is checkpointed
-    if weights is not None:
-        model.load_saved_state({k: v.to(device) for k, v in weights.items()})
-        restore_optimizer(optimizer, state, meta["optimizer"])
-        gen.set_state(state["rng.batches"])
-        torch.set_rng_state(state["rng.torch"])
-    corpus = load_corpus(t.corpus)
-    T, B = cfg.model.block_size, t.batch_size
-    eval_gen = torch.Generator().manual_seed(12345)  # fixed windows: comparable across steps and runs
-    eval_set = [random_batch(corpus.val, T, B, eval_gen) for _ in range(t.eval_batches)]
-    random_batch(corpus.train, T, 1, torch.Generator())  # fail early if the split is too short
-    ddp = DistributedDataParallel(model) if world.distributed else model
-    micro = B // world.size // t.grad_accum
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if t.dtype == "bfloat16" and device.startswith("cuda") else nullcontext()
-    )
-
-    def rows(m: int) -> slice:  # this rank's rows of micro-batch m within the global batch
-        begin = (m * world.size + world.rank) * micro
-        return slice(begin, begin + micro)
-
-    def checkpoint(step: int) -> None:
-        if not world.is_main:
-            return
-        opt_t, opt_groups = optimizer_tensors(optimizer)
-        opt_t["rng.batches"] = gen.get_state()
-        opt_t["rng.torch"] = torch.get_rng_state()
-        save_checkpoint(
-            run_dir, step, model.state_dict_for_save(), opt_t,
-            {"run_id": run_id, "config": cfg.to_dict(), "optimizer": opt_groups},
-        )
-
-    if world.is_main:
-        store.set_status(run_id, "running")
-        if not quiet:
-            print(f"run {run_id}  {cfg.name()}  {model.num_params():,} parameters  "
-                  f"{world.size} process(es) on {device}", flush=True)
-
-    # --- the loop --------------------------------------------------------------------------------
-    total = t.steps  # None until a --minutes budget has been measured
-    timing_steps = max(1, min(10, t.warmup))  # their learning rate does not depend on `total`
-    progress = Progress(total, enabled=world.is_main and not quiet)
-    step, tokens_per_step = start_step, B * T
-    t_start = time.perf_counter()
-    interrupted = False
-    with StopFlag() as stop:
-        while total is None or step < total:
-            lr = lr_at(step, t.lr, t.warmup, total or 0, t.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = 0.0
-            for m in range(t.grad_accum):
-                x, y = random_batch(corpus.train, T, B, gen, rows=rows(m))
-                x, y = x.to(device), y.to(device)
-                sync = ddp.no_sync() if world.distributed and m < t.grad_accum - 1 else nullcontext()
-                with sync, autocast:
-                    _, loss = ddp(x, y)
-                (loss / t.grad_accum).backward()
-                loss_sum += loss.item() / t.grad_accum
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            train_bpb = D.mean_over_ranks(loss_sum, world) / LN2
-
-            if total is None and step - start_step >= timing_steps:
-                total = _steps_for_budget(t, step, time.perf_counter() - t_start)
-                cfg = cfg.with_train(steps=total)
-                progress.total = total
-                if world.is_main:
-                    store.update_config(run_id, cfg.to_dict())
-            metrics = {"train/bpb": train_bpb, "lr": lr}
-            if step % t.eval_every == 0 or step == total:
-                metrics["val/bpb"] = mean_bpb(model, eval_set, device)
-            if world.is_main and (step % t.log_every == 0 or "val/bpb" in metrics or step == total):
-                store.log_metrics(run_id, step, metrics)
-            progress.update(step, train_bpb, metrics.get("val/bpb"), tokens_per_step)
-            if step % t.ckpt_every == 0 and step != total:
-                checkpoint(step)
-            if D.any_rank(stop.set or step == stop_at, world):
-                interrupted = True
-                break
-    progress.close()
-    checkpoint(step)
-    elapsed = time.perf_counter() - t_start
-    if world.is_main:
-        if interrupted:
-            store.set_status(run_id, "interrupted")
-            print(f"stopped at step {step}; continue with: imo train --resume {run_id}", flush=True)
+class Trainer:
+    def __init__(self, cfg: RunConfig | None, resume: str | None, store: RunStore | None,
+                 world: D.World, quiet: bool) -> None:
+        self.store, self.world, self.quiet = store, world, quiet
+        # the run: new, or resumed from its latest checkpoint
+        meta, weights, state, self.start_step = None, None, {}, 0
+        if resume is not None:
+            run_id = store.resolve(resume) if world.is_main else None
+            self.run_id = D.broadcast_object(run_id, world)
+            self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
+            meta, weights, state = read_checkpoint(checkpoint_dir(self.run_dir))
+            cfg = RunConfig.from_dict(meta["config"])
+            self.start_step = meta["step"]
         else:
-            val = evaluate_split(model, corpus.val, T, device=device)
-            figures = {
-                "val_bpb": val, "train_bpb": train_bpb, "steps": step, "params": model.num_params(),
-                "tokens": step * tokens_per_step, "seconds": elapsed,
-                "tokens_per_s": (step - start_step) * tokens_per_step / max(elapsed, 1e-9),
-            }
-            store.finish(run_id, figures)
-            if not quiet:
-                print(f"done: step {step}, validation {val:.3f} bits/byte "
-                      f"({figures['tokens_per_s']:,.0f} tokens/s)", flush=True)
-    return run_id
+            self.corpus = _checked_corpus(cfg, world)  # bad input fails before a run is recorded
+            run_id = store.create_run(KIND, cfg.name(), cfg.to_dict()) if world.is_main else None
+            self.run_id = D.broadcast_object(run_id, world)
+            self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
+        self.cfg = cfg
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        if self.device.startswith("cuda") and world.distributed:
+            self.device = f"cuda:{world.local_rank}"
+            torch.cuda.set_device(self.device)
+        self.micro = t.batch_size // world.size // t.grad_accum
+
+        # model, optimizer, batch generator: fresh from the seed, or exactly as checkpointed
+        torch.manual_seed(t.seed)
+        self.model = GPT(cfg.model).to(self.device)
+        self.optimizer = make_optimizer(self.model, t)
+        self.gen = torch.Generator().manual_seed(t.seed + 1)
+        if weights is not None:
+            self.model.load_saved_state({k: v.to(self.device) for k, v in weights.items()})
+            restore_optimizer(self.optimizer, state, meta["optimizer"])
+            self.gen.set_state(state["rng.batches"])
+            torch.set_rng_state(state["rng.torch"])
+        self.ddp = DistributedDataParallel(self.model) if world.distributed else self.model
+        self.autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+                         if t.dtype == "bfloat16" and self.device.startswith("cuda") else nullcontext())
+
+        # data; the evaluation windows are fixed, so val figures compare across steps and runs
+        if resume is not None:
+            self.corpus = _checked_corpus(cfg, world)
+        eval_gen = torch.Generator().manual_seed(12345)
+        self.eval_set = [random_batch(self.corpus.val, cfg.model.block_size, t.batch_size, eval_gen)
+                         for _ in range(t.eval_batches)]
+
+    def rows(self, m: int) -> slice:
+        """This rank's rows of micro-batch m within the global batch (all ranks draw the same batch)."""
+        begin = (m * self.world.size + self.world.rank) * self.micro
+        return slice(begin, begin + self.micro)
+
+    def checkpoint(self, step: int) -> None:
+        if not self.world.is_main:
+            return
+        state, groups = optimizer_tensors(self.optimizer)
+        state["rng.batches"] = self.gen.get_state()
+        state["rng.torch"] = torch.get_rng_state()
+        save_checkpoint(self.run_dir, step, self.model.state_dict_for_save(), state,
+                        {"run_id": self.run_id, "config": self.cfg.to_dict(), "optimizer": groups})
+
+    def step(self, step: int, lr: float) -> float:
+        """One optimizer step; returns the training loss in bits per byte (mean over ranks)."""
+        t = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for m in range(t.grad_accum):
+            x, y = random_batch(self.corpus.train, self.cfg.model.block_size, t.batch_size, self.gen,
+                                rows=self.rows(m))
+            x, y = x.to(self.device), y.to(self.device)
+            last = m == t.grad_accum - 1
+            sync = self.ddp.no_sync() if self.world.distributed and not last else nullcontext()
+            with sync, self.autocast:
+                _, loss = self.ddp(x, y)
+            (loss / t.grad_accum).backward()
+            loss_sum += loss.item() / t.grad_accum
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return D.mean_over_ranks(loss_sum, self.world) / LN2
+
+    def run(self, stop_at: int | None = None) -> str:
+        cfg, t, world, store = self.cfg, self.cfg.train, self.world, self.store
+        if world.is_main:
+            store.set_status(self.run_id, "running")
+            if not self.quiet:
+                print(f"run {self.run_id}  {cfg.name()}  {self.model.num_params():,} parameters  "
+                      f"{world.size} process(es) on {self.device}", flush=True)
+        total = t.steps  # None until a --minutes budget has been measured
+        timing_steps = max(1, min(10, t.warmup))  # their learning rate does not depend on `total`
+        tokens_per_step = t.batch_size * cfg.model.block_size
+        progress = Progress(total, enabled=world.is_main and not self.quiet)
+        step, train_bpb, interrupted = self.start_step, float("nan"), False
+        t_start = time.perf_counter()
+        with StopFlag() as stop:
+            while total is None or step < total:
+                lr = lr_at(step, t.lr, t.warmup, total or 0, t.min_lr_ratio)
+                train_bpb = self.step(step, lr)
+                step += 1
+                if total is None and step - self.start_step >= timing_steps:
+                    total = _steps_for_budget(t, step, time.perf_counter() - t_start)
+                    self.cfg = cfg = cfg.with_train(steps=total)
+                    progress.total = total
+                    if world.is_main:
+                        store.update_config(self.run_id, cfg.to_dict())
+                metrics = {"train/bpb": train_bpb, "lr": lr}
+                if step % t.eval_every == 0 or step == total:
+                    metrics["val/bpb"] = mean_bpb(self.model, self.eval_set, self.device)
+                if world.is_main and (step % t.log_every == 0 or "val/bpb" in metrics):
+                    store.log_metrics(self.run_id, step, metrics)
+                progress.update(step, train_bpb, metrics.get("val/bpb"), tokens_per_step)
+                if step % t.ckpt_every == 0 and step != total:
+                    self.checkpoint(step)
+                if D.any_rank(stop.set or step == stop_at, world):
+                    interrupted = True
+                    break
+        progress.close()
+        self.checkpoint(step)
+        elapsed = time.perf_counter() - t_start
+        if not world.is_main:
+            return self.run_id
+        if interrupted:
+            store.set_status(self.run_id, "interrupted")
+            print(f"stopped at step {step}; continue with: imo train --resume {self.run_id}", flush=True)
+            return self.run_id
+        val = evaluate_split(self.model, self.corpus.val, cfg.model.block_size, device=self.device)
+        figures = {
+            "val_bpb": val, "train_bpb": train_bpb, "steps": step, "params": self.model.num_params(),
+            "tokens": step * tokens_per_step, "seconds": elapsed,
+            "tokens_per_s": (step - self.start_step) * tokens_per_step / max(elapsed, 1e-9),
+        }
+        store.finish(self.run_id, figures)
+        if not self.quiet:
+            print(f"done: step {step}, validation {val:.3f} bits/byte "
+                  f"({figures['tokens_per_s']:,.0f} tokens/s)", flush=True)
+        return self.run_id
+
+
+def _checked_corpus(cfg: RunConfig, world: D.World):
+    t = cfg.train
+    if t.batch_size % (world.size * t.grad_accum):
+        raise ConfigError(f"batch_size={t.batch_size} must be divisible by processes x grad_accum "
+                          f"= {world.size * t.grad_accum}")
+    corpus = load_corpus(t.corpus)
+    for split in (corpus.train, corpus.val):  # fail now if a split is too short for the context
+        random_batch(split, cfg.model.block_size, 1, torch.Generator())
+    return corpus
 
 
 def _steps_for_budget(t, steps_done: int, seconds: float) -> int:

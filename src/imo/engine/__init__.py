@@ -1,0 +1,1 @@
+"""Inference: text generation (KV cache, branching alternatives and serving grow here)."""
