@@ -6,15 +6,21 @@ Both models: the preset's shape, learned positions, biases, tied embeddings, exa
 (lr 1e-3, foreach), the same cross-entropy over all B*T positions, and the same weights (HF gets
 imo's initial weights through the hf-gpt2 export mapping, and the first losses are checked
 equal). A step is zero_grad + forward + backward + optimizer step. After warm-up steps the two
-models are timed in alternating rounds (imo, HF, imo, HF, ...) and each reports the median of its
-rounds, so drift in machine speed hits both alike. Then the same for `torch.compile(model)`
-(default mode; the compiled module includes the loss for both).
+models are timed in alternating rounds of one step (imo, HF, HF, imo, ...) and each reports the
+median of its rounds, so drift in machine speed hits both alike. Then the same for
+`torch.compile(model)` (default mode; the compiled module includes the loss for both; an empty
+inductor cache per model unless --warm-cache, so "compile s" is a first compile).
+
+On a shared machine, other processes only ever slow a round down, and with 2 OpenMP threads on 2
+cores every parallel op waits for a descheduled thread, so one busy neighbour can slow a step 3-5x.
+The table therefore also gives the ratio of the best rounds, and the load average is printed.
+`--profile` compares what each model executes (op counts and self time), which noise cannot move.
 
 Target: imo / HF >= 1.0.
 
     python benchmarks/throughput.py                 # both presets, eager + compile
     python benchmarks/throughput.py --markdown      # table for benchmarks/RESULTS.md
-    python benchmarks/throughput.py --profile tiny  # top ops of each model (torch.profiler)
+    python benchmarks/throughput.py --profile tiny  # op counts and times of imo beside HF
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,17 +115,18 @@ class Trainer:
         return (time.perf_counter() - t0) / n
 
 
-def interleaved(trainers: dict[str, Trainer], rounds: int, steps: int, tokens: int) -> dict[str, float]:
-    """Median tokens/s of each trainer over `rounds` alternating rounds of `steps` steps."""
+def interleaved(trainers: dict[str, Trainer], rounds: int, steps: int, tokens: int) -> dict[str, list[float]]:
+    """Tokens/s of each trainer in each of `rounds` rounds of `steps` steps, who goes first
+    alternating (A B B A A B ...)."""
     rates: dict[str, list[float]] = {k: [] for k in trainers}
     for r in range(rounds):
-        names = list(trainers) if r % 2 == 0 else list(trainers)[::-1]  # alternate who goes first
+        names = list(trainers) if r % 2 == 0 else list(trainers)[::-1]
         for name in names:
             rates[name].append(tokens / trainers[name].run(steps))
-    return {k: statistics.median(v) for k, v in rates.items()}
+    return rates
 
 
-def measure(preset: str, rounds: int, steps: int, warmup: int, compile: bool) -> dict:
+def measure(preset: str, rounds: int, steps: int, warmup: int, compile: bool, cache_root: str | None) -> dict:
     imo, hf = build(preset)
     data = batches(preset)
     tokens = data[0][0].numel()
@@ -139,6 +147,8 @@ def measure(preset: str, rounds: int, steps: int, warmup: int, compile: bool) ->
     compiled, row["compile_s"], row["compile_error"] = {}, {}, None
     try:
         for name, model in (("imo", imo), ("hf", hf)):
+            if cache_root:  # an empty on-disk cache per model, so compile seconds are a first compile's
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_root, f"{preset}-{name}")
             t0 = time.perf_counter()
             tr = Trainer(torch.compile(model), data)
             tr.run(1)  # first step compiles forward and backward
@@ -153,20 +163,34 @@ def measure(preset: str, rounds: int, steps: int, warmup: int, compile: bool) ->
     return row
 
 
-def profile(preset: str, steps: int = 3) -> None:
-    """Top ops by self CPU time for each model, after warm-up (eager)."""
+def profile(preset: str, steps: int = 3, reps: int = 3, rows: int = 40) -> None:
+    """Ops of imo beside HF's over `steps` eager training steps: call counts (exact; they show
+    any extra work one model does) and self CPU ms (each model's fastest of `reps` profiles)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
 
     imo, hf = build(preset)
     data = batches(preset)
-    for name, model in (("imo", imo), ("hf", hf)):
-        tr = Trainer(model, data)
+    trainers = {"imo": Trainer(imo, data), "hf": Trainer(hf, data)}
+    for tr in trainers.values():
         tr.run(2)
-        with prof(activities=[ProfilerActivity.CPU]) as p:
-            tr.run(steps)
-        print(f"\n=== {name} ({preset}, {steps} steps) ===")
-        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    best: dict[str, dict[str, tuple[int, float]]] = {}
+    for r in range(reps):
+        for name in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
+            with prof(activities=[ProfilerActivity.CPU]) as p:
+                trainers[name].run(steps)
+            ops = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in p.key_averages()}
+            if name not in best or sum(v[1] for v in ops.values()) < sum(v[1] for v in best[name].values()):
+                best[name] = ops
+    a, b = best["imo"], best["hf"]
+    names = sorted(set(a) | set(b), key=lambda k: -max(a.get(k, (0, 0))[1], b.get(k, (0, 0))[1]))
+    print(f"{preset}, {steps} steps; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'op':64} {'imo calls':>9} {'imo ms':>8} {'HF calls':>9} {'HF ms':>8}")
+    for k in names[:rows]:
+        (na, ta), (nb, tb) = a.get(k, (0, 0.0)), b.get(k, (0, 0.0))
+        print(f"{k[:64]:64} {na:9d} {ta:8.1f} {nb:9d} {tb:8.1f}{'  <- count differs' if na != nb else ''}")
+    print(f"{'total self CPU':64} {'':9} {sum(v[1] for v in a.values()):8.1f} {'':9} "
+          f"{sum(v[1] for v in b.values()):8.1f}")
 
 
 def git_head() -> str:
@@ -183,37 +207,48 @@ def fmt_rate(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
+def ratios(rates: dict[str, list[float]]) -> tuple[float, float, float, float]:
+    """(imo median, HF median, ratio of medians, ratio of best rounds). On a shared machine noise
+    only ever slows a round down, so the best rounds are a second, contention-free estimate."""
+    mi, mh = statistics.median(rates["imo"]), statistics.median(rates["hf"])
+    return mi, mh, mi / mh, max(rates["imo"]) / max(rates["hf"])
+
+
 def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["preset", "B x T", "mode", "imo tok/s", "HF tok/s", "imo / HF", "compile s (imo / HF)"]
+    header = ["preset", "B x T", "mode", "imo tok/s", "HF tok/s", "imo / HF", "imo / HF (best rounds)",
+              "compile / eager (imo, HF)", "compile s (imo / HF)"]
     lines = []
     for r in rows:
         shape = f"{r['B']} x {r['T']}"
-        e = r["eager"]
-        lines.append([r["preset"], shape, "eager", fmt_rate(e["imo"]), fmt_rate(e["hf"]),
-                      f"{e['imo'] / e['hf']:.3f}", "-"])
+        ei, eh, er, eb = ratios(r["eager"])
+        lines.append([r["preset"], shape, "eager", fmt_rate(ei), fmt_rate(eh), f"{er:.3f}", f"{eb:.3f}", "-", "-"])
         if "compiled" in r:
-            c, s = r["compiled"], r["compile_s"]
-            lines.append([r["preset"], shape, "compile", fmt_rate(c["imo"]), fmt_rate(c["hf"]),
-                          f"{c['imo'] / c['hf']:.3f}", f"{s['imo']:.0f} / {s['hf']:.0f}"])
+            ci, ch, cr, cb = ratios(r["compiled"])
+            s = r["compile_s"]
+            lines.append([r["preset"], shape, "compile", fmt_rate(ci), fmt_rate(ch), f"{cr:.3f}", f"{cb:.3f}",
+                          f"{ci / ei:.2f}, {ch / eh:.2f}", f"{s['imo']:.0f} / {s['hf']:.0f}"])
         elif r.get("compile_error"):
-            lines.append([r["preset"], shape, "compile", "failed", "failed", "-", r["compile_error"]])
+            lines.append([r["preset"], shape, "compile", "failed", "failed", "-", "-", "-", r["compile_error"]])
     return header, lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=sorted(BATCH))
-    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per model (median)")
+    ap.add_argument("--rounds", type=int, default=8, help="alternating rounds per model (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds")
-    ap.add_argument("--steps", type=int, nargs="+", default=None,
-                    help="steps per round, one per preset (default: 3 for tiny, 1 for small)")
+    ap.add_argument("--steps", type=int, default=1, help="steps per round")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="let torch.compile use its usual on-disk cache (default: an empty one per model)")
+    ap.add_argument("--threads", type=int, default=THREADS,
+                    help="torch threads (1 is immune to a busy neighbour on a 2-core machine)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table for RESULTS.md")
     ap.add_argument("--profile", metavar="PRESET", choices=sorted(BATCH),
-                    help="print torch.profiler op tables for imo and HF instead of benchmarking")
+                    help="print imo's and HF's ops side by side (torch.profiler) instead of benchmarking")
     args = ap.parse_args()
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     try:
         import transformers
     except ImportError:
@@ -223,20 +258,22 @@ def main() -> None:
         return
 
     machine = (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-               f"{os.cpu_count()} CPUs, {THREADS} threads; python {platform.python_version()}, "
+               f"{os.cpu_count()} CPUs, {args.threads} threads; python {platform.python_version()}, "
                f"torch {torch.__version__}, transformers {transformers.__version__}; git {git_head()}")
     print(f"machine: {machine}")
-    print(f"fp32, SDPA, AdamW(lr={LR}, foreach); {args.rounds} interleaved rounds per model, "
-          f"median; {args.warmup} warm-up steps", flush=True)
+    print(f"fp32, SDPA, AdamW(lr={LR}, foreach); {args.rounds} interleaved rounds of {args.steps} "
+          f"step(s) per model, median; {args.warmup} warm-up steps; load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
 
-    steps = args.steps or [3 if p == "tiny" else 1 for p in args.presets]
     rows = []
     t_start = time.perf_counter()
-    for preset, n in zip(args.presets, steps, strict=True):
-        t0 = time.perf_counter()
-        row = measure(preset, args.rounds, n, args.warmup, compile=not args.no_compile)
-        rows.append(row)
-        print(f"  {preset}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="imo-bench-inductor-") as tmp:
+        for preset in args.presets:
+            t0 = time.perf_counter()
+            row = measure(preset, args.rounds, args.steps, args.warmup, compile=not args.no_compile,
+                          cache_root=None if args.warm_cache else tmp)
+            rows.append(row)
+            print(f"  {preset}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
 
     header, lines = table(rows)
     if args.markdown:
@@ -250,11 +287,12 @@ def main() -> None:
         print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
         for line in lines:
             print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
-    eager_ratios = [r["eager"]["imo"] / r["eager"]["hf"] for r in rows]
+    eager_ratios = [ratios(r["eager"])[2] for r in rows]
     ok = all(x >= 1.0 for x in eager_ratios)
     print(f"{'PASS' if ok else 'BELOW TARGET'}: eager imo/HF = "
           + ", ".join(f"{r['preset']} {x:.3f}" for r, x in zip(rows, eager_ratios, strict=True))
-          + f" (target >= 1.0); total {time.perf_counter() - t_start:.0f}s")
+          + f" (target >= 1.0); total {time.perf_counter() - t_start:.0f}s; load average "
+          + f"{os.getloadavg()[0]:.1f} at end")
 
 
 if __name__ == "__main__":

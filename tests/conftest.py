@@ -1,11 +1,18 @@
 """Every test gets its own run store, so no test ever touches a user's store. Prepared corpora
 are shared by the whole session (they are keyed by their source, so sharing is safe)."""
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import imo.paths
+
+# Test models are tiny: one thread is faster for them, and two OpenMP threads on a 2-core
+# machine that is also running something else slow down many times over. Subprocesses inherit it.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -30,11 +30,16 @@ def random_batch(
     return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
 
-def windows(data: np.ndarray, block_size: int, max_tokens: int | None = None):
-    """Non-overlapping (x, y) windows covering a split in order (for evaluation); the last,
-    shorter window is kept so that every byte is scored once."""
+def windows(data: np.ndarray, block_size: int, max_tokens: int | None = None, batch_size: int = 16):
+    """Non-overlapping (x, y) windows covering a split in order (for evaluation), stacked
+    `batch_size` at a time; the last, shorter window comes alone, so every byte is scored once."""
     n = len(data) - 1 if max_tokens is None else min(len(data) - 1, max_tokens)
-    for start in range(0, n, block_size):
-        end = min(start + block_size, n)
-        chunk = torch.from_numpy(np.asarray(data[start : end + 1]).astype(np.int64))
+    full = n // block_size
+    arr = np.asarray(data[: n + 1]).astype(np.int64)
+    for b in range(0, full, batch_size):
+        starts = range(b * block_size, min(full, b + batch_size) * block_size, block_size)
+        chunk = torch.from_numpy(np.stack([arr[s : s + block_size + 1] for s in starts]))  # (b, T+1)
+        yield chunk[:, :-1], chunk[:, 1:]
+    if n > full * block_size:
+        chunk = torch.from_numpy(arr[full * block_size : n + 1])
         yield chunk[None, :-1], chunk[None, 1:]

@@ -22,6 +22,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -140,15 +141,21 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN ourselves, so each transaction is explicit
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        store = cls(path, conn)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL cannot corrupt a WAL database; it only risks the last commit on power loss
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            store = cls(path, conn)
-            store._migrate()
+            while True:
+                try:
+                    store._setup()
+                    break
+                except sqlite3.OperationalError as e:
+                    # switching a new file to WAL while other processes open it can report
+                    # "locked" at once, without waiting on the busy timeout; setup is
+                    # idempotent, so try again
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
         except sqlite3.DatabaseError as e:
             conn.close()
             raise ImoError(f"cannot open run store {path}: {e}") from None
@@ -156,6 +163,15 @@ class RunStore:
             conn.close()
             raise
         return store
+
+    def _setup(self) -> None:
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        c.execute("PRAGMA journal_mode = WAL")
+        # NORMAL cannot corrupt a WAL database; it only risks the last commit on power loss
+        c.execute("PRAGMA synchronous = NORMAL")
+        c.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
 
     def _migrate(self) -> None:
         # read without the write lock first, so opening an up-to-date store never waits on writers
