@@ -49,12 +49,9 @@ def _mount() -> None:
     app.command("eval")(eval_command)
     app.command("sample")(sample_command)
     app.command("corpora")(corpora_command)
-    try:
-        from imo.model.export import export_command
-    except ImportError:  # the export module is still being written
-        pass
-    else:
-        app.command("export")(export_command)
+    from imo.model.cli import export_command
+
+    app.command("export")(export_command)
     app.command("demo")(demo_command)
     app.add_typer(runs_app, name="runs")
 

@@ -14,7 +14,7 @@ def demo_command(
 ) -> None:
     """Train, evaluate and sample a tiny model on the built-in corpus."""
     from imo.baselines import conditional_bpb
-    from imo.data import load_corpus
+    from imo.data.corpora import load_corpus
     from imo.engine.sample import generate
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model

@@ -1,7 +1,2 @@
-"""Data: built-in and user corpora, the byte tokenizer, batching."""
-
-from imo.data.batches import random_batch, windows
-from imo.data.corpora import CORPORA, Corpus, load_corpus
-from imo.data.tokenizer import TOKENIZERS, ByteTokenizer
-
-__all__ = ["CORPORA", "Corpus", "load_corpus", "random_batch", "windows", "TOKENIZERS", "ByteTokenizer"]
+"""Data: built-in and user corpora (corpora.py), the byte tokenizer (tokenizer.py) and batching
+(batches.py). Import from the submodules; this package stays light so the CLI starts fast."""

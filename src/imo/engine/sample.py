@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-from imo.data import ByteTokenizer
+from imo.data.tokenizer import ByteTokenizer
 from imo.errors import ConfigError
 
 

@@ -72,7 +72,7 @@ def eval_command(
     max_bytes: Annotated[int | None, Opt(help="Score only the first N bytes of the split.")] = None,
 ) -> None:
     """Bits per byte of a run's model on a corpus split."""
-    from imo.data import load_corpus
+    from imo.data.corpora import load_corpus
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
     from imo.train.evaluate import evaluate_split

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from imo.data import windows
+from imo.data.batches import windows
 
 LN2 = math.log(2)
 

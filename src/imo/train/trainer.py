@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from imo.data import load_corpus, random_batch
+from imo.data.batches import random_batch
+from imo.data.corpora import load_corpus
 from imo.errors import ConfigError
 from imo.model import GPT
 from imo.runs.store import RunStore
