@@ -29,8 +29,8 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], title:
             print("\t".join(row))
         return
     table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c, overflow="fold")
+    for i, c in enumerate(columns):
+        table.add_column(c, overflow="fold", no_wrap=i == 0)  # ids in the first column stay whole
     for row in cells:
         table.add_row(*row)
     console().print(table)
