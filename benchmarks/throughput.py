@@ -9,12 +9,14 @@ equal). A step is zero_grad + forward + backward + optimizer step. After warm-up
 models are timed in alternating rounds of one step (imo, HF, HF, imo, ...) and each reports the
 median of its rounds, so drift in machine speed hits both alike. Then the same for
 `torch.compile(model)` (default mode; the compiled module includes the loss for both; an empty
-inductor cache per model unless --warm-cache, so "compile s" is a first compile).
+on-disk inductor cache per model unless --warm-cache, so "compile s" is a first compile, though HF,
+compiled second in the same process, may reuse kernels built in memory for imo).
 
 On a shared machine, other processes only ever slow a round down, and with 2 OpenMP threads on 2
-cores every parallel op waits for a descheduled thread, so one busy neighbour can slow a step 3-5x.
-The table therefore also gives the ratio of the best rounds, and the load average is printed.
-`--profile` compares what each model executes (op counts and self time), which noise cannot move.
+cores every parallel op waits for a descheduled thread: one busy neighbour has slowed a tiny step
+from 0.25 s to 3 s. So the table also gives the ratio of the best rounds, the load average is
+printed, `--threads 1` gives numbers a single busy neighbour cannot move, and `--profile` compares
+what each model executes (op call counts are exact; self times are the better of a few profiles).
 
 Target: imo / HF >= 1.0.
 

@@ -166,3 +166,12 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     c1, c2 = curve(store, runs[1]["id"]), curve(store, runs[0]["id"])
     assert [s for s, _ in c1] == [s for s, _ in c2]
     assert max(abs(a - b) for (_, a), (_, b) in zip(c1, c2, strict=True)) < 1e-4
+
+
+def test_identical_configs_reuse_the_finished_run():
+    from imo.train.trainer import train_or_reuse
+
+    a = train_or_reuse(cfg(steps=3))
+    assert train_or_reuse(cfg(steps=3)) == a
+    assert train_or_reuse(cfg(steps=4)) != a
+    assert len(RunStore.open().list()) == 2

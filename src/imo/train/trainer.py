@@ -21,7 +21,7 @@ from imo.data.batches import random_batch
 from imo.data.corpora import load_corpus
 from imo.errors import ConfigError
 from imo.model import GPT
-from imo.runs.store import RunStore
+from imo.runs.store import RunStore, config_hash
 from imo.train import distributed as D
 from imo.train.checkpoint import (
     checkpoint_dir,
@@ -107,6 +107,14 @@ def train(
             raise
     finally:
         D.shutdown(world)
+
+
+def train_or_reuse(cfg: RunConfig, store: RunStore | None = None, quiet: bool = True) -> str:
+    """The id of a finished run with exactly this config, training one only if none exists
+    (claims and exams use this, so identical experiments are not trained twice)."""
+    store = store or RunStore.open()
+    found = store.find(KIND, config_hash(cfg.to_dict()))
+    return found[0] if found else train(cfg, store=store, quiet=quiet)
 
 
 class Trainer:

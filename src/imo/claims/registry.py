@@ -1,0 +1,88 @@
+"""Claims: the notes' opinions as registered experiments with a rule stated before they run.
+
+A claim declares everything that decides its verdict up front: the opinion (in imo's words),
+where in the notes it comes from, the experiment, the metric and the decision rule, and the
+published figure it is compared with. Its `measure` function runs the experiment once for a
+budget and a seed and returns figures; the verdict is computed from those figures by the rule,
+never written by hand.
+
+    @register
+    def my_claim() -> Claim:
+        return Claim(id="my-claim", statement=..., source=..., experiment=..., anchor=None,
+                     rule=Rule(metric="gap_bpb", op=">", threshold=0.0, margin=0.05,
+                               meaning="the wide model is better by more than noise"),
+                     measure=measure, plot=plot)
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from imo.registry import Registry
+
+BUDGETS = ("smoke", "quick", "full")
+Budget = Literal["smoke", "quick", "full"]
+SEEDS = {"smoke": 1, "quick": 1, "full": 3}  # full: >= 3 seeds, mean and 95% interval decide
+
+
+@dataclass(frozen=True)
+class Rule:
+    """supported if `metric op threshold` holds beyond the margin; refuted if the opposite holds
+    beyond it; inconclusive in between.
+
+    smoke/quick (one seed): the single value must clear threshold +- margin;
+    full (>= 3 seeds): the 95% interval of the mean must lie entirely on one side of threshold.
+    """
+
+    metric: str  # the key figure returned by measure()
+    op: Literal[">", "<"]
+    threshold: float
+    margin: float  # the pre-stated noise margin of the one-seed budgets
+    meaning: str  # what "supported" means, in words
+
+    def describe(self) -> str:
+        return (f"supported if {self.metric} {self.op} {self.threshold:g} (one seed: by more than "
+                f"{self.margin:g}; three or more seeds: the whole 95% interval); refuted if the "
+                f"opposite holds the same way; otherwise inconclusive. Supported means: {self.meaning}")
+
+
+# measure(budget, seed, ctx) -> figures (must include rule.metric); ctx gives access to the store
+Measure = Callable[[str, int, "Context"], dict[str, Any]]
+# plot(per_seed_figures, path) writes a PNG
+Plot = Callable[[list[dict[str, Any]], Any], None]
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str  # the opinion in one sentence, imo's own words
+    source: str  # where in the notes it comes from
+    experiment: str  # what is run
+    rule: Rule
+    measure: Measure
+    anchor: str | None = None  # the published figure it is compared with, with its source
+    plot: Plot | None = None
+    version: int = 1  # bump when the experiment changes, so stored seed results are not reused
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass
+class Context:
+    """What a running claim may use: the run store (to reuse identical runs) and a progress
+    callback; `quiet` silences nested training output."""
+
+    store: Any
+    quiet: bool = True
+    log: Callable[[str], None] = lambda msg: None
+
+
+CLAIMS: Registry[Claim] = Registry("claim")
+
+
+def register(factory: Callable[[], Claim]) -> Callable[[], Claim]:
+    """Register the claim a factory returns (a decorator). Duplicate ids raise."""
+    claim = factory()
+    if not isinstance(claim.rule, Rule):
+        raise TypeError(f"claim {claim.id!r} must declare its Rule before it runs")
+    CLAIMS.register(claim.id)(claim)
+    return factory
