@@ -201,3 +201,22 @@ def test_nanogpt_parameter_names():
     assert {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.attn.c_attn.weight",
             "transformer.h.1.mlp.c_proj.weight", "transformer.ln_f.weight"} <= names
     assert "lm_head.weight" not in names  # tied: stored once
+
+
+def test_multi_token_heads():
+    torch.manual_seed(0)
+    base = ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=16, pos="rope")
+    one, three = GPT(base), GPT(base.replace(n_future=3))
+    assert three.num_params() > one.num_params()
+    x = torch.randint(0, 256, (2, 16))
+    y = torch.roll(x, -1, 1)
+    three.load_state_dict(one.state_dict(), strict=False)  # same trunk and next-byte head
+    one.eval(), three.eval()
+    l1, loss1 = one(x, y)
+    l3, loss3 = three(x, y)
+    assert torch.equal(l1, l3) and torch.equal(loss1, loss3)  # eval: next-byte loss only
+    three.train()
+    _, train_loss = three(x, y)
+    assert not torch.allclose(train_loss, loss3)  # training averages the three heads
+    train_loss.backward()
+    assert all(p.grad is not None for p in three.future.parameters())

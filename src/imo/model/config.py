@@ -33,6 +33,7 @@ class ModelConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = True
+    n_future: int = 1  # multi-token prediction heads (Gloeckle et al. 2024); 1 = plain next-byte model
 
     def __post_init__(self) -> None:
         from imo.model.attention import BACKENDS
@@ -40,7 +41,7 @@ class ModelConfig:
 
         POSITIONS.get(self.pos)  # raises with the list of choices
         BACKENDS.get(self.attn)
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "attn_block"):
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "attn_block", "n_future"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.n_embd % self.n_head:

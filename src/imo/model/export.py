@@ -64,6 +64,10 @@ def check_gpt2_shape(cfg: ModelConfig) -> None:
             "hf-gpt2 export needs bias=True: GPT-2 always has biases in its linear and "
             "LayerNorm layers; this model was trained with bias=False"
         )
+    if cfg.n_future != 1:
+        raise ConfigError(
+            f"hf-gpt2 export needs a single next-token head (n_future=1); this model has {cfg.n_future}"
+        )
 
 
 def gpt2_config(cfg: ModelConfig) -> dict:

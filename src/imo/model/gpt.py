@@ -103,6 +103,9 @@ class GPT(nn.Module):
         )
         if cfg.pos == "learned":  # nanoGPT's name for the learned table
             self.transformer["wpe"] = self.positions.wpe
+        # multi-token prediction: head i (i >= 1) is one more block beside the last one, reading the
+        # shared trunk (all blocks but the last) and predicting the byte i + 1 positions ahead
+        self.future = nn.ModuleList([Block(cfg, self.positions) for _ in range(cfg.n_future - 1)])
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
@@ -130,7 +133,9 @@ class GPT(nn.Module):
         return n
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """idx, targets: (B, T) token ids -> logits (B, T, vocab), mean cross-entropy in nats."""
+        """idx, targets: (B, T) token ids -> next-token logits (B, T, vocab) and the mean
+        cross-entropy in nats. With n_future > 1 the training loss averages all heads; in eval
+        mode the loss is always the next-token loss, so evaluations compare across models."""
         B, T = idx.size()
         self.positions.check_length(T)
         pos = torch.arange(T, device=idx.device)  # (T,)
@@ -139,13 +144,22 @@ class GPT(nn.Module):
         if pe is not None:
             x = x + pe  # (T, C) broadcast over the batch
         x = self.transformer.drop(self.hook_embed(x))
-        for block in self.transformer.h:
+        blocks = self.transformer.h
+        for block in blocks[:-1]:
             x = block(x, pos)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        trunk = x  # (B, T, C)
+        logits = self.lm_head(self.transformer.ln_f(blocks[-1](trunk, pos)))  # (B, T, vocab)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        if self.training and len(self.future):
+            losses = [loss]
+            for i, head in enumerate(self.future, start=1):  # head i predicts targets i steps later
+                if i >= T:
+                    break
+                logits_i = self.lm_head(self.transformer.ln_f(head(trunk, pos)))[:, : T - i]
+                losses.append(F.cross_entropy(logits_i.reshape(-1, logits_i.size(-1)), targets[:, i:].reshape(-1)))
+            loss = torch.stack(losses).mean()
         return logits, loss
 
     @contextmanager
