@@ -175,3 +175,17 @@ def test_identical_configs_reuse_the_finished_run():
     assert train_or_reuse(cfg(steps=3)) == a
     assert train_or_reuse(cfg(steps=4)) != a
     assert len(RunStore.open().list()) == 2
+
+
+def test_fine_tune_from_a_run_with_longer_context_and_interpolation():
+    store = RunStore.open()
+    base = train(cfg(steps=3), quiet=True)
+    longer = RunConfig.build(preset=None, model=dict(TINY, pos="rope", block_size=128, rope_scale=0.25),
+                             train=dict(steps=2, batch_size=2, eval_batches=1, init_from=base[:6]))
+    child = train(longer, quiet=True)
+    run = store.get(child)
+    assert run["parent"] == base and run["config"]["train"]["init_from"] == base
+    learned = RunConfig.build(preset=None, model=dict(TINY, pos="learned", block_size=64),
+                              train=dict(steps=1, batch_size=2, eval_batches=1, init_from=base))
+    with pytest.raises(ConfigError, match="does not fit"):
+        train(learned, quiet=True)

@@ -34,6 +34,7 @@ def train_command(
     device: Annotated[str | None, Opt(help="auto, cpu, cuda or cuda:N. [default: auto]")] = None,
     dtype: Annotated[str | None, Opt(help="float32 or bfloat16 (CUDA autocast).")] = None,
     threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
+    init_from: Annotated[str | None, Opt(help="Start from this run's weights (fine-tune); e.g. with a longer --context and --rope-scale.")] = None,
     resume: Annotated[str | None, Opt(help="Continue run RUN from its last checkpoint (its config is kept).")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -51,7 +52,7 @@ def train_command(
                  rope_scale=rope_scale, dropout=dropout)
     tr = dict(corpus=corpus, steps=steps, minutes=minutes, batch_size=batch_size, grad_accum=grad_accum,
               lr=lr, warmup=warmup, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
-              device=device, dtype=dtype)
+              device=device, dtype=dtype, init_from=init_from)
     if resume is not None:
         given = [k for k, v in {**model, **tr, "preset": preset, "config": config}.items() if v is not None]
         if given:

@@ -35,6 +35,7 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 500
     seed: int = 1337
+    init_from: str | None = None  # start from this run's weights (fine-tuning); it becomes the parent
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | bfloat16 (autocast; on CUDA)
 

@@ -132,7 +132,10 @@ class Trainer:
             self.start_step = meta["step"]
         else:
             self.corpus = _checked_corpus(cfg, world)  # bad input fails before a run is recorded
-            run_id = store.create_run(KIND, cfg.name(), cfg.to_dict()) if world.is_main else None
+            parent = store.resolve(cfg.train.init_from) if cfg.train.init_from and world.is_main else None
+            if parent:  # record the full id, so the config (and its hash) names one run exactly
+                cfg = cfg.with_train(init_from=parent)
+            run_id = store.create_run(KIND, cfg.name(), cfg.to_dict(), parent=parent) if world.is_main else None
             self.run_id = D.broadcast_object(run_id, world)
             self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
         self.cfg = cfg
@@ -148,6 +151,14 @@ class Trainer:
         self.model = GPT(cfg.model).to(self.device)
         self.optimizer = make_optimizer(self.model, t)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
+        if weights is None and t.init_from:
+            src = D.broadcast_object(str(store.run_dir(t.init_from)) if world.is_main else None, world)
+            _, init, _ = read_checkpoint(checkpoint_dir(src), with_state=False)
+            try:
+                self.model.load_saved_state({k: v.to(self.device) for k, v in init.items()})
+            except RuntimeError as e:
+                raise ConfigError(f"run {t.init_from} does not fit this model's shape: "
+                                  f"{str(e).splitlines()[0]}") from None
         if weights is not None:
             self.model.load_saved_state({k: v.to(self.device) for k, v in weights.items()})
             restore_optimizer(self.optimizer, state, meta["optimizer"])
