@@ -1,13 +1,11 @@
 """Trainer contracts: checkpoints round-trip exactly, corrupt ones are refused clearly, an
 interrupted run resumes onto the same curve, and a 2-process DDP run matches 1 process."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
