@@ -1,11 +1,11 @@
-"""Peak memory of one attention forward + backward: `tiled` (imo.model.tiled) against a naive
-implementation that materialises the (T, T) score matrix.
+"""Peak memory of one attention forward + backward: `tiled` (imo.model.tiled) against imo's
+`naive` backend, which materialises the (T, T) score matrix.
 
-Each (backend, length) point runs in a fresh subprocess (this script re-invokes itself with
-`--one BACKEND T`) so that one measurement's allocations cannot hide in another's peak. The child
-builds q, k, v of the `tiny` preset's attention shape (B=1, 4 heads, head size 32, fp32), records
-`ru_maxrss` as the baseline, runs forward + `.sum().backward()` and reports the growth of
-`ru_maxrss`: the peak extra resident memory attention needed.
+Each (backend, length) point runs in a fresh subprocess (imo.exams.memory, which the
+`tiled-attention` claim uses too) so that one measurement's allocations cannot hide in another's
+peak. The child builds q, k, v of the `tiny` preset's attention shape (B=1, 4 heads, head size 32,
+fp32), warms up at T // 8, records `ru_maxrss` as the baseline, runs forward + `.sum().backward()`
+and reports the growth of `ru_maxrss`: the peak extra resident memory attention needed.
 
 Targets: tiled grows linearly (tiled at 8k / tiled at 4k <= 2.5) and at 4k uses at most 1/4 of
 naive's memory.
@@ -18,64 +18,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+try:
+    from imo.exams import memory
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT / "src"))
+    from imo.exams import memory
+
 LENGTHS = [1024, 2048, 4096, 8192]
-B, N_HEAD, HEAD_SIZE = 1, 4, 32  # the `tiny` preset: width 128, 4 heads
-BLOCK_SIZE = 64
-THREADS = 2
-
-
-def naive_attention(q, k, v):
-    """Plain PyTorch causal attention: (B, nh, T, T) scores, mask, softmax, @ v."""
-    import torch
-
-    T = q.size(-2)
-    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, nh, T, T)
-    mask = torch.ones(T, T, dtype=torch.bool).triu(1)  # True above the diagonal: future keys
-    att = att.masked_fill(mask, float("-inf"))
-    return torch.softmax(att, dim=-1) @ v  # (B, nh, T, hs)
-
-
-def maxrss_mib() -> float:
-    # Linux reports ru_maxrss in KiB (macOS in bytes; this benchmark targets Linux).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def measure_one(backend: str, T: int) -> dict:
-    """Runs in the child process: peak RSS growth of forward + backward at length T."""
-    import torch
-
-    try:
-        from imo.model.tiled import tiled_attention
-    except ImportError:  # running from a checkout without `pip install -e .`
-        sys.path.insert(0, str(ROOT / "src"))
-        from imo.model.tiled import tiled_attention
-
-    torch.set_num_threads(THREADS)
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(B, N_HEAD, T, HEAD_SIZE, requires_grad=True) for _ in range(3))
-    fn = naive_attention if backend == "naive" else (
-        lambda q, k, v: tiled_attention(q, k, v, block_size=BLOCK_SIZE))
-    baseline = maxrss_mib()
-    t0 = time.perf_counter()
-    fn(q, k, v).sum().backward()
-    seconds = time.perf_counter() - t0
-    return {"backend": backend, "T": T, "peak_mib": maxrss_mib() - baseline, "seconds": seconds}
+B, N_HEAD, HEAD_SIZE = memory.B, memory.N_HEAD, memory.HEAD_SIZE
+BLOCK_SIZE = memory.BLOCK_SIZE
+THREADS = memory.THREADS
 
 
 def run_child(backend: str, T: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", backend, str(T)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return memory.run_point(backend, T, block_size=BLOCK_SIZE, threads=THREADS)
 
 
 def git_head() -> str:
@@ -98,7 +61,7 @@ def main() -> None:
         backend, T = args.one
         if backend not in ("naive", "tiled"):
             ap.error(f"unknown backend {backend!r}")
-        print(json.dumps(measure_one(backend, int(T))))
+        print(json.dumps(memory.measure_here(backend, int(T), BLOCK_SIZE, THREADS)))
         return
 
     import torch

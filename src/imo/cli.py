@@ -49,9 +49,13 @@ def _mount() -> None:
     app.command("eval")(eval_command)
     app.command("sample")(sample_command)
     app.command("corpora")(corpora_command)
+    from imo.claims.cli import check_command, claims_command, report_command
     from imo.model.cli import export_command
 
     app.command("export")(export_command)
+    app.command("claims")(claims_command)
+    app.command("check")(check_command)
+    app.command("report")(report_command)
     app.command("demo")(demo_command)
     app.add_typer(runs_app, name="runs")
 

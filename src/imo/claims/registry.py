@@ -40,6 +40,13 @@ class Rule:
     margin: float  # the pre-stated noise margin of the one-seed budgets
     meaning: str  # what "supported" means, in words
 
+    def __post_init__(self) -> None:
+        # decide() reads any op other than ">" as "<": a typo like ">=" would flip the verdict
+        if self.op not in (">", "<"):
+            raise ValueError(f"rule op {self.op!r} must be '>' or '<'")
+        if not self.margin >= 0:  # also refuses NaN
+            raise ValueError(f"rule margin {self.margin!r} must be >= 0")
+
     def describe(self) -> str:
         return (f"supported if {self.metric} {self.op} {self.threshold:g} (one seed: by more than "
                 f"{self.margin:g}; three or more seeds: the whole 95% interval); refuted if the "

@@ -1,0 +1,275 @@
+"""Claims about position encodings: symmetry breaking, length extrapolation, context extension.
+
+* `position-breaks-symmetry`: attention scores are dot products, and without positions nothing
+  else tells the model where a token sits, so its output at the last position is a function of
+  the *set* of earlier bytes: shuffling them changes it only by float rounding. Each encoding
+  (learned, sinusoidal, RoPE, ALiBi) must break that. Measured on briefly trained models rather
+  than untrained ones: at initialisation attention is nearly uniform, which makes any encoding's
+  effect small and says little about a model that has learned to use order; a few hundred steps
+  of a 2-layer model give attention that is sharp enough for the effect to be the real one.
+* `alibi-extrapolates`: Press et al. 2022, trained at L and evaluated at up to 16L
+  (imo.exams.extrapolation).
+* `interpolation-extends`: Chen et al. 2023, a RoPE model fine-tuned at 4L with positions scaled
+  by 1/4 vs left as they are (imo.exams.interpolation).
+
+The four encodings' models are the same runs in all three claims (train_or_reuse shares them).
+
+    imo claims run position-breaks-symmetry --quick
+"""
+
+import math
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
+from imo.data.batches import random_batch  # noqa: E402
+from imo.data.corpora import load_corpus  # noqa: E402
+from imo.exams.extrapolation import FACTORS, extrapolation_curve  # noqa: E402
+from imo.exams.interpolation import interpolation_curve  # noqa: E402
+from imo.train.checkpoint import load_model  # noqa: E402
+from imo.train.config import RunConfig  # noqa: E402
+from imo.train.trainer import train_or_reuse  # noqa: E402
+
+ENCODINGS = ("learned", "sinusoidal", "rope", "alibi")
+
+# One model size per budget, shared by the three claims. quick: ~0.1M parameters, 200 steps of
+# 16 x 64 bytes, a few seconds a model on 2 cores; full: the `tiny` preset's width and depth at
+# L = 128, 800 steps.
+SIZES: dict[str, dict[str, Any]] = {
+    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=4, block_size=16), steps=4, batch=4,
+                  warmup=1, windows=4, eval_tokens=1024, ft_steps=4),
+    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, block_size=64), steps=200, batch=16,
+                  warmup=20, windows=16, eval_tokens=16384, ft_steps=48),
+    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, block_size=128), steps=800, batch=16,
+                 warmup=50, windows=32, eval_tokens=32768, ft_steps=200),
+}
+
+
+def base_config(pos: str, budget: str, seed: int) -> RunConfig:
+    s = SIZES[budget]
+    return RunConfig.build(
+        preset=None, model={**s["model"], "pos": pos},
+        train={"corpus": "python-docs", "steps": s["steps"], "seed": seed, "batch_size": s["batch"],
+               "warmup": s["warmup"]},
+    )
+
+
+def base_run(pos: str, budget: str, seed: int, ctx: Context) -> str:
+    ctx.log(f"{pos} model ({budget}, seed {seed})")
+    return train_or_reuse(base_config(pos, budget, seed), store=ctx.store, quiet=ctx.quiet)
+
+
+def _save(fig, path) -> None:
+    try:
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+
+
+# --- position-breaks-symmetry -----------------------------------------------------------------
+
+
+@torch.no_grad()
+def prefix_shuffle_changes(model, x: torch.Tensor, shuffles: int, gen: torch.Generator) -> list[float]:
+    """Relative change of the last position's logits, ||a - b|| / ||a||, when all bytes but the
+    last of each window x (N, T) are shuffled; one value per (window, shuffle)."""
+    N, T = x.shape
+    a = model(x)[0][:, -1]  # (N, vocab)
+    out = []
+    for _ in range(shuffles):
+        perm = torch.stack([torch.randperm(T - 1, generator=gen) for _ in range(N)])  # (N, T-1)
+        perm = torch.cat([perm, torch.full((N, 1), T - 1)], dim=1)  # the last byte stays last
+        b = model(x.gather(1, perm))[0][:, -1]
+        out += ((a - b).norm(dim=-1) / a.norm(dim=-1)).tolist()
+    return out
+
+
+def measure_symmetry(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    s = SIZES[budget]
+    val = load_corpus("python-docs").val
+    gen = torch.Generator().manual_seed(1000 + seed)
+    x, _ = random_batch(val, s["model"]["block_size"], s["windows"], gen)  # (N, L) real text
+    figures: dict[str, Any] = {"_runs": []}
+    for pos in ("none", *ENCODINGS):
+        run_id = base_run(pos, budget, seed, ctx)
+        figures["_runs"].append(run_id)
+        model, _ = load_model(ctx.store.run_dir(run_id))
+        changes = prefix_shuffle_changes(model, x, shuffles=4, gen=gen)
+        # without positions: the worst case (the float noise bound); with one: the typical effect
+        figures[f"change_{pos}"] = max(changes) if pos == "none" else sum(changes) / len(changes)
+    noise = max(figures["change_none"], 1e-12)
+    weakest = min(ENCODINGS, key=lambda p: figures[f"change_{p}"])
+    figures["weakest_encoding"] = weakest
+    figures["log10_min_break_ratio"] = math.log10(max(figures[f"change_{weakest}"], 1e-30) / noise)
+    return figures
+
+
+def plot_symmetry(per_seed: list[dict[str, Any]], path) -> None:
+    names = ["none", *ENCODINGS]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for i, name in enumerate(names):
+        vals = [max(f[f"change_{name}"], 1e-12) for f in per_seed]
+        ax.bar(i, sum(vals) / len(vals), color="C7" if name == "none" else f"C{i}", alpha=0.7)
+        ax.plot([i] * len(vals), vals, "k.", markersize=6)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("relative change of the last logits\nwhen the prefix is shuffled")
+    ax.set_title("none: max over windows (float rounding); encodings: mean")
+    ax.grid(True, axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+@register
+def position_breaks_symmetry() -> Claim:
+    return Claim(
+        id="position-breaks-symmetry",
+        statement="Attention alone cannot see order (x.y = y.x): without positions a shuffled prefix "
+                  "gives the same output, and every position encoding breaks that symmetry.",
+        source="source-notes: position encoding breaks attention's x.y = y.x symmetry",
+        experiment="Briefly trained byte models without positions and with learned, sinusoidal, RoPE "
+                   "and ALiBi positions; the last position's logits on validation windows before and "
+                   "after shuffling all earlier bytes (4 shuffles of each window). Without positions "
+                   "the largest relative change is the float-rounding floor; with an encoding, the mean.",
+        rule=Rule(metric="log10_min_break_ratio", op=">", threshold=2.0, margin=0.5,
+                  meaning="even the weakest encoding changes the output at least 100 times more than "
+                          "float rounding does without positions, which stays invariant"),
+        measure=measure_symmetry,
+        plot=plot_symmetry,
+        anchor=None,
+        tags=("positions", "model"),
+    )
+
+
+# --- alibi-extrapolates -----------------------------------------------------------------------
+
+EXPLODES_BPB = 1.0  # "explodes": at 16L every byte is on average half as likely as at L, or worse
+
+
+def measure_extrapolation(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    s = SIZES[budget]
+    figures: dict[str, Any] = {"_runs": [], "factors": list(FACTORS),
+                               "train_context": s["model"]["block_size"]}
+    for pos in ENCODINGS:
+        run_id = base_run(pos, budget, seed, ctx)
+        figures["_runs"].append(run_id)
+        ctx.log(f"evaluating {pos} at {', '.join(f'{f}L' for f in FACTORS)}")
+        curve = extrapolation_curve(run_id, ctx.store, FACTORS, max_tokens=s["eval_tokens"])
+        figures[f"bpb_{pos}"] = [curve[f] for f in FACTORS]  # None where the encoding cannot go
+        last = curve[FACTORS[-1]]
+        figures[f"{pos}_degradation_bpb"] = None if last is None else last - curve[1]
+    figures["sinusoidal_explodes"] = "yes" if figures["sinusoidal_degradation_bpb"] > EXPLODES_BPB else "no"
+    return figures
+
+
+def plot_extrapolation(per_seed: list[dict[str, Any]], path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for i, pos in enumerate(ENCODINGS):
+        for j, f in enumerate(per_seed):
+            pts = [(x, y) for x, y in zip(f["factors"], f[f"bpb_{pos}"], strict=True) if y is not None]
+            xs, ys = zip(*pts, strict=True) if pts else ((), ())
+            ax.plot(xs, ys, "o-", color=f"C{i}", alpha=0.8, label=pos if j == 0 else None)
+    L = per_seed[0]["train_context"] if per_seed else "L"
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"evaluation context / training context (L = {L}); learned: n/a past 1")
+    ax.set_ylabel("validation bits per byte")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+@register
+def alibi_extrapolates() -> Claim:
+    return Claim(
+        id="alibi-extrapolates",
+        statement="A model with ALiBi positions trained on short inputs reads inputs many times "
+                  "longer without getting worse; sinusoidal positions do not.",
+        source="source-notes: ALiBi extrapolates to longer inputs",
+        experiment="Train learned, sinusoidal, RoPE and ALiBi models at context L; bits/byte on the "
+                   "same validation bytes in non-overlapping windows of L, 2L, 4L, 8L and 16L (learned "
+                   "positions cannot go past L: n/a). Metric: ALiBi's bits/byte at 16L minus at L.",
+        rule=Rule(metric="alibi_degradation_bpb", op="<", threshold=0.1, margin=0.05,
+                  meaning="ALiBi loses less than 0.1 bits/byte (per-byte perplexity up < 7%) from L to "
+                          "16L: flat, as Press et al. report. 0.1 is a few percent of the ~2 bits/byte "
+                          "these models reach; the margin 0.05 covers one seed's training noise in a "
+                          "difference of two evaluations on the same bytes"),
+        measure=measure_extrapolation,
+        plot=plot_extrapolation,
+        anchor="Press et al. 2022 (ALiBi): trained at 512, perplexity stays flat to 3072 tokens, "
+               "while sinusoidal positions explode beyond the training length",
+        tags=("positions", "exams"),
+    )
+
+
+# --- interpolation-extends --------------------------------------------------------------------
+
+FACTOR = 4
+
+
+def measure_interpolation(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    s = SIZES[budget]
+    base = base_run("rope", budget, seed, ctx)
+    ctx.log(f"fine-tuning at {FACTOR}L: interpolated and extrapolated positions")
+    curve = interpolation_curve(base, ctx.store, factor=FACTOR, steps=s["ft_steps"], points=4,
+                                seed=seed, quiet=ctx.quiet)
+    interp, extrap = curve["interpolation"], curve["extrapolation"]
+    return {
+        "_runs": [base, *curve["runs"]],
+        "train_context": s["model"]["block_size"],
+        "context": curve["context"],
+        "steps": curve["steps"],
+        "bpb_interpolation": interp,
+        "bpb_extrapolation": extrap,
+        "pi_advantage_bpb": extrap[1] - interp[1],  # after a quarter of the fine-tuning steps
+        "pi_advantage_bpb_at_0": extrap[0] - interp[0],
+        "pi_advantage_bpb_at_end": extrap[-1] - interp[-1],
+        "base_val_bpb_at_L": ctx.store.get(base)["figures"]["val_bpb"],
+        "eval_check": curve["eval_check"],
+    }
+
+
+def plot_interpolation(per_seed: list[dict[str, Any]], path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for j, f in enumerate(per_seed):
+        first = j == 0
+        ax.plot(f["steps"], f["bpb_interpolation"], "o-", color="C0", alpha=0.8,
+                label=f"interpolation (rope_scale 1/{FACTOR})" if first else None)
+        ax.plot(f["steps"], f["bpb_extrapolation"], "s--", color="C3", alpha=0.8,
+                label="extrapolation (rope_scale 1)" if first else None)
+        ax.axhline(f["base_val_bpb_at_L"], color="C7", lw=1, ls=":",
+                   label="base model at L (whole split)" if first else None)
+    ctxs = f"{per_seed[0]['train_context']} -> {per_seed[0]['context']}" if per_seed else ""
+    ax.set_xlabel(f"fine-tuning steps at the longer context ({ctxs})")
+    ax.set_ylabel("validation bits per byte at the longer context")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+@register
+def interpolation_extends() -> Claim:
+    return Claim(
+        id="interpolation-extends",
+        statement="Squeezing a RoPE model's positions into its trained range lets it use a longer "
+                  "context after little fine-tuning, where extrapolating its positions does not.",
+        source="source-notes: position interpolation extends the context with little fine-tuning",
+        experiment=f"A RoPE model trained at L, fine-tuned at {FACTOR}L twice: positions scaled by "
+                   f"1/{FACTOR} (interpolation) vs unchanged (extrapolation). Bits/byte at {FACTOR}L on "
+                   "fixed validation windows at 0, N/4, N/2, 3N/4 and N steps. Metric: extrapolation "
+                   "minus interpolation after N/4 steps.",
+        rule=Rule(metric="pi_advantage_bpb", op=">", threshold=0.0, margin=0.03,
+                  meaning=f"after a quarter of the fine-tuning steps at {FACTOR}L, the interpolated model "
+                          "is better than the extrapolated one by more than 0.03 bits/byte (both are "
+                          "scored on the same windows, so the margin is one seed's training noise)"),
+        measure=measure_interpolation,
+        plot=plot_interpolation,
+        anchor="Chen et al. 2023 (position interpolation): LLaMA extended to 32k context within 1000 "
+               "fine-tuning steps; fine-tuning with extrapolated positions fails to extend it",
+        tags=("positions", "exams"),
+    )

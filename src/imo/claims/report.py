@@ -1,0 +1,250 @@
+"""The claims report: one self-contained HTML page with every claim, its rule, figures, plot and
+verdict. Plots are embedded as base64 PNG and the CSS is inline: no scripts, no external
+resources, so the file can be mailed or archived and reads the same anywhere.
+
+    html = build_report(store, [CLAIMS.get(i) for i in CLAIMS]); write_report(Path("r.html"), html)
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from imo.claims.registry import SEEDS, Claim
+from imo.claims.runner import RESULT_KIND, evidence
+from imo.errors import ImoError
+from imo.runs.store import RunStore, git_state
+
+CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       color: #1d1d1f; background: #fff; }
+h1 { margin-bottom: .2rem; } h2 { margin: 0 0 .3rem; font-size: 1.25rem; }
+.meta, .small { color: #555; font-size: .9rem; }
+section.claim { border: 1px solid #d8d8de; border-radius: 8px; padding: 1rem 1.2rem; margin: 1.2rem 0; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
+th, td { border: 1px solid #d8d8de; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+dl { display: grid; grid-template-columns: 8rem 1fr; gap: .2rem 1rem; margin: .5rem 0; }
+dt { font-weight: 600; color: #444; } dd { margin: 0; }
+.badge { display: inline-block; padding: .1rem .6rem; border-radius: 1rem; font-weight: 600;
+         font-size: .85rem; color: #fff; white-space: nowrap; }
+.v-supported { background: #1a7f37; } .v-refuted { background: #cf222e; }
+.v-inconclusive { background: #bf8700; } .v-error { background: #6e40c9; }
+.v-unchecked { background: #8c959f; }
+.badge.smoke { background: #fff; color: #57606a; border: 2px dashed #8c959f; }
+img.plot { max-width: 100%; border: 1px solid #eee; margin-top: .5rem; }
+pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
+.none { padding: 1rem; background: #fff8c5; border: 1px solid #d4a72c; border-radius: 8px; }
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>imo claims report</title>
+<style>{css}</style>
+</head>
+<body>
+<header>
+<h1>imo: claims report</h1>
+<p class="meta">generated {date} (UTC) from commit {commit}; run store {store}</p>
+<p>imo is a laboratory for small transformer language models. Each opinion in its source notes is
+a <em>claim</em>: a registered experiment whose metric and decision rule were stated before it ran.
+The program measures it and answers <b>supported</b>, <b>refuted</b> or <b>inconclusive</b>;
+no verdict is written by hand.</p>
+<ul class="small">
+<li><b>smoke</b>: tiny sizes, seconds, for tests only; never evidence, shown dashed.</li>
+<li><b>quick</b>: {quick} seed; the value must clear the threshold by the pre-stated margin,
+inside the margin the verdict is inconclusive.</li>
+<li><b>full</b>: {full} seeds or more; the whole 95% interval of the mean (Student t) must lie on
+one side of the threshold. A full result takes precedence over a quick one.</li>
+</ul>
+</header>
+<main>
+{summary}
+{sections}
+</main>
+</body>
+</html>
+"""
+
+
+@dataclass
+class Entry:
+    claim: Claim
+    row: dict | None  # the stored result that speaks for the claim (store.results row)
+    plot_png: bytes | None = None
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _badge(payload: dict | None) -> str:
+    if payload is None:
+        return '<span class="badge v-unchecked">not yet checked</span>'
+    v = payload.get("verdict", "error")
+    if payload.get("budget") == "smoke":
+        return f'<span class="badge smoke">{escape(v)} (smoke, not evidence)</span>'
+    return f'<span class="badge v-{escape(v)}">{escape(v)}</span>'
+
+
+def _commit(row: dict) -> str:
+    c = row.get("git_commit") or "-"
+    return c[:12] + (" (dirty)" if row.get("git_dirty") else "")
+
+
+def _figures_table(p: dict) -> str:
+    figures: list[dict] = p.get("figures") or []
+    if not figures:
+        return ""
+    keys = list(dict.fromkeys(k for f in figures for k in f))
+    head = "".join(f"<th>{escape(k)}</th>" for k in ["seed", *keys])
+    body = []
+    for seed, f in enumerate(figures):
+        cells = "".join(
+            f'<td class="num">{escape(_fmt(f[k]))}</td>' if k in f else "<td></td>" for k in keys
+        )
+        body.append(f'<tr><td class="num">{seed}</td>{cells}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _decision_table(p: dict) -> str:
+    if p.get("verdict") == "error":
+        return ""
+    band = "95% interval" if p.get("budget") == "full" and p.get("seeds", 0) >= 3 else "margin band"
+    rows = [
+        (f"mean of {p.get('metric')}", _fmt(p.get("mean"))),
+        (band, f"[{_fmt(p.get('low'))}, {_fmt(p.get('high'))}]"),
+        ("seeds", f"{p.get('seeds')}" + (f" (reused: {p['reused_seeds']})" if p.get("reused_seeds") else "")),
+        ("why", p.get("reason", "")),
+    ]
+    return "<table>" + "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows
+    ) + "</table>"
+
+
+def _section(e: Entry) -> str:
+    c = e.claim
+    parts = [
+        f'<section class="claim" id="{escape(c.id)}">',
+        f"<h2>{escape(c.id)} {_badge(e.row['payload'] if e.row else None)}</h2>",
+        f"<p>{escape(c.statement)}</p>",
+        "<dl>",
+        f"<dt>source</dt><dd>{escape(c.source)}</dd>",
+        f"<dt>experiment</dt><dd>{escape(c.experiment)}</dd>",
+        f"<dt>rule</dt><dd>{escape(c.rule.describe())}</dd>",
+        f"<dt>anchor</dt><dd>{escape(c.anchor or 'none')}</dd>",
+    ]
+    if e.row is None:
+        parts += ["</dl>", '<p class="small">not yet checked: <code>imo check '
+                  f"{escape(c.id)}</code> measures it.</p>", "</section>"]  # fmt: skip
+        return "\n".join(parts)
+    p, row = e.row["payload"], e.row
+    when = (row.get("created_at") or "")[:19].replace("T", " ")
+    parts += [
+        f"<dt>budget</dt><dd>{escape(str(p.get('budget')))}</dd>",
+        f"<dt>checked</dt><dd>{escape(when)} (UTC), commit {escape(_commit(row))}, "
+        f"{float(p.get('duration_s') or 0.0):.1f} s of measurement</dd>",
+    ]
+    if p.get("runs"):
+        parts.append(f"<dt>runs</dt><dd><code>{escape(' '.join(p['runs']))}</code></dd>")
+    parts.append("</dl>")
+    if p.get("verdict") == "error":
+        parts.append(f'<p class="small"><b>error:</b> {escape(p.get("error", ""))}</p>')
+        if p.get("traceback"):
+            parts.append(f"<details><summary>traceback</summary><pre>{escape(p['traceback'])}</pre></details>")
+    parts += [_figures_table(p), _decision_table(p)]
+    if e.plot_png:
+        b64 = base64.b64encode(e.plot_png).decode("ascii")
+        parts.append(f'<img class="plot" alt="plot of {escape(c.id)}" src="data:image/png;base64,{b64}">')
+    elif p.get("plot") or p.get("plot_error"):
+        why = p.get("plot_error") or f"plot file {p['plot']} is missing"
+        parts.append(f'<p class="small">no plot: {escape(why)}</p>')
+    parts.append("</section>")
+    return "\n".join(x for x in parts if x)
+
+
+def _summary(entries: list[Entry]) -> str:
+    if not any(e.row for e in entries):
+        what = "no claims are registered" if not entries else "no claim has been checked yet"
+        return (f'<p class="none">No results yet: {what}. '
+                "<code>imo check --all</code> measures them.</p>")  # fmt: skip
+    rows = "".join(
+        f'<tr><td><a href="#{escape(e.claim.id)}">{escape(e.claim.id)}</a></td>'
+        f"<td>{_badge(e.row['payload'] if e.row else None)}</td>"
+        f"<td>{escape(str(e.row['payload'].get('budget')) if e.row else '-')}</td></tr>"
+        for e in entries
+    )
+    return f"<table><tr><th>claim</th><th>verdict</th><th>budget</th></tr>{rows}</table>"
+
+
+def render(entries: list[Entry], store_path: str = "", commit: str | None = None,
+           date: str | None = None) -> str:  # fmt: skip
+    """The page for these claims and results (pure: no files are read)."""
+    date = date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return PAGE.format(
+        css=CSS,
+        date=escape(date),
+        commit=escape(commit or "unknown"),
+        store=escape(store_path),
+        quick=SEEDS["quick"],
+        full=SEEDS["full"],
+        summary=_summary(entries),
+        sections="\n".join(_section(e) for e in entries),
+    )
+
+
+def build_report(store: RunStore, claims: list[Claim]) -> str:
+    """Pick each claim's result from the store, read its plot, render the page."""
+    entries = []
+    for c in claims:
+        row = evidence(store.results(RESULT_KIND, c.id), c)
+        png = None
+        plot = row["payload"].get("plot") if row else None
+        if plot and Path(plot).is_file():
+            png = Path(plot).read_bytes()
+        entries.append(Entry(c, row, png))
+    # the commit of the code that drew the page; each claim shows the commit it was checked at
+    commit, dirty = git_state(Path(__file__).resolve().parent)
+    if commit:
+        commit = commit[:12] + (" (dirty)" if dirty else "")
+    return render(entries, str(store.path), commit)
+
+
+def write_report(path: Path, html: str, force: bool = False) -> Path:
+    """Write atomically; an existing file is replaced only with force (else ImoError)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImoError(f"{path} is a folder; give a file name, e.g. -o {path / 'report.html'}")
+    if not path.parent.is_dir():
+        raise ImoError(f"folder {path.parent} does not exist")
+    if path.exists() and not force:
+        raise ImoError(f"{path} exists; use --force to overwrite it")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(html)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name appeared meanwhile: never clobbers
+            except FileExistsError:
+                raise ImoError(f"{path} exists; use --force to overwrite it") from None
+            except OSError:  # a file system without hard links
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

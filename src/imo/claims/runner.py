@@ -1,0 +1,224 @@
+"""Run a claim: measure it seed by seed (reusing stored seeds), decide by its rule, store the result.
+
+Each seed's figures are stored the moment they are measured (kind "claim-seed"), so an interrupted
+`--full` check continues at the first missing seed, in this process or the next. The claim's
+result (kind "claim", key = claim id) is appended to the store, never overwritten, and its plot
+gets a file name of its own, so two checks running at once both keep theirs. A claim whose
+measurement raises is recorded with the verdict "error" and the caller goes on with the next one.
+
+    result = run_claim(CLAIMS.get("position-breaks-symmetry"), "quick", store)
+    result["verdict"], result["mean"], result["plot"]
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import secrets
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from imo import paths
+from imo.claims.registry import BUDGETS, SEEDS, Claim, Context
+from imo.claims.verdict import decide
+from imo.errors import ImoError
+from imo.runs.store import RunStore
+
+SEED_KIND = "claim-seed"
+RESULT_KIND = "claim"
+# which budget's result speaks for a claim: the strongest evidence first; smoke is never evidence
+EVIDENCE_ORDER = ("full", "quick")
+
+
+def seed_key(claim: Claim, budget: str, seed: int) -> str:
+    # the version is in the key, so a changed experiment never reuses an old measurement
+    return f"{claim.id}:v{claim.version}:{budget}:{seed}"
+
+
+def claims_dir(store: RunStore | None = None) -> Path:
+    """Plots of claim results: `claims/` beside the store file (as `runs/` is)."""
+    return (store.path.parent if store is not None else paths.store_dir()) / "claims"
+
+
+def shown(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures a reader sees: keys starting with "_" are the claim's bookkeeping."""
+    return {k: v for k, v in figures.items() if not k.startswith("_")}
+
+
+def _jsonable(v: Any) -> Any:
+    # numpy and torch scalars have .item(); without this they would be stored as strings
+    if isinstance(v, bool | str | int | float) or v is None:
+        return v
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):
+        try:
+            return v.item()
+        except (TypeError, ValueError, RuntimeError):  # an array of more than one element
+            pass
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, numbers.Real):
+        return float(v)
+    return str(v)
+
+
+def _check_figures(claim: Claim, figures: Any) -> dict[str, Any]:
+    if not isinstance(figures, dict):
+        raise TypeError(f"measure() returned {type(figures).__name__}, not a dict of figures")
+    metric = claim.rule.metric
+    if metric not in figures:
+        have = ", ".join(sorted(shown(figures))) or "none"
+        raise ValueError(f"measure() returned no {metric!r}, the rule's metric (figures: {have})")
+    figures = _jsonable(figures)
+    value = figures[metric]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"the metric {metric!r} is {value!r}, not a number")
+    runs = figures.get("_runs", [])
+    if not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
+        raise TypeError(f"_runs must be a list of run ids, not {runs!r}")
+    return figures
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def _seed(claim: Claim, budget: str, seed: int, store: RunStore, ctx: Context) -> tuple[dict, float, bool]:
+    """(figures, seconds it took to measure, reused?) for one seed."""
+    key = seed_key(claim, budget, seed)
+    found = store.results(SEED_KIND, key)
+    if found:  # newest first; any complete measurement of this version will do
+        p = found[0]["payload"]
+        return p["figures"], float(p.get("seconds", 0.0)), True
+    ctx.log(f"{claim.id}: seed {seed}")
+    t0 = time.perf_counter()
+    figures = _check_figures(claim, claim.measure(budget, seed, ctx))
+    seconds = time.perf_counter() - t0
+    payload = {"claim": claim.id, "version": claim.version, "budget": budget, "seed": seed,
+               "figures": figures, "seconds": seconds}  # fmt: skip
+    store.put_result(SEED_KIND, key, payload, run_ids=figures.get("_runs", []))
+    return figures, seconds, False
+
+
+def _draw(claim: Claim, figures: list[dict], out: Path) -> Path:
+    """Call the claim's plot on a temporary name in the same folder and rename it into place,
+    so a reader (the report, another check) never sees half a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless machines and CI have no display
+    import matplotlib.pyplot as plt
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")  # .png: matplotlib picks the format
+    try:
+        claim.plot(figures, tmp)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise RuntimeError(f"plot() wrote nothing to the path it was given ({tmp.name})")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close("all")  # a plot that forgets to close its figure must not leak it
+    return out
+
+
+def run_claim(
+    claim: Claim,
+    budget: str,
+    store: RunStore,
+    quiet: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Measure (or reuse) each seed of the budget, decide, store and return the result payload
+    (with "result_id"). A failing measurement gives verdict "error"; Ctrl-C propagates, and the
+    seeds measured so far stay stored for the next run."""
+    if budget not in BUDGETS:
+        raise ImoError(f"unknown budget {budget!r}; choose one of: {', '.join(BUDGETS)}")
+    ctx = Context(store=store, quiet=quiet, log=log or (lambda msg: None))
+    rule = claim.rule
+    t0 = time.perf_counter()
+    per_seed: list[dict] = []
+    seconds, reused = 0.0, []
+    error: BaseException | None = None
+    tb = ""
+    for seed in range(SEEDS[budget]):
+        try:
+            figures, s, was_reused = _seed(claim, budget, seed, store, ctx)
+        except Exception as e:  # the claim's bug or failure, not the check's: record it, go on
+            error = e
+            tb = traceback.format_exc()
+            break
+        per_seed.append(figures)
+        seconds += s
+        if was_reused:
+            reused.append(seed)
+    run_ids = list(dict.fromkeys(r for f in per_seed for r in f.get("_runs", [])))
+    payload: dict[str, Any] = {
+        "claim": claim.id,
+        "version": claim.version,
+        "statement": claim.statement,
+        "metric": rule.metric,
+        "op": rule.op,
+        "threshold": rule.threshold,
+        "margin": rule.margin,
+        "rule": rule.describe(),
+        "budget": budget,
+        "seeds": len(per_seed),
+        "reused_seeds": reused,
+        "figures": [shown(f) for f in per_seed],
+        "duration_s": seconds,  # what the evidence cost, reused seeds included
+        "elapsed_s": time.perf_counter() - t0,  # what this check took
+        "runs": run_ids,
+        "plot": None,
+    }
+    if error is not None:
+        nan = math.nan
+        payload.update(verdict="error", mean=nan, low=nan, high=nan, reason=_one_line(error),
+                       error=_one_line(error), traceback=tb)  # fmt: skip
+    else:
+        d = decide(rule, [f[rule.metric] for f in per_seed], budget)
+        payload.update(verdict=d.verdict, mean=d.mean, low=d.low, high=d.high, reason=d.reason)
+        if claim.plot is not None:
+            # a name of its own: an older result's plot stays what that result showed
+            out = claims_dir(store) / f"{claim.id}-{budget}-{secrets.token_hex(4)}.png"
+            try:
+                payload["plot"] = str(_draw(claim, per_seed, out))
+            except Exception as e:  # the verdict stands without its picture
+                payload["plot_error"] = _one_line(e)
+    payload["result_id"] = store.put_result(RESULT_KIND, claim.id, payload, run_ids=run_ids)
+    return payload
+
+
+def evidence(results: Iterable[dict], claim: Claim) -> dict | None:
+    """The stored result that speaks for a claim, from store.results(RESULT_KIND, claim.id)
+    (newest first): of the claim's current version, the newest --full one, else the newest
+    --quick one, else the newest --smoke one (which callers must mark: it is not evidence).
+    The row comes back with its payload; None when the claim was never checked."""
+    rows = [r for r in results if r["payload"].get("version") == claim.version]
+    for budget in (*EVIDENCE_ORDER, "smoke"):
+        for r in rows:
+            if r["payload"].get("budget") == budget:
+                return r
+    return None
+
+
+def key_figure(payload: dict) -> str:
+    """`metric = value` for a table cell; with the interval for --full, the error for errors."""
+    if payload.get("verdict") == "error":
+        return payload.get("error", "error")
+    m = payload.get("mean")
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "-"
+    text = f"{payload['metric']} = {m:.4g}"
+    if payload.get("budget") == "full" and payload.get("seeds", 0) >= 3:
+        text += f" [{payload['low']:.4g}, {payload['high']:.4g}]"
+    return text

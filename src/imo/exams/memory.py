@@ -1,0 +1,97 @@
+"""Peak memory of one attention forward + backward, one (backend, length) point per fresh process.
+
+Each point runs in a new Python process (`python -m imo.exams.memory BACKEND T`), so that one
+measurement's allocations cannot hide in another's peak. The child builds q, k, v of the `tiny`
+preset's attention shape (B=1, 4 heads, head size 32, fp32), runs a warm-up at T // 8 (so that
+first-use costs, such as kernel code paged in and the thread pool, are not counted), records
+`ru_maxrss` as the baseline, runs forward + `.sum().backward()` and reports the growth of
+`ru_maxrss`: the peak extra resident memory attention needed. glibc's malloc is pinned to its
+static mmap threshold (128 KiB) in the child, so large freed buffers go back to the system instead
+of staying resident, and the high-water mark is that of live memory. The backends are imo's
+registered ones (imo.model.attention): `naive` materialises the (T, T) scores, `tiled` does not.
+
+    peak_mib("tiled", 4096)                     # one point, in a child process -> MiB
+    python -m imo.exams.memory tiled 4096      # the child: prints one JSON line
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+B, N_HEAD, HEAD_SIZE = 1, 4, 32  # the `tiny` preset's attention: width 128, 4 heads
+BLOCK_SIZE = 64
+THREADS = 2
+MIN_MIB = 1 / 1024  # a reported growth is at least one KiB (ru_maxrss's unit), so its log is finite
+
+
+def maxrss_mib() -> float:
+    # Linux reports ru_maxrss in KiB (macOS in bytes; this measurement targets Linux)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_here(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: int = THREADS,
+                 seed: int = 0) -> dict:
+    """In this process: peak RSS growth (MiB) and seconds of forward + backward at length T.
+    Meaningful only in a fresh process (see run_point)."""
+    import torch
+
+    from imo.model.attention import BACKENDS
+
+    torch.set_num_threads(threads)
+    fn = BACKENDS.get(backend)
+
+    def step(n: int, gen: torch.Generator) -> float:
+        q, k, v = (torch.randn(B, N_HEAD, n, HEAD_SIZE, generator=gen).requires_grad_() for _ in range(3))
+        t0 = time.perf_counter()
+        fn(q, k, v, block_size=block_size).sum().backward()
+        return time.perf_counter() - t0
+
+    gen = torch.Generator().manual_seed(seed)
+    step(max(8, T // 8), gen)  # warm-up: first-use costs are not attention's memory
+    q, k, v = (torch.randn(B, N_HEAD, T, HEAD_SIZE, generator=gen).requires_grad_() for _ in range(3))
+    baseline = maxrss_mib()
+    t0 = time.perf_counter()
+    fn(q, k, v, block_size=block_size).sum().backward()
+    seconds = time.perf_counter() - t0
+    return {"backend": backend, "T": T, "peak_mib": max(maxrss_mib() - baseline, MIN_MIB),
+            "seconds": seconds}
+
+
+def run_point(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: int = THREADS,
+              seed: int = 0, timeout: float | None = 600) -> dict:
+    """One point in a fresh process: {"backend", "T", "peak_mib", "seconds"}."""
+    src = str(Path(__file__).resolve().parents[2])  # the child imports this very imo
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
+           "MALLOC_MMAP_THRESHOLD_": str(128 * 1024), "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "imo.exams.memory", backend, str(T), "--block", str(block_size),
+           "--threads", str(threads), "--seed", str(seed)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"memory measurement {backend} T={T} failed (exit {res.returncode}): "
+                           f"{res.stderr.strip().splitlines()[-1:] or ['no output']}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def peak_mib(backend: str, T: int, **kw) -> float:
+    """Peak extra resident memory (MiB) of one forward + backward at length T, in a fresh process."""
+    return run_point(backend, T, **kw)["peak_mib"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="one attention memory point (prints one JSON line)")
+    ap.add_argument("backend")
+    ap.add_argument("T", type=int)
+    ap.add_argument("--block", type=int, default=BLOCK_SIZE, help="key block of the tiled backend")
+    ap.add_argument("--threads", type=int, default=THREADS)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    print(json.dumps(measure_here(args.backend, args.T, args.block, args.threads, args.seed)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The position claims run end to end at the smoke budget: their figures hold the rule's metric,
+finite, and their plots write PNGs."""
+
+import math
+
+import pytest
+
+import imo.claims.library.positions  # noqa: F401  (registers the claims)
+from imo.claims.registry import CLAIMS, Context
+from imo.claims.verdict import VERDICTS, decide
+from imo.runs.store import RunStore
+
+IDS = ["position-breaks-symmetry", "alibi-extrapolates", "interpolation-extends"]
+
+
+@pytest.mark.parametrize("claim_id", IDS)
+def test_smoke_figures_hold_a_finite_metric(claim_id, tmp_path):
+    claim = CLAIMS.get(claim_id)
+    ctx = Context(store=RunStore.open())
+    figures = claim.measure("smoke", 0, ctx)
+    value = figures[claim.rule.metric]
+    assert isinstance(value, float) and math.isfinite(value)
+    assert figures["_runs"] and all(ctx.store.get(r)["status"] == "finished" for r in figures["_runs"])
+    assert decide(claim.rule, [value], "smoke").verdict in VERDICTS
+    claim.plot([figures, figures], tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_symmetry_without_positions_is_float_rounding_only():
+    figures = CLAIMS.get("position-breaks-symmetry").measure("smoke", 0, Context(store=RunStore.open()))
+    assert figures["change_none"] < 1e-5
+    assert all(figures[f"change_{p}"] > 1e-4 for p in ("learned", "sinusoidal", "rope", "alibi"))
+
+
+def test_claims_share_their_base_runs():
+    store = RunStore.open()
+    ctx = Context(store=store)
+    a = CLAIMS.get("alibi-extrapolates").measure("smoke", 0, ctx)
+    b = CLAIMS.get("interpolation-extends").measure("smoke", 0, ctx)
+    assert b["_runs"][0] in a["_runs"]  # the RoPE model is trained once
+    assert a["bpb_learned"][1:] == [None] * (len(a["factors"]) - 1)
+    assert b["eval_check"] < 1e-4  # step 0 is scored on the trainer's own validation windows

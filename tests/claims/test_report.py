@@ -1,0 +1,121 @@
+"""The HTML report: every claim, embedded plots, "not yet checked", smoke and error results
+marked, an empty store said plainly, and no file overwritten without --force."""
+
+import base64
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import typer
+from claim_fakes import fake_claim
+from typer.testing import CliRunner
+
+from imo import paths
+from imo.claims.cli import report_command
+from imo.claims.report import build_report, write_report
+from imo.claims.runner import run_claim
+from imo.errors import ImoError
+from imo.runs.store import RunStore
+
+EXTERNAL = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", re.I)
+
+
+def claims_and_results():
+    good = fake_claim("wide-wins", [0.3, 0.35, 0.4], statement="width beats depth <b>&</b> more")
+    bad = fake_claim("deep-wins", [-0.5])
+    never = fake_claim("never-run", [1.0])
+    broken = fake_claim("broken", [1.0], fail_at=lambda s: FileNotFoundError("no corpus 'x'"))
+    with RunStore.open() as store:
+        run_claim(good, "full", store)
+        run_claim(bad, "quick", store)
+        run_claim(broken, "quick", store)
+        html = build_report(store, [good, bad, never, broken])
+    return html
+
+
+def test_report_has_every_claim_with_its_evidence():
+    html = claims_and_results()
+    for cid in ("wide-wins", "deep-wins", "never-run", "broken"):
+        assert f'<section class="claim" id="{cid}">' in html
+    assert "width beats depth &lt;b&gt;&amp;&lt;/b&gt; more" in html  # escaped, not markup
+    assert 'class="badge v-supported"' in html and 'class="badge v-refuted"' in html
+    assert "not yet checked" in html and 'class="badge v-error"' in html
+    assert "FileNotFoundError: no corpus &#x27;x&#x27;" in html
+    assert "95% interval" in html and "margin band" in html  # full and quick decisions
+    assert "run-wide-wins-2" in html  # the runs behind the figures
+    assert "supported if gap &gt; 0" in html  # the rule, stated
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 2  # the broken claim has no plot, the unchecked one no result
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
+    # self-contained: no scripts, nothing fetched from elsewhere
+    assert "<script" not in html.lower() and not EXTERNAL.search(html)
+    assert "No results yet" not in html
+
+
+def test_smoke_results_are_marked_not_evidence():
+    c = fake_claim("smoky", [1.0])
+    with RunStore.open() as store:
+        run_claim(c, "smoke", store)
+        html = build_report(store, [c])
+    assert "supported (smoke, not evidence)" in html and 'class="badge smoke"' in html
+
+
+def test_a_missing_plot_file_is_said_not_crashed():
+    c = fake_claim("lost-plot", [1.0])
+    with RunStore.open() as store:
+        os.remove(run_claim(c, "quick", store)["plot"])
+        html = build_report(store, [c])
+    assert "is missing" in html and "data:image/png" not in html
+
+
+def test_empty_store_says_there_are_no_results():
+    with RunStore.open() as store:
+        html = build_report(store, [fake_claim("a", [1.0])])
+        assert "No results yet: no claim has been checked yet" in html and "not yet checked" in html
+        assert "No results yet: no claims are registered" in build_report(store, [])
+
+
+def test_write_report_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "report.html"
+    assert write_report(out, "<p>one</p>") == out
+    with pytest.raises(ImoError, match="exists; use --force"):
+        write_report(out, "<p>two</p>")
+    assert out.read_text() == "<p>one</p>"
+    write_report(out, "<p>two</p>", force=True)
+    assert out.read_text() == "<p>two</p>"
+    assert os.listdir(tmp_path) == ["report.html"]  # no temporary files left behind
+    with pytest.raises(ImoError, match="does not exist"):
+        write_report(tmp_path / "nowhere" / "r.html", "x")
+
+
+def test_report_command(tmp_path, fake_registry):
+    fake_registry(fake_claim("one", [1.0]))
+    app = typer.Typer()
+    app.command("report")(report_command)
+    app.command("unused")(lambda: None)  # two commands, so "report" is a sub-command
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(app, ["report", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(out) and 'id="one"' in out.read_text()
+    res = CliRunner().invoke(app, ["report", "-o", str(out)])
+    assert isinstance(res.exception, ImoError) and "--force" in str(res.exception)
+    assert CliRunner().invoke(app, ["report", "-o", str(out), "--force"]).exit_code == 0
+
+
+def test_cli_report_refuses_overwrite_with_exit_2(tmp_path):
+    env = {**os.environ, paths.STORE_ENV: str(paths.store_file())}
+    out = tmp_path / "report.html"
+    cmd = [sys.executable, "-m", "imo", "report", "-o", str(out)]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == str(out) and "imo: claims report" in out.read_text()
+    second = run()
+    assert second.returncode == 2 and "--force" in second.stderr and "Traceback" not in second.stderr
+    assert run("--force").returncode == 0

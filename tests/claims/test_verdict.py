@@ -1,0 +1,121 @@
+"""The claim registry's rules and the verdict logic on synthetic figures."""
+
+import math
+import statistics
+
+import pytest
+
+from imo.claims import registry
+from imo.claims.registry import Claim, Rule
+from imo.claims.verdict import decide, mean_interval, t95
+from imo.errors import ConfigError
+
+
+def rule(op: str = ">", threshold: float = 0.0, margin: float = 0.05) -> Rule:
+    return Rule(metric="gap", op=op, threshold=threshold, margin=margin, meaning="a real gap")
+
+
+def claim(cid: str, r: Rule | None) -> Claim:
+    return Claim(id=cid, statement="s", source="src", experiment="e", rule=r,
+                 measure=lambda budget, seed, ctx: {"gap": 1.0})  # fmt: skip
+
+
+def test_duplicate_ids_refused(fake_registry):
+    fake_registry(claim("twice", rule()))
+    with pytest.raises(ValueError, match="already registered"):
+        fake_registry(claim("twice", rule()))
+
+
+def test_claim_without_rule_refused(fake_registry):
+    with pytest.raises(TypeError, match="Rule"):
+        fake_registry(claim("no-rule", None))
+    assert "no-rule" not in registry.CLAIMS
+
+
+def test_unknown_claim_lists_the_ids(fake_registry):
+    fake_registry(claim("alpha", rule()))
+    fake_registry(claim("beta", rule()))
+    with pytest.raises(ConfigError, match="unknown claim 'nope'; choose one of: alpha, beta"):
+        registry.CLAIMS.get("nope")
+
+
+@pytest.mark.parametrize("op, margin", [(">=", 0.1), ("<", -0.1), (">", math.nan)])
+def test_impossible_rules_refused(op, margin):
+    with pytest.raises(ValueError, match="op|margin"):
+        rule(op, margin=margin)
+
+
+def test_describe_states_the_rule():
+    text = rule(threshold=0.5, margin=0.1).describe()
+    assert "gap > 0.5" in text and "0.1" in text and "95% interval" in text and "a real gap" in text
+
+
+@pytest.mark.parametrize("budget", ["quick", "smoke"])
+@pytest.mark.parametrize(
+    "op, value, verdict",
+    [
+        (">", 0.2, "supported"),
+        (">", -0.2, "refuted"),
+        (">", 0.04, "inconclusive"),  # inside the margin on the claim's side
+        (">", -0.04, "inconclusive"),
+        ("<", -0.2, "supported"),
+        ("<", 0.2, "refuted"),
+        ("<", -0.04, "inconclusive"),
+        ("<", 0.06, "refuted"),
+    ],
+)
+def test_margin_rule(op, value, verdict, budget):
+    d = decide(rule(op), [value], budget)
+    assert d.verdict == verdict, d.reason
+    assert d.n == 1 and d.mean == value
+    assert (d.low, d.high) == pytest.approx((value - 0.05, value + 0.05))
+
+
+def test_margin_rule_with_a_nonzero_threshold():
+    r = rule(">", threshold=1.0, margin=0.1)
+    assert decide(r, [1.2], "quick").verdict == "supported"
+    assert decide(r, [1.05], "quick").verdict == "inconclusive"  # > 1 but not by the margin
+    assert decide(r, [0.85], "quick").verdict == "refuted"
+
+
+@pytest.mark.parametrize(
+    "op, values, verdict",
+    [
+        (">", [1.0, 1.1, 0.9], "supported"),
+        (">", [-1.0, -1.1, -0.9], "refuted"),
+        ("<", [-1.0, -1.1, -0.9], "supported"),
+        ("<", [1.0, 1.1, 0.9], "refuted"),
+        # the mean (0.27) clears the margin, but the interval straddles the threshold
+        (">", [0.5, -0.3, 0.6], "inconclusive"),
+        ("<", [-0.5, 0.3, -0.6], "inconclusive"),
+    ],
+)
+def test_interval_rule(op, values, verdict):
+    d = decide(rule(op), values, "full")
+    assert d.verdict == verdict, d.reason
+    m, lo, hi = mean_interval(values)
+    assert (d.mean, d.low, d.high, d.n) == pytest.approx((m, lo, hi, len(values)))
+    assert lo < m < hi
+
+
+def test_interval_is_the_student_t_interval():
+    values = [0.1, 0.3, 0.2, 0.25]
+    m, lo, hi = mean_interval(values)
+    half = 3.182 * statistics.stdev(values) / 2  # t(0.975, df=3) * s / sqrt(4)
+    assert (m, lo, hi) == pytest.approx((0.2125, 0.2125 - half, 0.2125 + half))
+    # the interval decides, not the margin: a small but consistent gap is supported
+    assert decide(rule(margin=0.5), values, "full").verdict == "supported"
+    assert decide(rule(margin=0.5), [0.2125], "quick").verdict == "inconclusive"
+
+
+def test_t_quantiles_shrink_towards_the_normal():
+    assert t95(2) == 4.303 and t95(30) == 2.042
+    qs = [t95(df) for df in range(1, 200)]
+    assert all(a >= b for a, b in zip(qs, qs[1:], strict=False))
+    assert 1.96 < t95(1000) < 1.97
+
+
+def test_no_or_nan_values_are_inconclusive():
+    assert decide(rule(), [], "quick").verdict == "inconclusive"
+    d = decide(rule(), [1.0, math.nan, 1.0], "full")
+    assert d.verdict == "inconclusive" and "no valid" in d.reason
