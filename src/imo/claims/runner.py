@@ -26,7 +26,7 @@ from imo import paths
 from imo.claims.registry import BUDGETS, SEEDS, Claim, Context
 from imo.claims.verdict import decide
 from imo.errors import ImoError
-from imo.runs.store import RunStore
+from imo.runs.store import RunStore, git_state
 
 SEED_KIND = "claim-seed"
 RESULT_KIND = "claim"
@@ -94,8 +94,11 @@ def _one_line(e: BaseException) -> str:
 def _seed(claim: Claim, budget: str, seed: int, store: RunStore, ctx: Context) -> tuple[dict, float, bool]:
     """(figures, seconds it took to measure, reused?) for one seed."""
     key = seed_key(claim, budget, seed)
-    found = store.results(SEED_KIND, key)
-    if found:  # newest first; any complete measurement of this version will do
+    found = store.results(SEED_KIND, key) if budget == "full" else []
+    # only a full check resumes, and only from seeds measured by this very code: a quick or smoke
+    # check always measures afresh (its training runs are still reused when configs are identical)
+    found = [r for r in found if r["git_commit"] is not None and r["git_commit"] == git_state()[0]]
+    if found:  # newest first
         p = found[0]["payload"]
         return p["figures"], float(p.get("seconds", 0.0)), True
     ctx.log(f"{claim.id}: seed {seed}")

@@ -97,7 +97,8 @@ def config_hash(config: dict) -> str:
 
 
 def git_state(cwd: str | Path | None = None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the repository around cwd; (None, None) without git or a repo."""
+    """(commit, dirty) of the repository holding imo's code (or cwd); (None, None) without one."""
+    cwd = cwd if cwd is not None else Path(__file__).resolve().parent
     try:
         run = dict(cwd=cwd, capture_output=True, text=True, timeout=10)
         head = subprocess.run(["git", "rev-parse", "HEAD"], **run)
