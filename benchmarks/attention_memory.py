@@ -4,8 +4,9 @@
 Each (backend, length) point runs in a fresh subprocess (imo.exams.memory, which the
 `tiled-attention` claim uses too) so that one measurement's allocations cannot hide in another's
 peak. The child builds q, k, v of the `tiny` preset's attention shape (B=1, 4 heads, head size 32,
-fp32), warms up at T // 8, records `ru_maxrss` as the baseline, runs forward + `.sum().backward()`
-and reports the growth of `ru_maxrss`: the peak extra resident memory attention needed.
+fp32), warms up at T // 8, resets the peak-RSS mark, runs forward + `.sum().backward()` and reports
+the growth of the peak (`VmHWM`): the peak extra resident memory attention needed. (`ru_maxrss`,
+used before, carries the parent's peak into the child and hid growth below it.)
 
 Targets: tiled grows linearly (tiled at 8k / tiled at 4k <= 2.5) and at 4k uses at most 1/4 of
 naive's memory.
@@ -69,7 +70,7 @@ def main() -> None:
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; torch {torch.__version__}, {THREADS} threads; git {git_head()}")
     print(f"shape: B={B}, heads={N_HEAD}, head size={HEAD_SIZE}, fp32, tiled block={BLOCK_SIZE}; "
-          "peak = ru_maxrss growth over forward + backward, fresh process per point")
+          "peak = peak-RSS growth (VmHWM) over forward + backward, fresh process per point")
 
     rows = []
     for T in args.lengths:

@@ -3,12 +3,17 @@
 Each point runs in a new Python process (`python -m imo.exams.memory BACKEND T`), so that one
 measurement's allocations cannot hide in another's peak. The child builds q, k, v of the `tiny`
 preset's attention shape (B=1, 4 heads, head size 32, fp32), runs a warm-up at T // 8 (so that
-first-use costs, such as kernel code paged in and the thread pool, are not counted), records
-`ru_maxrss` as the baseline, runs forward + `.sum().backward()` and reports the growth of
-`ru_maxrss`: the peak extra resident memory attention needed. glibc's malloc is pinned to its
-static mmap threshold (128 KiB) in the child, so large freed buffers go back to the system instead
-of staying resident, and the high-water mark is that of live memory. The backends are imo's
-registered ones (imo.model.attention): `naive` materialises the (T, T) scores, `tiled` does not.
+first-use costs, such as kernel code paged in and the thread pool, are not counted), resets the
+kernel's peak-RSS mark (`/proc/self/clear_refs`), runs forward + `.sum().backward()` and reports
+the growth of the peak (`VmHWM`) over the resident size before: the peak extra resident memory
+attention needed. glibc's malloc is pinned to its static mmap threshold (128 KiB) in the child, so
+large freed buffers go back to the system instead of staying resident, and the high-water mark is
+that of live memory. The backends are imo's registered ones (imo.model.attention): `naive`
+materialises the (T, T) scores, `tiled` does not.
+
+Why not `ru_maxrss`: Linux carries the parent's peak RSS into a child across fork + exec, so a
+child of a large process (a claim runner that has trained models) reports no growth at all below
+the parent's peak. It is only the fallback where /proc is missing.
 
     peak_mib("tiled", 4096)                     # one point, in a child process -> MiB
     python -m imo.exams.memory tiled 4096      # the child: prints one JSON line
@@ -26,12 +31,30 @@ from pathlib import Path
 B, N_HEAD, HEAD_SIZE = 1, 4, 32  # the `tiny` preset's attention: width 128, 4 heads
 BLOCK_SIZE = 64
 THREADS = 2
-MIN_MIB = 1 / 1024  # a reported growth is at least one KiB (ru_maxrss's unit), so its log is finite
 
 
 def maxrss_mib() -> float:
     # Linux reports ru_maxrss in KiB (macOS in bytes; this measurement targets Linux)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise OSError(f"no {key} in /proc/self/status")
+
+
+def reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS; False where Linux can't."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _status_mib("VmHWM")
+        return True
+    except OSError:
+        return False
 
 
 def measure_here(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: int = THREADS,
@@ -54,12 +77,14 @@ def measure_here(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: in
     gen = torch.Generator().manual_seed(seed)
     step(max(8, T // 8), gen)  # warm-up: first-use costs are not attention's memory
     q, k, v = (torch.randn(B, N_HEAD, T, HEAD_SIZE, generator=gen).requires_grad_() for _ in range(3))
-    baseline = maxrss_mib()
+    hwm = reset_peak()
+    baseline = _status_mib("VmRSS") if hwm else maxrss_mib()
     t0 = time.perf_counter()
     fn(q, k, v, block_size=block_size).sum().backward()
     seconds = time.perf_counter() - t0
-    return {"backend": backend, "T": T, "peak_mib": max(maxrss_mib() - baseline, MIN_MIB),
-            "seconds": seconds}
+    peak = (_status_mib("VmHWM") if hwm else maxrss_mib()) - baseline
+    return {"backend": backend, "T": T, "peak_mib": peak, "seconds": seconds,
+            "method": "VmHWM" if hwm else "ru_maxrss"}
 
 
 def run_point(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: int = THREADS,

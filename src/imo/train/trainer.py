@@ -186,8 +186,9 @@ class Trainer:
         state, groups = optimizer_tensors(self.optimizer)
         state["rng.batches"] = self.gen.get_state()
         state["rng.torch"] = torch.get_rng_state()
-        save_checkpoint(self.run_dir, step, self.model.state_dict_for_save(), state,
-                        {"run_id": self.run_id, "config": self.cfg.to_dict(), "optimizer": groups})
+        path = save_checkpoint(self.run_dir, step, self.model.state_dict_for_save(), state,
+                               {"run_id": self.run_id, "config": self.cfg.to_dict(), "optimizer": groups})
+        self.store.add_artifact(self.run_id, "checkpoint", path)
 
     def step(self, step: int, lr: float) -> float:
         """One optimizer step; returns the training loss in bits per byte (mean over ranks)."""

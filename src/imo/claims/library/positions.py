@@ -1,18 +1,25 @@
 """Claims about position encodings: symmetry breaking, length extrapolation, context extension.
 
 * `position-breaks-symmetry`: attention scores are dot products, and without positions nothing
-  else tells the model where a token sits, so its output at the last position is a function of
-  the *set* of earlier bytes: shuffling them changes it only by float rounding. Each encoding
-  (learned, sinusoidal, RoPE, ALiBi) must break that. Measured on briefly trained models rather
-  than untrained ones: at initialisation attention is nearly uniform, which makes any encoding's
-  effect small and says little about a model that has learned to use order; a few hundred steps
-  of a 2-layer model give attention that is sharp enough for the effect to be the real one.
+  else tells a layer where a token sits, so a one-layer model's output at the last position is a
+  function of the *set* of earlier bytes: shuffling them changes it only by float rounding. Each
+  encoding (learned, sinusoidal, RoPE, ALiBi) must break that. Measured on briefly trained
+  one-layer models rather than untrained ones: at initialisation attention is nearly uniform,
+  which makes every effect small and says little about a model that has learned to use its
+  context. The shuffle's effect is divided by the effect of replacing the prefix with other text
+  (the "order share"), so that a model which mostly ignores its prefix is not mistaken for one
+  whose encoding keeps the symmetry. The exact symmetry holds for one layer only: in a deeper
+  causal model, position j's first-layer output depends on the set of bytes 0..j, so the second
+  layer sees order even without positions (Haviv et al. 2022, "Transformer language models
+  without positional encodings still learn positional information"); the claim reports that
+  figure for a deeper model beside the one-layer ones, outside the rule.
 * `alibi-extrapolates`: Press et al. 2022, trained at L and evaluated at up to 16L
   (imo.exams.extrapolation).
 * `interpolation-extends`: Chen et al. 2023, a RoPE model fine-tuned at 4L with positions scaled
   by 1/4 vs left as they are (imo.exams.interpolation).
 
-The four encodings' models are the same runs in all three claims (train_or_reuse shares them).
+The models of the last two claims (and the deeper position-free one) are the same runs
+(train_or_reuse shares them).
 
     imo claims run position-breaks-symmetry --quick
 """
@@ -25,6 +32,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
@@ -38,31 +46,31 @@ from imo.train.trainer import train_or_reuse  # noqa: E402
 
 ENCODINGS = ("learned", "sinusoidal", "rope", "alibi")
 
-# One model size per budget, shared by the three claims. quick: ~0.1M parameters, 200 steps of
-# 16 x 64 bytes, a few seconds a model on 2 cores; full: the `tiny` preset's width and depth at
-# L = 128, 800 steps.
+# One model size per budget, shared by the three claims (position-breaks-symmetry uses it with
+# one layer). quick: ~0.1M parameters, 300 steps of 16 x 32 bytes, a few seconds a model on
+# 2 cores; full: the `tiny` preset's width and depth at L = 128, 800 steps.
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=4, block_size=16), steps=4, batch=4,
                   warmup=1, windows=4, eval_tokens=1024, ft_steps=4),
-    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, block_size=64), steps=200, batch=16,
-                  warmup=20, windows=16, eval_tokens=16384, ft_steps=48),
+    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, block_size=32), steps=300, batch=16,
+                  warmup=20, windows=16, eval_tokens=8192, ft_steps=48),
     "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, block_size=128), steps=800, batch=16,
                  warmup=50, windows=32, eval_tokens=32768, ft_steps=200),
 }
 
 
-def base_config(pos: str, budget: str, seed: int) -> RunConfig:
+def base_config(pos: str, budget: str, seed: int, **model: Any) -> RunConfig:
     s = SIZES[budget]
     return RunConfig.build(
-        preset=None, model={**s["model"], "pos": pos},
+        preset=None, model={**s["model"], "pos": pos, **model},
         train={"corpus": "python-docs", "steps": s["steps"], "seed": seed, "batch_size": s["batch"],
                "warmup": s["warmup"]},
     )
 
 
-def base_run(pos: str, budget: str, seed: int, ctx: Context) -> str:
-    ctx.log(f"{pos} model ({budget}, seed {seed})")
-    return train_or_reuse(base_config(pos, budget, seed), store=ctx.store, quiet=ctx.quiet)
+def base_run(pos: str, budget: str, seed: int, ctx: Context, **model: Any) -> str:
+    ctx.log(f"{pos} model ({budget}, seed {seed}{''.join(f', {k}={v}' for k, v in model.items())})")
+    return train_or_reuse(base_config(pos, budget, seed, **model), store=ctx.store, quiet=ctx.quiet)
 
 
 def _save(fig, path) -> None:
@@ -77,18 +85,20 @@ def _save(fig, path) -> None:
 
 
 @torch.no_grad()
-def prefix_shuffle_changes(model, x: torch.Tensor, shuffles: int, gen: torch.Generator) -> list[float]:
-    """Relative change of the last position's logits, ||a - b|| / ||a||, when all bytes but the
-    last of each window x (N, T) are shuffled; one value per (window, shuffle)."""
+def prefix_effects(model, x: torch.Tensor, shuffles: int, gen: torch.Generator) -> tuple[list[float], list[float]]:
+    """Relative changes ||a - b|| / ||a|| of the last position's logits, for windows x (N, T):
+    (one per window and shuffle of all bytes but the last, one per window whose prefix is
+    replaced by the next window's)."""
     N, T = x.shape
+    rel = lambda a, b: ((a - b).norm(dim=-1) / a.norm(dim=-1)).tolist()  # noqa: E731
     a = model(x)[0][:, -1]  # (N, vocab)
-    out = []
+    shuffled = []
     for _ in range(shuffles):
         perm = torch.stack([torch.randperm(T - 1, generator=gen) for _ in range(N)])  # (N, T-1)
         perm = torch.cat([perm, torch.full((N, 1), T - 1)], dim=1)  # the last byte stays last
-        b = model(x.gather(1, perm))[0][:, -1]
-        out += ((a - b).norm(dim=-1) / a.norm(dim=-1)).tolist()
-    return out
+        shuffled += rel(a, model(x.gather(1, perm))[0][:, -1])
+    other = torch.cat([x.roll(1, dims=0)[:, :-1], x[:, -1:]], dim=1)  # same last byte, other text
+    return shuffled, rel(a, model(other)[0][:, -1])
 
 
 def measure_symmetry(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
@@ -96,32 +106,39 @@ def measure_symmetry(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     val = load_corpus("python-docs").val
     gen = torch.Generator().manual_seed(1000 + seed)
     x, _ = random_batch(val, s["model"]["block_size"], s["windows"], gen)  # (N, L) real text
-    figures: dict[str, Any] = {"_runs": []}
-    for pos in ("none", *ENCODINGS):
-        run_id = base_run(pos, budget, seed, ctx)
+    deep = max(2, s["model"]["n_layer"])
+    figures: dict[str, Any] = {"_runs": [], "deep_layers": deep}
+    for pos in ("none", *ENCODINGS, "none_deep"):
+        run_id = (base_run("none", budget, seed, ctx, n_layer=deep) if pos == "none_deep"
+                  else base_run(pos, budget, seed, ctx, n_layer=1))
         figures["_runs"].append(run_id)
         model, _ = load_model(ctx.store.run_dir(run_id))
-        changes = prefix_shuffle_changes(model, x, shuffles=4, gen=gen)
-        # without positions: the worst case (the float noise bound); with one: the typical effect
-        figures[f"change_{pos}"] = max(changes) if pos == "none" else sum(changes) / len(changes)
-    noise = max(figures["change_none"], 1e-12)
-    weakest = min(ENCODINGS, key=lambda p: figures[f"change_{p}"])
+        shuffled, replaced = prefix_effects(model, x, shuffles=4, gen=gen)
+        # without positions: the worst case (the float-rounding bound); with one: the typical effect
+        change = max(shuffled) if pos == "none" else sum(shuffled) / len(shuffled)
+        figures[f"change_{pos}"] = change
+        figures[f"order_share_{pos}"] = change / max(sum(replaced) / len(replaced), 1e-30)
+    noise = max(figures["order_share_none"], 1e-12)
+    weakest = min(ENCODINGS, key=lambda p: figures[f"order_share_{p}"])
     figures["weakest_encoding"] = weakest
-    figures["log10_min_break_ratio"] = math.log10(max(figures[f"change_{weakest}"], 1e-30) / noise)
+    figures["log10_min_break_ratio"] = math.log10(max(figures[f"order_share_{weakest}"], 1e-30) / noise)
     return figures
 
 
 def plot_symmetry(per_seed: list[dict[str, Any]], path) -> None:
-    names = ["none", *ENCODINGS]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    names = ["none", *ENCODINGS, "none_deep"]
+    deep = per_seed[0]["deep_layers"] if per_seed else 2
+    labels = ["none", *ENCODINGS, f"none,\n{deep} layers"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
     for i, name in enumerate(names):
-        vals = [max(f[f"change_{name}"], 1e-12) for f in per_seed]
-        ax.bar(i, sum(vals) / len(vals), color="C7" if name == "none" else f"C{i}", alpha=0.7)
+        vals = [max(f[f"order_share_{name}"], 1e-12) for f in per_seed]
+        ax.bar(i, sum(vals) / len(vals), color="C7" if name.startswith("none") else f"C{i}", alpha=0.7,
+               hatch="//" if name == "none_deep" else None)
         ax.plot([i] * len(vals), vals, "k.", markersize=6)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("relative change of the last logits\nwhen the prefix is shuffled")
-    ax.set_title("none: max over windows (float rounding); encodings: mean")
+    ax.set_xticks(range(len(names)), labels)
+    ax.set_ylabel("order share: change of the last logits when the\nprefix is shuffled / when it is replaced")
+    ax.set_title("one-layer models (none: worst window, float rounding); hatched: outside the rule")
     ax.grid(True, axis="y", alpha=0.3)
     _save(fig, path)
 
@@ -133,13 +150,15 @@ def position_breaks_symmetry() -> Claim:
         statement="Attention alone cannot see order (x.y = y.x): without positions a shuffled prefix "
                   "gives the same output, and every position encoding breaks that symmetry.",
         source="source-notes: position encoding breaks attention's x.y = y.x symmetry",
-        experiment="Briefly trained byte models without positions and with learned, sinusoidal, RoPE "
-                   "and ALiBi positions; the last position's logits on validation windows before and "
-                   "after shuffling all earlier bytes (4 shuffles of each window). Without positions "
-                   "the largest relative change is the float-rounding floor; with an encoding, the mean.",
+        experiment="Briefly trained one-layer byte models without positions and with learned, "
+                   "sinusoidal, RoPE and ALiBi positions; the last position's logits on validation "
+                   "windows before and after shuffling all earlier bytes (4 shuffles a window), divided "
+                   "by their change when the earlier bytes are replaced by other text (the order share). "
+                   "Without positions the worst window's share is the float-rounding floor; with an "
+                   "encoding, the mean. A deeper position-free model is reported beside, outside the rule.",
         rule=Rule(metric="log10_min_break_ratio", op=">", threshold=2.0, margin=0.5,
-                  meaning="even the weakest encoding changes the output at least 100 times more than "
-                          "float rounding does without positions, which stays invariant"),
+                  meaning="even the weakest encoding's order share is at least 100 times the float "
+                          "rounding a shuffle causes without positions (one layer: exactly invariant)"),
         measure=measure_symmetry,
         plot=plot_symmetry,
         anchor=None,
@@ -150,6 +169,15 @@ def position_breaks_symmetry() -> Claim:
 # --- alibi-extrapolates -----------------------------------------------------------------------
 
 EXPLODES_BPB = 1.0  # "explodes": at 16L every byte is on average half as likely as at L, or worse
+
+
+def unigram_bpb(max_tokens: int) -> float:
+    """Bits/byte of the training split's byte frequencies (add-one) on the first validation bytes:
+    a model no better than this has learned no context at all, so its curve says nothing."""
+    corpus = load_corpus("python-docs")
+    counts = np.bincount(np.asarray(corpus.train), minlength=256) + 1.0
+    val = np.asarray(corpus.val[1 : max_tokens + 1])  # the bytes evaluate_split scores
+    return float(-np.log2(counts[val] / counts.sum()).mean())
 
 
 def measure_extrapolation(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
@@ -164,7 +192,11 @@ def measure_extrapolation(budget: str, seed: int, ctx: Context) -> dict[str, Any
         figures[f"bpb_{pos}"] = [curve[f] for f in FACTORS]  # None where the encoding cannot go
         last = curve[FACTORS[-1]]
         figures[f"{pos}_degradation_bpb"] = None if last is None else last - curve[1]
-    figures["sinusoidal_explodes"] = "yes" if figures["sinusoidal_degradation_bpb"] > EXPLODES_BPB else "no"
+    figures["unigram_bpb"] = unigram_bpb(s["eval_tokens"])
+    if figures["bpb_sinusoidal"][0] > figures["unigram_bpb"] - 0.1:
+        figures["sinusoidal_explodes"] = "untestable: the sinusoidal model is no better than unigram at L"
+    else:
+        figures["sinusoidal_explodes"] = "yes" if figures["sinusoidal_degradation_bpb"] > EXPLODES_BPB else "no"
     return figures
 
 
@@ -176,6 +208,8 @@ def plot_extrapolation(per_seed: list[dict[str, Any]], path) -> None:
             xs, ys = zip(*pts, strict=True) if pts else ((), ())
             ax.plot(xs, ys, "o-", color=f"C{i}", alpha=0.8, label=pos if j == 0 else None)
     L = per_seed[0]["train_context"] if per_seed else "L"
+    if per_seed:
+        ax.axhline(per_seed[0]["unigram_bpb"], color="C7", lw=1, ls=":", label="byte frequencies alone")
     ax.set_xscale("log", base=2)
     ax.set_xlabel(f"evaluation context / training context (L = {L}); learned: n/a past 1")
     ax.set_ylabel("validation bits per byte")
