@@ -40,7 +40,7 @@ def demo_command(
     print("sample: " + prompt + "".join(generate(model, prompt, 160, temperature=0.8, seed=0)), flush=True)
     if claims:
         print("\n== 2. check every claim (quick budget) ==", flush=True)
-        check_command(ids=None, all_=True, quick=True)
+        check_command(ids=None, all_=True, quick=True, threads=1)
         print("\n== 3. the report ==", flush=True)
         report_command(out=paths.store_dir() / "report.html", force=True)
     print(f"\nnext: imo runs show {run_id}   imo eval {run_id}   imo sample {run_id} --prompt 'def '")

@@ -2,11 +2,14 @@
 
 import math
 
+import pytest
+
 from imo.claims.library.attention import max_errors
 from imo.claims.registry import CLAIMS, Context
 from imo.runs.store import RunStore
 
 
+@pytest.mark.slow  # four fresh processes
 def test_smoke_figures(tmp_path):
     claim = CLAIMS.get("tiled-attention")
     figures = claim.measure("smoke", 0, Context(store=RunStore.open()))

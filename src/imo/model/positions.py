@@ -64,7 +64,13 @@ class Learned(PositionEncoding):
 
 @POSITIONS.register("sinusoidal")
 class Sinusoidal(PositionEncoding):
-    """Fixed sines and cosines of geometric frequencies (Vaswani et al. 2017)."""
+    """Fixed sines and cosines of geometric frequencies (Vaswani et al. 2017).
+
+    Vaswani et al. scale the token embeddings up by sqrt(d) so that the unit-size sinusoids do not
+    swamp them; here the token embeddings start at std 0.02 (GPT-2), so the sinusoids are scaled
+    down instead, to the same RMS per component as a freshly initialised learned table."""
+
+    SCALE = 0.02 * math.sqrt(2)  # sin/cos have RMS 1/sqrt(2)
 
     def embed(self, pos: Tensor) -> Tensor:
         C = self.cfg.n_embd
@@ -74,7 +80,7 @@ class Sinusoidal(PositionEncoding):
         out = torch.zeros(pos.numel(), C, device=pos.device)
         out[:, 0::2] = torch.sin(angle)
         out[:, 1::2] = torch.cos(angle)[:, : C // 2]
-        return out
+        return out * self.SCALE
 
 
 @POSITIONS.register("rope")
