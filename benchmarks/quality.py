@@ -31,7 +31,7 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysha
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0)
-    ap.add_argument("--pos", default="learned")
+    ap.add_argument("--pos", default=None, help="position encoding (default: the model default)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -56,7 +56,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     machine = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, commit {commit}"
     if args.markdown:
-        print(f"\nMachine: {machine}. `tiny` preset, pos={args.pos}, {args.minutes} min budget each.\n")
+        print(f"\nMachine: {machine}. `tiny` preset, pos={cfg.model.pos}, lr={cfg.train.lr}, {args.minutes} min budget each, default settings otherwise.\n")
         print("| corpus | steps | tokens/s | model val bits/byte | xz -9e given train | bzip2 -9 given train |")
         print("|---|---:|---:|---:|---:|---:|")
         for name, steps, tps, val, xz, bz in rows:

@@ -54,7 +54,10 @@ def test_config_file_and_flags(tmp_path):
     imo("train", "--config", str(toml), "--heads", "2", "--quiet")
     rid = imo("runs", "--ids").stdout.split()[0]
     show = imo("runs", "show", rid).stdout
-    assert "sinusoidal" in show and "n_head" in show
+    assert "n_head: 2" in show and "n_layer: 1" in show and "n_embd: 32" in show and "steps: 3" in show
+    imo("train", "--config", str(toml), "--preset", "small", "--steps", "1", "--quiet")  # the flag wins
+    show = imo("runs", "show", imo("runs", "--ids").stdout.split()[0]).stdout
+    assert "preset: small" in show and "n_layer: 1" in show  # ... and the file still beats the preset
 
 
 @pytest.mark.parametrize(
@@ -74,12 +77,23 @@ def test_config_file_and_flags(tmp_path):
         (["eval", "nope"], ["no run matches"]),
         (["sample", "nope"], ["no run matches"]),
         (["train", "--threads", "0"], ["threads must be >= 1"]),
+        (["train", "--lr", "-1"], ["lr must be > 0"]),
+        (["--store", "/tmp", "runs"], ["is a directory"]),
     ],
 )
 def test_bad_input(args, fragments):
     res = imo(*args, check=False)
     assert_user_error(res, *fragments)
     assert imo("runs", "--ids").stdout.split() == []  # no run was recorded for bad input
+
+
+def test_cuda_asked_for_on_a_cpu_machine_leaves_no_run():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_user_error(imo("train", *SMALL, "--device", "cuda", check=False), "CUDA is not available")
+    assert imo("runs", "--ids").stdout.split() == []
 
 
 def test_bad_input_about_a_run(tmp_path):
@@ -89,11 +103,21 @@ def test_bad_input_about_a_run(tmp_path):
     assert_user_error(imo("eval", rid, "--corpus", "nope", check=False), "unknown corpus")
     assert_user_error(imo("sample", rid, "--temperature", "-1", check=False), "temperature")
     assert_user_error(imo("train", "--resume", rid, "--pos", "rope", check=False), "--resume keeps", "--pos")
+    assert_user_error(imo("train", "--resume", rid, check=False), "has finished")
+    assert_user_error(imo("eval", rid, "--max-bytes", "0", check=False), "max-bytes must be >= 1")
+    png = tmp_path / "curves.png"
+    png.write_bytes(b"mine")
+    assert_user_error(imo("runs", "compare", rid, "-o", str(png), check=False), "exists; use --force")
+    assert png.read_bytes() == b"mine"
     bad = tmp_path / "bad.toml"
     bad.write_text("[model\n")
     assert_user_error(imo("train", "--config", str(bad), check=False), "not valid TOML")
     bad.write_text("[model]\nwidth = 3\n")
     assert_user_error(imo("train", "--config", str(bad), check=False), "unknown model field", "n_embd")
+    bad.write_text('[train]\nlr = "fast"\n')
+    assert_user_error(imo("train", "--config", str(bad), check=False), "train.lr must be float")
+    bad.write_text("[model]\nn_layer = 2.5\n")
+    assert_user_error(imo("train", "--config", str(bad), check=False), "model.n_layer must be int")
     from imo.runs.store import RunStore
 
     run_dir = RunStore.open().run_dir(rid)
@@ -105,5 +129,5 @@ def test_bad_input_about_a_run(tmp_path):
 
 
 def test_help_for_every_command():
-    for cmd in ["train", "eval", "sample", "corpora", "runs", "demo"]:
+    for cmd in ["train", "eval", "sample", "corpora", "runs", "demo", "export", "claims", "check", "report"]:
         assert "Usage" in imo(cmd, "--help").stdout

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from imo.errors import CheckpointError, ConfigError
+from imo.errors import CheckpointError, ConfigError, DataError
 from imo.runs.store import RunStore
 from imo.train.checkpoint import checkpoint_dir, load_model, read_checkpoint
 from imo.train.config import RunConfig
@@ -102,7 +102,7 @@ def test_minutes_budget_becomes_steps_in_the_config():
 def test_short_corpus_is_refused_before_a_run_is_recorded(tmp_path):
     small = tmp_path / "small.txt"
     small.write_text("x" * 200)
-    with pytest.raises(Exception, match="too short for context"):
+    with pytest.raises(DataError, match="too short for context"):
         train(cfg(corpus=f"file:{small}"), quiet=True)
     assert RunStore.open().list() == []
 
@@ -187,3 +187,4 @@ def test_fine_tune_from_a_run_with_longer_context_and_interpolation():
                               train=dict(steps=1, batch_size=2, eval_batches=1, init_from=base))
     with pytest.raises(ConfigError, match="does not fit"):
         train(learned, quiet=True)
+    assert len(store.list()) == 2  # the refused fine-tune left no run behind

@@ -22,7 +22,7 @@ def random_batch(
     if n < 0:
         raise DataError(
             f"a split of {len(data)} tokens is too short for context {block_size}; "
-            f"use a context below {len(data) - 1} or a larger corpus"
+            f"use a context of at most {len(data) - 1} or a larger corpus"
         )
     ix = torch.randint(n + 1, (batch_size,), generator=gen)[rows]
     chunk = np.stack([data[i : i + block_size + 1] for i in ix.tolist()]).astype(np.int64)

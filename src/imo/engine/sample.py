@@ -28,7 +28,11 @@ def generate_ids(
         raise ConfigError(f"tokens must be >= 0, got {max_new_tokens}")
     if not ids:
         raise ConfigError("the prompt is empty; give at least one character")
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    gen = torch.Generator()
+    if seed is not None:
+        gen.manual_seed(seed)
+    else:
+        gen.seed()  # a fresh seed for this generator only; the global RNG is left alone
     device = next(model.parameters()).device
     x = torch.tensor([ids], device=device)
     for _ in range(max_new_tokens):

@@ -17,24 +17,13 @@ the final weights on the rebuilt windows (0 when they are the same windows).
 
 from typing import Any
 
-import torch
-
-from imo.data.batches import random_batch
 from imo.data.corpora import load_corpus
 from imo.errors import ConfigError
 from imo.model import GPT
 from imo.train.checkpoint import load_model
 from imo.train.config import RunConfig
-from imo.train.evaluate import mean_bpb
+from imo.train.evaluate import fixed_eval_set, mean_bpb
 from imo.train.trainer import train_or_reuse
-
-EVAL_SEED = 12345  # imo.train.trainer.Trainer draws its fixed validation windows with this seed
-
-
-def trainer_eval_set(val, block_size: int, batch_size: int, eval_batches: int) -> list:
-    """The validation windows a run with this context and batch logs "val/bpb" on."""
-    gen = torch.Generator().manual_seed(EVAL_SEED)
-    return [random_batch(val, block_size, batch_size, gen) for _ in range(eval_batches)]
 
 
 def finetune_config(base_cfg: dict, base_run_id: str, *, factor: int, rope_scale: float, steps: int,
@@ -74,7 +63,7 @@ def interpolation_curve(
     L = cfg["model"]["block_size"]
     batch_size = batch_size or max(1, cfg["train"]["batch_size"] // factor)
     corpus = load_corpus(cfg["train"]["corpus"])
-    windows = trainer_eval_set(corpus.val, factor * L, batch_size, eval_batches)
+    windows = fixed_eval_set(corpus.val, factor * L, batch_size, eval_batches)
     out: dict[str, Any] = {"steps": list(range(0, steps + 1, steps // points)), "context": factor * L,
                            "runs": [], "eval_check": 0.0}
     for arm, scale in (("interpolation", 1.0 / factor), ("extrapolation", 1.0)):

@@ -3,9 +3,10 @@
     cfg = ModelConfig.preset("tiny", pos="rope", attn="tiled")
 """
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from imo.config import from_dict
 from imo.errors import ConfigError
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -25,7 +26,7 @@ class ModelConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 256  # the training context; a learned position table has exactly this many rows
-    pos: str = "learned"  # none | learned | sinusoidal | rope | alibi
+    pos: str = "rope"  # none | learned | sinusoidal | rope | alibi (export to GPT-2 needs learned)
     rope_scale: float = 1.0  # RoPE position interpolation: positions are multiplied by this (L/L' < 1)
     rope_base: float = 10000.0
     attn: str = "sdpa"  # naive | tiled | sdpa
@@ -55,6 +56,8 @@ class ModelConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.rope_scale > 0:
             raise ConfigError(f"rope_scale must be > 0, got {self.rope_scale}")
+        if not self.rope_base > 1:
+            raise ConfigError(f"rope_base must be > 1, got {self.rope_base}")
 
     @property
     def head_size(self) -> int:
@@ -68,13 +71,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown model field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
-            )
-        return cls(**d)
+        return from_dict(cls, d, "model")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

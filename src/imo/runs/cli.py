@@ -137,9 +137,13 @@ def compare(
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="PNG path (default: in the store dir).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the -o file if it exists.")] = False,
 ) -> None:
     """Final figures side by side, one column per run, and one PNG with all loss curves."""
     from imo.runs import plots
+
+    if out is not None and out.exists() and not force:
+        raise ImoError(f"{out} exists; use --force to overwrite it")
 
     with RunStore.open() as store:
         ids = list(dict.fromkeys(store.resolve(r) for r in runs))  # resolve all, drop repeats

@@ -134,14 +134,19 @@ class RunStore:
         self._conn = conn
         # run folders sit beside the file in the layout imo.paths defines, also for a store
         # opened at an explicit path
-        self._runs_root = path.parent / paths.runs_dir().relative_to(paths.store_dir())
+        self._runs_root = path.parent / "runs"  # the layout of imo.paths, for any store location
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None) -> RunStore:
         path = Path(path).expanduser().resolve() if path is not None else paths.store_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN ourselves, so each transaction is explicit
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            if path.is_dir():
+                raise ImoError(f"run store {path} is a directory; give a file path such as {path / 'store.sqlite'}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN ourselves, so each transaction is explicit
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise ImoError(f"cannot open run store {path}: {e}") from None
         conn.row_factory = sqlite3.Row
         store = cls(path, conn)
         deadline = time.monotonic() + BUSY_TIMEOUT_S

@@ -11,7 +11,7 @@ inside a run folder:
 A checkpoint folder is complete before it is renamed into place, and the pointer is replaced
 (os.replace) only after that, so an interrupted write leaves the previous checkpoint intact.
 
-    save_checkpoint(run_dir, step, model, optimizer, extra_state, config)
+    save_checkpoint(run_dir, step, weights, state, meta)   # weights/state: name -> tensor
     model, meta = load_model(run_dir)
 """
 

@@ -26,7 +26,7 @@ def train_command(
     minutes: Annotated[float | None, Opt(help="Time budget in minutes, turned into a step count at the start.")] = None,
     batch_size: Annotated[int | None, Opt(help="Sequences per step (global). [default: 16]")] = None,
     grad_accum: Annotated[int | None, Opt(help="Micro-batches per step.")] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate. [default: 2e-3]")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate. [default: 3e-3]")] = None,
     warmup: Annotated[int | None, Opt(help="Warmup steps. [default: 50]")] = None,
     eval_every: Annotated[int | None, Opt(help="Evaluate every N steps. [default: 100]")] = None,
     ckpt_every: Annotated[int | None, Opt(help="Checkpoint every N steps. [default: 500]")] = None,
@@ -82,9 +82,11 @@ def eval_command(
     run_id = store.resolve(run)
     model, meta = load_model(store.run_dir(run_id))
     corpus_name = corpus or meta["config"]["train"]["corpus"]
-    ctx = context or model.cfg.block_size
+    ctx = context if context is not None else model.cfg.block_size
     if ctx < 1:
         raise ConfigError(f"context must be >= 1, got {ctx}")
+    if max_bytes is not None and max_bytes < 1:
+        raise ConfigError(f"max-bytes must be >= 1, got {max_bytes}")
     model.positions.check_length(ctx)
     data = load_corpus(corpus_name).split(split)
     bpb = evaluate_split(model, data, ctx, max_bytes)

@@ -5,13 +5,12 @@ Precedence: preset < config file (TOML with [model] and [train] tables) < comman
     cfg = RunConfig.build(preset="tiny", file="run.toml", model={"pos": "rope"}, train={"steps": 500})
 """
 
-import hashlib
-import json
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from imo.config import from_dict
 from imo.errors import ConfigError
 from imo.model.config import ModelConfig
 
@@ -23,7 +22,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per step; batch_size is split among them
     steps: int | None = None  # a step budget ...
     minutes: float | None = None  # ... or a time budget, turned into `steps` once at the start
-    lr: float = 2e-3
+    lr: float = 3e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup: int = 50
     weight_decay: float = 0.1
@@ -53,18 +52,16 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        for name in ("beta1", "beta2", "min_lr_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0 + (name == "min_lr_ratio"):
+                raise ConfigError(f"{name} must be in [0, 1{']' if name == 'min_lr_ratio' else ')'}, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose float32 or bfloat16")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"unknown device {self.device!r}; choose auto, cpu, cuda or cuda:N")
-
-
-def _from_dict(cls, d: dict[str, Any], what: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown {what} field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -80,22 +77,20 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         return cls(
             model=ModelConfig.from_dict(d["model"]),
-            train=_from_dict(TrainConfig, d["train"], "train"),
+            train=from_dict(TrainConfig, d["train"], "train"),
             preset=d.get("preset"),
         )
 
     def with_train(self, **changes: Any) -> "RunConfig":
         return replace(self, train=replace(self.train, **changes))
 
-    def hash(self) -> str:
-        """Identifies the experiment: the config without the budget fields that `--minutes` fills in."""
-        d = self.to_dict()
-        d["train"].pop("minutes")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
     def name(self) -> str:
+        """A readable slug plus a hash of the config (as given: a --minutes run keeps its name
+        after the budget is turned into steps)."""
+        from imo.runs.store import config_hash
+
         corpus = self.train.corpus.split(":")[-1].split("/")[-1].removesuffix(".txt")
-        return f"{self.preset or 'custom'}-{self.model.pos}-{self.model.attn}-{corpus}-{self.hash()[:6]}"
+        return f"{self.preset or 'custom'}-{self.model.pos}-{self.model.attn}-{corpus}-{config_hash(self.to_dict())[:6]}"
 
     @classmethod
     def build(
@@ -109,7 +104,8 @@ class RunConfig:
         t: dict[str, Any] = {}
         if file is not None:
             loaded = load_toml(file)
-            preset = loaded.pop("preset", preset)
+            file_preset = loaded.pop("preset", None)
+            preset = preset if preset is not None else file_preset
             m.update(loaded.pop("model", {}))
             t.update(loaded.pop("train", {}))
             if loaded:
@@ -119,7 +115,7 @@ class RunConfig:
         m.update({k: v for k, v in (model or {}).items() if v is not None})
         t.update({k: v for k, v in (train or {}).items() if v is not None})
         mcfg = ModelConfig.preset(preset, **m) if preset else ModelConfig.from_dict(m)
-        tcfg = _from_dict(TrainConfig, t, "train")
+        tcfg = from_dict(TrainConfig, t, "train")
         if tcfg.steps is not None and tcfg.minutes is not None:
             raise ConfigError("give either steps or minutes, not both")
         if tcfg.steps is None and tcfg.minutes is None:

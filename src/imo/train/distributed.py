@@ -30,9 +30,13 @@ def init_world(device: str) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device != "cpu" and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # before any collective, so each rank uses its own GPU
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        # CPU tensors (the stop flag, the logged loss) go through gloo, CUDA tensors through NCCL
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local_rank)
 
 
 def broadcast_object(obj, world: World):

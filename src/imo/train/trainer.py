@@ -31,7 +31,7 @@ from imo.train.checkpoint import (
     save_checkpoint,
 )
 from imo.train.config import RunConfig
-from imo.train.evaluate import LN2, evaluate_split, mean_bpb
+from imo.train.evaluate import LN2, evaluate_split, fixed_eval_set, mean_bpb
 from imo.train.progress import Progress
 from imo.train.schedule import lr_at
 
@@ -91,7 +91,7 @@ def train(
 ) -> str:
     """Train a new run from `cfg`, or continue run `resume`; returns the run id.
     `stop_at` stops as an interrupt would after that step (used by tests)."""
-    world = D.init_world(cfg.train.device if cfg else "cpu")
+    world = D.init_world(cfg.train.device if cfg else "auto")
     store = store or (RunStore.open() if world.is_main else None)
     try:
         trainer = Trainer(cfg, resume, store, world, quiet)
@@ -118,32 +118,27 @@ def train_or_reuse(cfg: RunConfig, store: RunStore | None = None, quiet: bool = 
 
 
 class Trainer:
+    """Everything that can refuse (device, corpus, shapes, the run to resume) is checked before a
+    run is recorded, so bad input leaves nothing behind in the store."""
+
     def __init__(self, cfg: RunConfig | None, resume: str | None, store: RunStore | None,
                  world: D.World, quiet: bool) -> None:
         self.store, self.world, self.quiet = store, world, quiet
-        # the run: new, or resumed from its latest checkpoint
         meta, weights, state, self.start_step = None, None, {}, 0
-        if resume is not None:
+        if resume is not None:  # the run's own config and latest checkpoint
             run_id = store.resolve(resume) if world.is_main else None
+            if world.is_main and store.get(run_id)["status"] == "finished":
+                raise ConfigError(f"run {run_id} has finished; train a new run (e.g. --init-from {run_id})")
             self.run_id = D.broadcast_object(run_id, world)
             self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
             meta, weights, state = read_checkpoint(checkpoint_dir(self.run_dir))
             cfg = RunConfig.from_dict(meta["config"])
             self.start_step = meta["step"]
-        else:
-            self.corpus = _checked_corpus(cfg, world)  # bad input fails before a run is recorded
-            parent = store.resolve(cfg.train.init_from) if cfg.train.init_from and world.is_main else None
-            if parent:  # record the full id, so the config (and its hash) names one run exactly
-                cfg = cfg.with_train(init_from=parent)
-            run_id = store.create_run(KIND, cfg.name(), cfg.to_dict(), parent=parent) if world.is_main else None
-            self.run_id = D.broadcast_object(run_id, world)
-            self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
-        self.cfg = cfg
         t = cfg.train
         self.device = resolve_device(t.device)
         if self.device.startswith("cuda") and world.distributed:
             self.device = f"cuda:{world.local_rank}"
-            torch.cuda.set_device(self.device)
+        self.corpus = _checked_corpus(cfg, world)
         self.micro = t.batch_size // world.size // t.grad_accum
 
         # model, optimizer, batch generator: fresh from the seed, or exactly as checkpointed
@@ -151,29 +146,32 @@ class Trainer:
         self.model = GPT(cfg.model).to(self.device)
         self.optimizer = make_optimizer(self.model, t)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
-        if weights is None and t.init_from:
-            src = D.broadcast_object(str(store.run_dir(t.init_from)) if world.is_main else None, world)
-            _, init, _ = read_checkpoint(checkpoint_dir(src), with_state=False)
-            try:
-                self.model.load_saved_state({k: v.to(self.device) for k, v in init.items()})
-            except RuntimeError as e:
-                raise ConfigError(f"run {t.init_from} does not fit this model's shape: "
-                                  f"{str(e).splitlines()[0]}") from None
         if weights is not None:
             self.model.load_saved_state({k: v.to(self.device) for k, v in weights.items()})
             restore_optimizer(self.optimizer, state, meta["optimizer"])
             self.gen.set_state(state["rng.batches"])
             torch.set_rng_state(state["rng.torch"])
+        else:
+            if t.init_from:  # fine-tuning: start from another run's weights, which becomes the parent
+                parent = D.broadcast_object(store.resolve(t.init_from) if world.is_main else None, world)
+                cfg = cfg.with_train(init_from=parent)  # the full id, so the config names one run
+                src = D.broadcast_object(str(store.run_dir(parent)) if world.is_main else None, world)
+                _, init, _ = read_checkpoint(checkpoint_dir(src), with_state=False)
+                try:
+                    self.model.load_saved_state({k: v.to(self.device) for k, v in init.items()})
+                except RuntimeError as e:
+                    raise ConfigError(f"run {parent} does not fit this model's shape: "
+                                      f"{str(e).splitlines()[0]}") from None
+            run_id = (store.create_run(KIND, cfg.name(), cfg.to_dict(), parent=cfg.train.init_from)
+                      if world.is_main else None)
+            self.run_id = D.broadcast_object(run_id, world)
+            self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
+        self.cfg = cfg
         self.ddp = DistributedDataParallel(self.model) if world.distributed else self.model
         self.autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
                          if t.dtype == "bfloat16" and self.device.startswith("cuda") else nullcontext())
-
-        # data; the evaluation windows are fixed, so val figures compare across steps and runs
-        if resume is not None:
-            self.corpus = _checked_corpus(cfg, world)
-        eval_gen = torch.Generator().manual_seed(12345)
-        self.eval_set = [random_batch(self.corpus.val, cfg.model.block_size, t.batch_size, eval_gen)
-                         for _ in range(t.eval_batches)]
+        self.eval_set = fixed_eval_set(self.corpus.val, cfg.model.block_size, t.batch_size, t.eval_batches)
+        self.last_saved = self.start_step if weights is not None else -1
 
     def rows(self, m: int) -> slice:
         """This rank's rows of micro-batch m within the global batch (all ranks draw the same batch)."""
@@ -181,8 +179,9 @@ class Trainer:
         return slice(begin, begin + self.micro)
 
     def checkpoint(self, step: int) -> None:
-        if not self.world.is_main:
+        if not self.world.is_main or step == self.last_saved:  # never rewrite the live checkpoint
             return
+        self.last_saved = step
         state, groups = optimizer_tensors(self.optimizer)
         state["rng.batches"] = self.gen.get_state()
         state["rng.torch"] = torch.get_rng_state()
@@ -190,7 +189,7 @@ class Trainer:
                                {"run_id": self.run_id, "config": self.cfg.to_dict(), "optimizer": groups})
         self.store.add_artifact(self.run_id, "checkpoint", path)
 
-    def step(self, step: int, lr: float) -> float:
+    def step(self, lr: float) -> float:
         """One optimizer step; returns the training loss in bits per byte (mean over ranks)."""
         t = self.cfg.train
         for group in self.optimizer.param_groups:
@@ -219,6 +218,9 @@ class Trainer:
             if not self.quiet:
                 print(f"run {self.run_id}  {cfg.name()}  {self.model.num_params():,} parameters  "
                       f"{world.size} process(es) on {self.device}", flush=True)
+                changed = non_defaults(cfg)
+                if changed:
+                    print("  " + "  ".join(f"{k}={v}" for k, v in changed.items()), flush=True)
         total = t.steps  # None until a --minutes budget has been measured
         timing_steps = max(1, min(10, t.warmup))  # their learning rate does not depend on `total`
         tokens_per_step = t.batch_size * cfg.model.block_size
@@ -228,10 +230,10 @@ class Trainer:
         with StopFlag() as stop:
             while total is None or step < total:
                 lr = lr_at(step, t.lr, t.warmup, total or 0, t.min_lr_ratio)
-                train_bpb = self.step(step, lr)
+                train_bpb = self.step(lr)
                 step += 1
                 if total is None and step - self.start_step >= timing_steps:
-                    total = _steps_for_budget(t, step, time.perf_counter() - t_start)
+                    total = self.start_step + _steps_for_budget(t, step - self.start_step, time.perf_counter() - t_start)
                     self.cfg = cfg = cfg.with_train(steps=total)
                     progress.total = total
                     if world.is_main:
@@ -267,6 +269,20 @@ class Trainer:
             print(f"done: step {step}, validation {val:.3f} bits/byte "
                   f"({figures['tokens_per_s']:,.0f} tokens/s)", flush=True)
         return self.run_id
+
+
+def non_defaults(cfg: RunConfig) -> dict[str, object]:
+    """The fields of a run's config that differ from the dataclass defaults."""
+    from dataclasses import asdict
+
+    from imo.model.config import ModelConfig
+    from imo.train.config import TrainConfig
+
+    out: dict[str, object] = {}
+    for prefix, value, default in (("model", cfg.model, ModelConfig()), ("train", cfg.train, TrainConfig())):
+        base = asdict(default)
+        out.update({f"{prefix}.{k}": v for k, v in asdict(value).items() if base[k] != v})
+    return out
 
 
 def _checked_corpus(cfg: RunConfig, world: D.World):

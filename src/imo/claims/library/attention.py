@@ -9,7 +9,7 @@
   log length (1: linear, 2: quadratic). If the tiled backend is not exact (max error > 1e-4), the
   metric is 2.0, so a fast but wrong backend cannot be supported.
 
-    imo claims run tiled-attention --quick
+    imo check tiled-attention --quick
 """
 
 from typing import Any

@@ -21,7 +21,7 @@
 The models of the last two claims (and the deeper position-free one) are the same runs
 (train_or_reuse shares them).
 
-    imo claims run position-breaks-symmetry --quick
+    imo check position-breaks-symmetry --quick
 """
 
 import math

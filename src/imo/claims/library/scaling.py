@@ -9,7 +9,7 @@ largest. The fit "holds" when the prediction is close AND the fit is sure of it:
 the larger of the relative error and the relative half-width of the 95% prediction interval, so
 a wide interval cannot pass as a good forecast.
 
-    imo claims check compress-too-much --quick
+    imo check compress-too-much --quick
 """
 
 from __future__ import annotations

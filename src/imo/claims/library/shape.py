@@ -12,7 +12,7 @@ are one block each on the shared trunk, see imo.model.gpt) for the same steps an
 compares the next-byte loss of the first head. The paper finds gains at 13B and losses at small
 sizes, so at these sizes it predicts no gain.
 
-    imo claims check width-over-depth --quick
+    imo check width-over-depth --quick
 """
 
 from __future__ import annotations
