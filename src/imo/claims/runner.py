@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import secrets
 import time
 import traceback
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imo import paths
+from imo.atomic import atomic_path
 from imo.claims.registry import BUDGETS, SEEDS, Claim, Context
 from imo.claims.verdict import decide
 from imo.errors import ImoError
@@ -120,16 +120,12 @@ def _draw(claim: Claim, figures: list[dict], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")  # .png: matplotlib picks the format
     try:
-        claim.plot(figures, tmp)
-        if not tmp.is_file() or tmp.stat().st_size == 0:
-            raise RuntimeError(f"plot() wrote nothing to the path it was given ({tmp.name})")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            claim.plot(figures, tmp)
+            if not tmp.is_file() or tmp.stat().st_size == 0:
+                raise RuntimeError(f"plot() wrote nothing to the path it was given ({tmp.name})")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close("all")  # a plot that forgets to close its figure must not leak it
     return out
 

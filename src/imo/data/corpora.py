@@ -14,7 +14,6 @@ built-ins; path, size and modification time for files), so later loads only memo
 import ast
 import hashlib
 import json
-import os
 import sys
 import sysconfig
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from imo import paths
+from imo.atomic import write_bytes
 from imo.errors import DataError
 from imo.registry import Registry
 
@@ -100,15 +100,6 @@ class Corpus:
         return self.train if which == "train" else self.val
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _cache_key(name: str) -> str:
     """Identifies the source without reading it: cheap enough to compute on every load."""
     if name.startswith(("file:", "dir:")):
@@ -133,11 +124,11 @@ def load_corpus(name: str) -> Corpus:
         digest = hashlib.sha256(raw).hexdigest()[:16]
         folder.mkdir(parents=True, exist_ok=True)
         n_val = max(1, int(len(raw) * VAL_FRACTION))
-        _atomic_write(folder / "train.bin", raw[:-n_val])
-        _atomic_write(folder / "val.bin", raw[-n_val:])
+        write_bytes(folder / "train.bin", raw[:-n_val])
+        write_bytes(folder / "val.bin", raw[-n_val:])
         meta = dict(format=FORMAT, name=name, sha256=digest, tokenizer="byte", dtype="uint8",
                     bytes=len(raw), train_bytes=len(raw) - n_val, val_bytes=n_val)
-        _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+        write_bytes(meta_path, json.dumps(meta, indent=2).encode())
     meta = json.loads(meta_path.read_text())
     train = np.memmap(folder / "train.bin", dtype=np.uint8, mode="r")
     val = np.memmap(folder / "val.bin", dtype=np.uint8, mode="r")

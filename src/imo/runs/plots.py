@@ -8,8 +8,6 @@ reader never sees half a PNG.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ matplotlib.use("Agg")  # before pyplot: headless machines and CI have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from imo.atomic import atomic_path
 from imo.runs.store import RunStore  # noqa: E402
 
 DEFAULT_KEYS = ("train/bpb", "val/bpb")
@@ -67,16 +66,8 @@ def loss_curve_png(
         ax.set_ylabel("bits per byte")
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format="png")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
     return out

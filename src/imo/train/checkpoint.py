@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from imo.atomic import write_text
 from imo.errors import CheckpointError
 
 FORMAT = 1
@@ -38,15 +39,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -88,14 +80,14 @@ def save_checkpoint(
     if state:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp / "state.safetensors")
         files["state.safetensors"] = _sha256(tmp / "state.safetensors")
-    atomic_write_text(tmp / "meta.json", json.dumps({**meta, "format": FORMAT, "step": step, "files": files}, indent=2))
+    write_text(tmp / "meta.json", json.dumps({**meta, "format": FORMAT, "step": step, "files": files}, indent=2))
     for f in tmp.iterdir():  # flush file contents before the rename makes them visible
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    atomic_write_text(run_dir / POINTER, json.dumps({"format": FORMAT, "step": step, "dir": name}))
+    write_text(run_dir / POINTER, json.dumps({"format": FORMAT, "step": step, "dir": name}))
     old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p.name != name)
     for p in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
