@@ -97,7 +97,7 @@ def test_cuda_asked_for_on_a_cpu_machine_leaves_no_run():
 
 
 def test_bad_input_about_a_run(tmp_path):
-    imo("train", *SMALL, "--steps", "2", "--quiet")
+    imo("train", *SMALL, "--pos", "learned", "--steps", "2", "--quiet")
     rid = imo("runs", "--ids").stdout.split()[0]
     assert_user_error(imo("eval", rid, "--context", "64", check=False), "longer than the learned position table")
     assert_user_error(imo("eval", rid, "--corpus", "nope", check=False), "unknown corpus")
