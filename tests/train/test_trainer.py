@@ -154,7 +154,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert one.returncode == 0, one.stderr
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "-m", "imo", "train", *common], env)
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[:3000] + "\n...\n" + two.stderr[-3000:]
     store = RunStore.open()
     runs = store.list()
     assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)

@@ -66,4 +66,7 @@ def mean_over_ranks(x: float, world: World) -> float:
 
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
+        # rank 0 finishes last (final evaluation, the store); without this barrier the other
+        # ranks tear down their connections under it, and gloo may abort the process
+        dist.barrier()
         dist.destroy_process_group()
