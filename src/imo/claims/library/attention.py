@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from imo.claims.plotting import save_figure  # noqa: E402
 from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
 from imo.exams.memory import run_point  # noqa: E402
 from imo.model.attention import BACKENDS  # noqa: E402
@@ -118,11 +119,7 @@ def plot(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_ylabel("peak extra resident memory (MiB)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    try:
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 @register

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from imo.claims.plotting import save_figure  # noqa: E402
 from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
 from imo.data.batches import random_batch  # noqa: E402
 from imo.data.corpora import load_corpus  # noqa: E402
@@ -72,14 +73,6 @@ def base_config(pos: str, budget: str, seed: int, **model: Any) -> RunConfig:
 def base_run(pos: str, budget: str, seed: int, ctx: Context, **model: Any) -> str:
     ctx.log(f"{pos} model ({budget}, seed {seed}{''.join(f', {k}={v}' for k, v in model.items())})")
     return train_or_reuse(base_config(pos, budget, seed, **model), store=ctx.store, quiet=ctx.quiet)
-
-
-def _save(fig, path) -> None:
-    try:
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        plt.close(fig)
 
 
 # --- position-breaks-symmetry -----------------------------------------------------------------
@@ -141,7 +134,7 @@ def plot_symmetry(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_ylabel("order share: change of the last logits when the\nprefix is shuffled / when it is replaced")
     ax.set_title("one-layer models (none: worst window); hatched: outside the rule", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 @register
@@ -216,7 +209,7 @@ def plot_extrapolation(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_ylabel("validation bits per byte")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 @register
@@ -284,7 +277,7 @@ def plot_interpolation(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_ylabel("validation bits per byte at the longer context")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 @register

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from imo.claims.plotting import save_figure  # noqa: E402
 from imo.claims.registry import Claim, Context, Rule, register
 from imo.exams.scaling import fit_power_law, power_law, prediction_interval, train_sweep
 
@@ -95,9 +96,7 @@ def plot(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_ylabel("validation bits per byte")
     ax.set_title(f"size sweep on {per_seed[0]['tokens'] / 1e6:.2f}M tokens each (data-limited)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @register

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imo.claims.plotting import save_figure  # noqa: E402
 from imo.claims.registry import Claim, Context, Rule, register
 from imo.exams.scaling import train_sweep
 
@@ -102,9 +103,7 @@ def plot_width(per_seed: list[dict[str, Any]], path) -> None:
     p = per_seed[0]
     ax.set_title(f"width over depth: ~{p['params'][0] / 1e3:.0f}k parameters, {p['tokens'] / 1e6:.2f}M tokens each")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @register
@@ -170,9 +169,7 @@ def plot_heads(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_ylabel("next-byte validation bits per byte")
     ax.set_title(f"multi-token prediction, {per_seed[0]['tokens'] / 1e6:.2f}M tokens each")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @register
