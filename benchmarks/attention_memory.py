@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "src"))
     from imo.exams import memory
+from imo.runs.store import short_commit  # noqa: E402
 
 LENGTHS = [1024, 2048, 4096, 8192]
 B, N_HEAD, HEAD_SIZE = memory.B, memory.N_HEAD, memory.HEAD_SIZE
@@ -41,14 +41,6 @@ THREADS = memory.THREADS
 def run_child(backend: str, T: int) -> dict:
     return memory.run_point(backend, T, block_size=BLOCK_SIZE, threads=THREADS)
 
-
-def git_head() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -68,7 +60,7 @@ def main() -> None:
     import torch
 
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; torch {torch.__version__}, {THREADS} threads; git {git_head()}")
+          f"{os.cpu_count()} CPUs; torch {torch.__version__}, {THREADS} threads; git {short_commit()}")
     print(f"shape: B={B}, heads={N_HEAD}, head size={HEAD_SIZE}, fp32, tiled block={BLOCK_SIZE}; "
           "peak = peak-RSS growth (VmHWM) over forward + backward, fresh process per point")
 

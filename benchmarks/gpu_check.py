@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from imo.runs.store import short_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
@@ -199,14 +200,6 @@ def memory(lengths: list[int]) -> list[list[str]]:
     return rows
 
 
-def git_head() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -230,7 +223,7 @@ def main() -> None:
     t_start = time.perf_counter()
     gpu = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU DRY RUN"
     print(f"machine: {gpu}, {platform.platform()}; torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}; git {git_head()}\n")
+          f"CUDA {torch.version.cuda}; git {short_commit()}\n")
 
     rows, ok = agreement()
     print(f"### Agreement with a float64 naive reference (fp32, B=4 x block_size; "

@@ -11,7 +11,6 @@
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from imo import paths
 from imo.baselines import conditional_bpb
 from imo.data.corpora import load_corpus
-from imo.runs.store import RunStore
+from imo.runs.store import RunStore, short_commit
 from imo.train.config import RunConfig
 from imo.train.trainer import train
 
@@ -53,7 +52,7 @@ def main() -> None:
         rows.append((corpus.split("/")[-1], fig["steps"], fig["tokens_per_s"], fig["val_bpb"], xz, bz))
         print(f"{rows[-1][0]}: val {fig['val_bpb']:.3f} bits/byte after {fig['steps']} steps "
               f"({fig['tokens_per_s']:,.0f} tok/s); xz|train {xz:.3f}, bzip2|train {bz:.3f}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     machine = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, commit {commit}"
     if args.markdown:
         print(f"\nMachine: {machine}. `tiny` preset, pos={cfg.model.pos}, lr={cfg.train.lr}, {args.minutes} min budget each, default settings otherwise.\n")

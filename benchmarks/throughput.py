@@ -31,7 +31,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from imo.runs.store import short_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
@@ -195,15 +196,6 @@ def profile(preset: str, steps: int = 3, reps: int = 3, rows: int = 40) -> None:
           f"{sum(v[1] for v in b.values()):8.1f}")
 
 
-def git_head() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def fmt_rate(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
@@ -261,7 +253,7 @@ def main() -> None:
 
     machine = (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} CPUs, {args.threads} threads; python {platform.python_version()}, "
-               f"torch {torch.__version__}, transformers {transformers.__version__}; git {git_head()}")
+               f"torch {torch.__version__}, transformers {transformers.__version__}; git {short_commit()}")
     print(f"machine: {machine}")
     print(f"fp32, SDPA, AdamW(lr={LR}, foreach); {args.rounds} interleaved rounds of {args.steps} "
           f"step(s) per model, median; {args.warmup} warm-up steps; load average "

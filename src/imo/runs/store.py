@@ -111,6 +111,12 @@ def git_state(cwd: str | Path | None = None) -> tuple[str | None, bool | None]:
         return None, None
 
 
+def short_commit() -> str:
+    """The commit for a results table: 7 hex digits, '-dirty' with uncommitted changes."""
+    commit, dirty = git_state()
+    return "unknown" if commit is None else commit[:7] + ("-dirty" if dirty else "")
+
+
 def machine_info() -> dict:
     try:
         # the installed version, without importing torch (seconds) in processes that don't need it
