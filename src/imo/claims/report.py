@@ -39,6 +39,7 @@ dt { font-weight: 600; color: #444; } dd { margin: 0; }
 .v-unchecked { background: #8c959f; }
 .badge.smoke { background: #fff; color: #57606a; border: 2px dashed #8c959f; }
 img.plot { max-width: 100%; border: 1px solid #eee; margin-top: .5rem; }
+.scroll { overflow-x: auto; max-width: 100%; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
 .none { padding: 1rem; background: #fff8c5; border: 1px solid #d4a72c; border-radius: 8px; }
 """
@@ -115,7 +116,8 @@ def _figures_table(p: dict) -> str:
             f'<td class="num">{escape(_fmt(f[k]))}</td>' if k in f else "<td></td>" for k in keys
         )
         body.append(f'<tr><td class="num">{seed}</td>{cells}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    # many figures make a wide table: it scrolls inside its card instead of overflowing the page
+    return f"<div class=\"scroll\"><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 def _decision_table(p: dict) -> str:
