@@ -41,7 +41,8 @@ def test_bad_idx_input_is_a_clear_error(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"PK\x03\x04junk")
     with pytest.raises(DataError, match="bad magic"):
         vision.read_idx(tmp_path / "train-images-idx3-ubyte")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="needs the four MNIST IDX files"):
-        vision.load(f"idx:{tmp_path}")
+        vision.load(f"idx:{tmp_path / 'empty'}")
     with pytest.raises(DataError, match="unknown image data"):
         vision.load("cifar")
