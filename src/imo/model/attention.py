@@ -69,6 +69,8 @@ def sdpa_attention(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pat
     Tq, Tk = q.size(-2), k.size(-2)
     if alibi_slopes is None and q_offset == 0 and Tq == Tk:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # the fused fast path
+    if alibi_slopes is None and Tq == 1 and q_offset == Tk - 1:
+        return F.scaled_dot_product_attention(q, k, v)  # one decoding query sees every key: no mask
     bias = score_bias(Tq, Tk, q_offset, alibi_slopes, q.device).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 

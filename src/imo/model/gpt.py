@@ -34,7 +34,10 @@ class CausalSelfAttention(nn.Module):
         self.hook_pattern = HookPoint()  # (B, nh, Tq, Tk), only on the naive path
         self.hook_z = HookPoint()  # per-head outputs (B, nh, T, hs)
 
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor, cache=None, layer: int = 0) -> Tensor:
+        """x: (B, T, C) at positions pos (T,). With a KV cache (imo.engine.cache.KVCache) the new
+        keys/values are stored in it as layer `layer` and the queries attend to every cached
+        position before them as well."""
         B, T, C = x.size()
         nh, hs = self.cfg.n_head, C // self.cfg.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)
@@ -44,9 +47,13 @@ class CausalSelfAttention(nn.Module):
         enc = self.positions[0]
         q, k = enc.rotate(q, pos), enc.rotate(k, pos)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q_offset = 0
+        if cache is not None:
+            q_offset = cache.length
+            k, v = cache.update(layer, k, v)  # (B, nh, q_offset + T, hs): cached positions first
         y = BACKENDS.get(self.backend)(
             q, k, v,
-            q_offset=0,
+            q_offset=q_offset,
             alibi_slopes=enc.alibi_slopes,
             block_size=self.cfg.attn_block,
             pattern_hook=self.hook_pattern if self.backend == "naive" else None,
@@ -81,9 +88,9 @@ class Block(nn.Module):
         self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor, cache=None, layer: int = 0) -> Tensor:
         x = self.hook_resid_pre(x)
-        x = x + self.hook_attn_out(self.attn(self.ln_1(x), pos))
+        x = x + self.hook_attn_out(self.attn(self.ln_1(x), pos, cache, layer))
         x = x + self.hook_mlp_out(self.mlp(self.ln_2(x)))
         return self.hook_resid_post(x)
 
@@ -132,23 +139,33 @@ class GPT(nn.Module):
                 n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, idx: Tensor, targets: Tensor | None = None, cache=None
+    ) -> tuple[Tensor, Tensor | None]:
         """idx, targets: (B, T) token ids -> next-token logits (B, T, vocab) and the mean
         cross-entropy in nats. With n_future > 1 the training loss averages all heads; in eval
-        mode the loss is always the next-token loss, so evaluations compare across models."""
+        mode the loss is always the next-token loss, so evaluations compare across models.
+
+        With a KV cache (imo.engine.cache.KVCache holding `cache.length` earlier positions of the
+        same B rows), idx are the next T tokens: they sit at positions cache.length .. + T - 1,
+        attend to the cached ones, and are stored in the cache. The logits equal those of a full
+        forward pass over the whole sequence, within float rounding."""
         B, T = idx.size()
-        self.positions.check_length(T)
-        pos = torch.arange(T, device=idx.device)  # (T,)
+        offset = 0 if cache is None else cache.length
+        self.positions.check_length(offset + T)
+        pos = torch.arange(offset, offset + T, device=idx.device)  # (T,) absolute positions
         x = self.transformer.wte(idx)  # (B, T, C)
         pe = self.positions.embed(pos)
         if pe is not None:
             x = x + pe  # (T, C) broadcast over the batch
         x = self.transformer.drop(self.hook_embed(x))
         blocks = self.transformer.h
-        for block in blocks[:-1]:
-            x = block(x, pos)
+        for i, block in enumerate(blocks[:-1]):
+            x = block(x, pos, cache, i)
         trunk = x  # (B, T, C)
-        logits = self.lm_head(self.transformer.ln_f(blocks[-1](trunk, pos)))  # (B, T, vocab)
+        logits = self.lm_head(self.transformer.ln_f(blocks[-1](trunk, pos, cache, len(blocks) - 1)))  # (B, T, vocab)
+        if cache is not None:
+            cache.advance(T)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))

@@ -1,0 +1,199 @@
+"""The KV cache: every layer's keys and values for B rows of equal length, so that decoding one
+more token costs one position instead of the whole prefix.
+
+A cache is a chain of frozen *segments* shared by reference, followed by a private, growing
+*tail*. Writes only ever go to the tail. `fork()` freezes the tail into a new segment that the
+parent and every child then share, and gives each of them a fresh empty tail: copy-on-write
+without the copy, so a branch costs only the tokens it adds (the shared-prefix idea of SGLang's
+`fork` and vLLM's paged blocks, kept in plain tensors). `expand(n)` does the same for n rows from
+one prefill (nanochat's engine copies the prefilled cache into N rows; here the rows share it).
+
+Without segments (plain generation) attention reads views of the preallocated tail, with no
+copy per step; with segments it reads their concatenation, rebuilt per step.
+
+    cache = KVCache.for_model(model); logits, _ = model(ids, cache=cache)  # prefill
+    logits, _ = model(next_id, cache=cache)                                # one decode step
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+FORK_CAPACITY = 32  # initial tail positions of a fork (it doubles when full)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Immutable keys and values of `length` consecutive positions: (n_layer, b, nh, length, hs)
+    each, where b is 1 (shared by all rows) or the cache's row count."""
+
+    k: Tensor
+    v: Tensor
+
+    @property
+    def length(self) -> int:
+        return self.k.size(3)
+
+    @property
+    def rows(self) -> int:
+        return self.k.size(1)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+class KVCache:
+    """Keys/values of n_layer layers for `batch` rows; `length` positions so far (all rows alike)."""
+
+    def __init__(self, n_layer: int, n_head: int, head_size: int, batch: int = 1, *,
+                 capacity: int = 64, dtype: torch.dtype = torch.float32, device="cpu",
+                 segments: tuple[Segment, ...] = ()) -> None:
+        self.n_layer, self.n_head, self.head_size, self.batch = n_layer, n_head, head_size, batch
+        self.dtype, self.device = dtype, torch.device(device)
+        self.segments: tuple[Segment, ...] = segments
+        self.prefix_len = sum(s.length for s in segments)
+        self.tail_len = 0
+        self._capacity = max(1, capacity)
+        self._k: Tensor | None = None  # (n_layer, B, nh, capacity, hs), allocated on first write
+        self._v: Tensor | None = None
+        self._pending = 0  # tokens written by the current forward, counted on advance()
+
+    @classmethod
+    def for_model(cls, model, batch: int = 1, capacity: int | None = None) -> KVCache:
+        cfg = model.cfg
+        p = next(model.parameters())
+        return cls(cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, batch,
+                   capacity=capacity or cfg.block_size, dtype=p.dtype, device=p.device)
+
+    @property
+    def length(self) -> int:
+        return self.prefix_len + self.tail_len
+
+    @property
+    def nbytes_private(self) -> int:
+        """Bytes held by this cache alone (its tail buffer), excluding shared segments."""
+        return 0 if self._k is None else self._k.numel() * self._k.element_size() * 2
+
+    # --- writing (called by the model's attention layers) ---------------------------------------
+
+    def _reserve(self, n: int) -> None:
+        need = self.tail_len + n
+        if self._k is not None and need <= self._k.size(3):
+            return
+        cap = max(need, self._capacity if self._k is None else 2 * self._k.size(3))
+        shape = (self.n_layer, self.batch, self.n_head, cap, self.head_size)
+        k = torch.empty(shape, dtype=self.dtype, device=self.device)
+        v = torch.empty(shape, dtype=self.dtype, device=self.device)
+        if self._k is not None and self.tail_len:  # grow: keep what is there
+            k[:, :, :, : self.tail_len] = self._k[:, :, :, : self.tail_len]
+            v[:, :, :, : self.tail_len] = self._v[:, :, :, : self.tail_len]
+        self._k, self._v = k, v
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store layer `layer`'s new keys/values k, v (B, nh, T, hs) after the cached ones and
+        return all of them, (B, nh, length + T, hs) each. The length grows on `advance(T)`."""
+        B, _, T, _ = k.shape
+        if B != self.batch:
+            raise ValueError(f"cache has {self.batch} rows, the input {B}")
+        if layer == 0:
+            self._reserve(T)
+            self._pending = T
+        end = self.tail_len + T
+        self._k[layer, :, :, self.tail_len : end] = k
+        self._v[layer, :, :, self.tail_len : end] = v
+        tk, tv = self._k[layer, :, :, :end], self._v[layer, :, :, :end]  # views, no copy
+        if not self.segments:
+            return tk, tv
+        ks = [s.k[layer].expand(B, -1, -1, -1) for s in self.segments]
+        vs = [s.v[layer].expand(B, -1, -1, -1) for s in self.segments]
+        return torch.cat([*ks, tk], dim=2), torch.cat([*vs, tv], dim=2)  # (B, nh, length + T, hs)
+
+    def advance(self, T: int) -> None:
+        """Called once per forward pass, after every layer has written its T new positions."""
+        if T != self._pending:
+            raise ValueError(f"advance({T}) after writing {self._pending} positions")
+        self.tail_len += T
+        self._pending = 0
+
+    # --- sharing -----------------------------------------------------------------------------------
+
+    def _freeze(self) -> tuple[Segment, ...]:
+        """Turn the tail into a shared segment; this cache starts a fresh tail. Returns the chain."""
+        if self.tail_len:
+            seg = Segment(self._k[:, :, :, : self.tail_len], self._v[:, :, :, : self.tail_len])
+            self.segments = (*self.segments, seg)
+            self.prefix_len += self.tail_len
+            self.tail_len = 0
+            self._k = self._v = None  # the old buffer now belongs to the segment; never written again
+            self._capacity = FORK_CAPACITY  # a branch grows from a small buffer, doubling as needed
+        return self.segments
+
+    def _child(self, batch: int, segments: tuple[Segment, ...]) -> KVCache:
+        return KVCache(self.n_layer, self.n_head, self.head_size, batch, capacity=FORK_CAPACITY,
+                       dtype=self.dtype, device=self.device, segments=segments)
+
+    def fork(self) -> KVCache:
+        """A cache with the same contents that shares every position stored so far; both may
+        then grow independently."""
+        return self._child(self.batch, self._freeze())
+
+    def expand(self, n: int) -> KVCache:
+        """A cache of n rows from a one-row cache (n samples from one prefill), sharing it."""
+        if self.batch != 1:
+            raise ValueError(f"expand needs a one-row cache, this one has {self.batch} rows")
+        return self._child(n, self._freeze())
+
+    def select(self, rows: list[int] | Tensor) -> KVCache:
+        """A cache of the given rows (in that order, repeats allowed): beam search reorders its
+        beams with this and finished rows are dropped. Shared one-row segments stay shared."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        segs = tuple(s if s.rows == 1 else Segment(s.k.index_select(1, idx), s.v.index_select(1, idx))
+                     for s in self.segments)
+        out = self._child(len(idx), segs)
+        if self.tail_len:
+            out._k = self._k[:, :, :, : self.tail_len].index_select(1, idx)
+            out._v = self._v[:, :, :, : self.tail_len].index_select(1, idx)
+            out.tail_len = self.tail_len
+        return out
+
+    def materialize(self) -> tuple[Tensor, Tensor]:
+        """All positions as two contiguous tensors, (n_layer, B, nh, length, hs) each."""
+        parts_k = [s.k.expand(-1, self.batch, -1, -1, -1) for s in self.segments]
+        parts_v = [s.v.expand(-1, self.batch, -1, -1, -1) for s in self.segments]
+        if self.tail_len:
+            parts_k.append(self._k[:, :, :, : self.tail_len])
+            parts_v.append(self._v[:, :, :, : self.tail_len])
+        if not parts_k:
+            shape = (self.n_layer, self.batch, self.n_head, 0, self.head_size)
+            return torch.empty(shape, dtype=self.dtype), torch.empty(shape, dtype=self.dtype)
+        return torch.cat(parts_k, dim=3), torch.cat(parts_v, dim=3)
+
+    @classmethod
+    def stack(cls, caches: list[KVCache], capacity: int | None = None) -> KVCache:
+        """One batched cache whose rows are the rows of `caches` (all of the same length), copied
+        into a private tail: requests that arrive together decode as one batch."""
+        first = caches[0]
+        if any(c.length != first.length for c in caches):
+            raise ValueError("stacked caches must have the same length")
+        batch = sum(c.batch for c in caches)
+        out = KVCache(first.n_layer, first.n_head, first.head_size, batch,
+                      capacity=capacity or first._capacity, dtype=first.dtype, device=first.device)
+        if first.length:
+            ks, vs = zip(*(c.materialize() for c in caches), strict=True)
+            out._reserve(first.length)
+            out._k[:, :, :, : first.length] = torch.cat(ks, dim=1)
+            out._v[:, :, :, : first.length] = torch.cat(vs, dim=1)
+            out.tail_len = first.length
+        return out
+
+    @classmethod
+    def from_tensors(cls, k: Tensor, v: Tensor, capacity: int = 64) -> KVCache:
+        """A one-row cache whose (shared, read-only) contents are k, v: (n_layer, 1, nh, T, hs)."""
+        n_layer, b, nh, _, hs = k.shape
+        return cls(n_layer, nh, hs, b, capacity=capacity, dtype=k.dtype, device=k.device,
+                   segments=(Segment(k, v),) if k.size(3) else ())
