@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
 FORK_CAPACITY = 32  # initial tail positions of a fork (it doubles when full)
 
 

@@ -1,7 +1,8 @@
-"""Sampling text from a model: temperature, top-k, a seed, streamed byte by byte.
+"""Sampling text from a model: temperature, top-k, a seed, streamed byte by byte, through the
+KV-cached engine (imo.engine.decode).
 
-The context is the last block_size tokens (a sliding window), so generation can run past the
-training length for every position encoding.
+When the context is full the window slides (the engine drops the oldest half and prefills the
+rest again), so generation can run past the training length for every position encoding.
 
     for text in generate(model, "def ", max_new_tokens=100, temperature=0.8, seed=0): print(text, end="")
 """
@@ -9,45 +10,31 @@ training length for every position encoding.
 import codecs
 from collections.abc import Iterator
 
-import torch
-
 from imo.data.tokenizer import ByteTokenizer
+from imo.engine.config import GenerationConfig
+from imo.engine.decode import Engine
 from imo.errors import ConfigError
 
 
-@torch.no_grad()
 def generate_ids(
     model, ids: list[int], max_new_tokens: int, temperature: float = 0.8, top_k: int | None = None,
     seed: int | None = None,
 ) -> Iterator[int]:
+    """Token ids one at a time, decoded with a KV cache (temperature 0 is greedy)."""
     if temperature < 0:
         raise ConfigError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"top-k must be >= 1, got {top_k}")
     if max_new_tokens < 0:
         raise ConfigError(f"tokens must be >= 0, got {max_new_tokens}")
     if not ids:
         raise ConfigError("the prompt is empty; give at least one character")
-    gen = torch.Generator()
-    if seed is not None:
-        gen.manual_seed(seed)
+    if temperature == 0:
+        cfg = GenerationConfig(strategy="greedy", max_tokens=max_new_tokens)
     else:
-        gen.seed()  # a fresh seed for this generator only; the global RNG is left alone
-    device = next(model.parameters()).device
-    x = torch.tensor([ids], device=device)
-    for _ in range(max_new_tokens):
-        logits, _ = model(x[:, -model.cfg.block_size :])
-        logits = logits[0, -1].float().cpu()  # (vocab,)
-        if temperature == 0:
-            nxt = int(torch.argmax(logits))
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
-        yield nxt
-        x = torch.cat([x, torch.tensor([[nxt]], device=device)], dim=1)
+        cfg = GenerationConfig(strategy="sample", max_tokens=max_new_tokens, temperature=temperature,
+                               top_k=top_k, seed=seed)
+    ids = ids[-model.cfg.block_size :]  # a longer prompt keeps its last block_size tokens
+    for ev in Engine(model).stream(ids, cfg):
+        yield ev.token
 
 
 def generate(model, prompt: str, max_new_tokens: int = 200, **kw) -> Iterator[str]:

@@ -1,0 +1,276 @@
+"""The engine: prefill once, decode with a KV cache; greedy, sampling (temperature, top-k, top-p,
+seed), n samples from one prefill and beam search, all from one GenerationConfig.
+
+Every model call goes through `Engine.forward`, which counts passes (calls) and positions (tokens
+pushed through the model), so the savings of caching, branching and the prefix tree are measured
+rather than assumed. With a prefix tree (imo.engine.prefix) a prompt's longest cached prefix is
+reused and only the rest is prefilled.
+
+    eng = Engine(model); [c] = eng.generate(list(b"def "), GenerationConfig(strategy="greedy"))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from imo.engine.cache import KVCache
+from imo.engine.config import GenerationConfig
+from imo.errors import ConfigError
+
+
+@dataclass
+class Stats:
+    """Counters of one engine; always reported (vLLM-style prefix hit/miss counters included)."""
+
+    passes: int = 0  # model calls
+    positions: int = 0  # token positions pushed through the model (summed over rows)
+    prefill_computed: int = 0  # prompt tokens the model computed
+    prefill_reused: int = 0  # prompt tokens served from the prefix tree
+    generated: int = 0  # tokens produced
+    seconds: float = 0.0  # inside model calls
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Completion:
+    tokens: list[int]
+    logprobs: list[float]  # log p of each token under the model (temperature 1)
+    finish_reason: str  # "stop" (a stop string) or "length"
+    score: float | None = None  # beam: the length-penalised score
+    text: str = field(default="", repr=False)
+
+
+@dataclass
+class Event:
+    """One generated token of one row, as it is decided."""
+
+    row: int
+    token: int
+    logprob: float
+    finished: str | None  # None, "stop" or "length"
+
+
+def sample_tokens(logits: Tensor, cfg: GenerationConfig, gens: list[torch.Generator]) -> Tensor:
+    """Next tokens (B,) from logits (B, V): argmax for greedy, else a draw from the tempered,
+    top-k and top-p truncated distribution. One generator for all rows, or one per row."""
+    if cfg.strategy == "greedy":
+        return logits.argmax(dim=-1)
+    logits = logits / cfg.temperature
+    if cfg.top_k is not None and cfg.top_k < logits.size(-1):
+        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if cfg.top_p < 1.0:  # nucleus (Holtzman et al. 2020): drop the tail beyond mass top_p
+        sp, si = probs.sort(dim=-1, descending=True)
+        before = sp.cumsum(dim=-1) - sp  # mass of the tokens ranked above each one
+        sp = sp.masked_fill(before >= cfg.top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, si, sp)
+    if len(gens) == 1:
+        return torch.multinomial(probs, 1, generator=gens[0])[:, 0]
+    return torch.cat([torch.multinomial(p[None], 1, generator=g)[:, 0] for p, g in zip(probs, gens, strict=True)])
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    g = torch.Generator()
+    if seed is None:
+        g.seed()  # a fresh seed for this generator only; the global RNG is left alone
+    else:
+        g.manual_seed(seed)
+    return g
+
+
+def ends_with_stop(tokens: list[int], stops: list[bytes]) -> bool:
+    tail = bytes(tokens[-max((len(s) for s in stops), default=0):]) if stops else b""
+    return any(tail.endswith(s) for s in stops)
+
+
+def strip_stop(tokens: list[int], stops: list[bytes]) -> list[int]:
+    """The tokens up to (not including) the earliest stop string, as OpenAI's API returns them."""
+    data = bytes(tokens)
+    cut = min((i for i in (data.find(s) for s in stops) if i >= 0), default=len(data))
+    return tokens[:cut]
+
+
+class Engine:
+    def __init__(self, model, tree=None) -> None:
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.tree = tree  # imo.engine.prefix.PrefixTree or None
+        self.stats = Stats()
+
+    # --- model calls -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def forward(self, ids: Tensor, cache: KVCache) -> Tensor:
+        """ids (B, T) after the cache's positions -> float logits (B, T, V); counted."""
+        t0 = time.perf_counter()
+        logits, _ = self.model(ids.to(next(self.model.parameters()).device), cache=cache)
+        self.stats.seconds += time.perf_counter() - t0
+        self.stats.passes += 1
+        self.stats.positions += ids.numel()
+        return logits.float().cpu()
+
+    def new_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
+        return KVCache.for_model(self.model, batch, capacity)
+
+    def check_prompt(self, ids: list[int], cfg: GenerationConfig | None = None) -> None:
+        L = self.cfg.block_size
+        if not ids:
+            raise ConfigError("the prompt is empty; give at least one token")
+        if len(ids) > L:
+            raise ConfigError(f"the prompt has {len(ids)} tokens, more than the model's context of {L}")
+        if bad := [t for t in ids if not 0 <= t < self.cfg.vocab_size]:
+            raise ConfigError(f"token {bad[0]} is outside the vocabulary (0..{self.cfg.vocab_size - 1})")
+        if cfg is not None and cfg.on_full == "error" and len(ids) + cfg.max_tokens > L:
+            raise ConfigError(f"prompt ({len(ids)}) + max_tokens ({cfg.max_tokens}) exceed the context of {L} "
+                              f"tokens; shorten them or use on_full=slide")
+
+    def prefill(self, ids: list[int]) -> tuple[KVCache, Tensor]:
+        """A one-row cache holding the prompt, and the logits (V,) of the token after it. With a
+        prefix tree, the longest cached prefix is reused (at least the last token is computed,
+        since its logits are needed) and the prompt is added to the tree."""
+        self.check_prompt(ids)
+        matched = 0
+        cache = None
+        if self.tree is not None:
+            matched, cache = self.tree.match(ids[:-1], capacity=self.cfg.block_size)
+        if cache is None:
+            cache = self.new_cache(1, self.cfg.block_size)
+        logits = self.forward(torch.tensor([ids[matched:]]), cache)[0, -1]
+        self.stats.prefill_computed += len(ids) - matched
+        self.stats.prefill_reused += matched
+        if self.tree is not None:
+            self.tree.insert(ids, cache)
+        return cache, logits
+
+    def slide(self, seqs: list[list[int]]) -> tuple[KVCache, Tensor]:
+        """The context is full: drop the oldest half of every row and prefill the rest again."""
+        keep = self.cfg.block_size // 2
+        cache = self.new_cache(len(seqs), self.cfg.block_size)
+        logits = self.forward(torch.tensor([s[-keep:] for s in seqs]), cache)[:, -1]
+        return cache, logits
+
+    # --- sampling and greedy ---------------------------------------------------------------------
+
+    def stream(self, ids: list[int], cfg: GenerationConfig, gens: list[torch.Generator] | None = None,
+               prefilled: tuple[KVCache, Tensor] | None = None) -> Iterator[Event]:
+        """Events of cfg.n rows decoded together from one prefill (greedy or sample)."""
+        if cfg.strategy == "beam":
+            raise ConfigError("beam search returns whole answers; use Engine.beam (or generate)")
+        self.check_prompt(ids, cfg)
+        if cfg.max_tokens == 0:
+            return
+        gens = gens or [make_generator(cfg.seed)]
+        cache, logits = prefilled or self.prefill(ids)
+        logits = logits.reshape(-1, logits.size(-1))
+        if cfg.n > 1 and cache.batch == 1:
+            cache, logits = cache.expand(cfg.n), logits.expand(cfg.n, -1)
+        stops = [s.encode() for s in cfg.stop]
+        rows = list(range(cfg.n))  # the original row of each live cache row
+        seqs = [list(ids) for _ in rows]
+        outs: list[list[int]] = [[] for _ in rows]
+        for step in range(cfg.max_tokens):
+            tok = sample_tokens(logits, cfg, gens if len(gens) == 1 else [gens[r] for r in rows])
+            lp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]
+            live = []
+            for i, r in enumerate(rows):
+                t = int(tok[i])
+                outs[r].append(t)
+                seqs[i].append(t)
+                done = "stop" if ends_with_stop(outs[r], stops) else "length" if step == cfg.max_tokens - 1 else None
+                yield Event(r, t, float(lp[i]), done)
+                if done is None:
+                    live.append(i)
+            self.stats.generated += len(rows)
+            if not live:
+                return
+            if len(live) < len(rows):  # finished rows leave the batch and free their cache rows
+                cache = cache.select(live)
+                rows, seqs, tok = [rows[i] for i in live], [seqs[i] for i in live], tok[live]
+            if cache.length + 1 > self.cfg.block_size:
+                cache, logits = self.slide(seqs)
+            else:
+                logits = self.forward(tok[:, None], cache)[:, -1]
+
+    def generate(self, ids: list[int], cfg: GenerationConfig) -> list[Completion]:
+        """cfg.n whole answers (stop strings removed, as OpenAI's API does)."""
+        if cfg.strategy == "beam":
+            return self.beam(ids, cfg)
+        toks: list[list[int]] = [[] for _ in range(cfg.n)]
+        lps: list[list[float]] = [[] for _ in range(cfg.n)]
+        reasons = ["length"] * cfg.n
+        for ev in self.stream(ids, cfg):
+            toks[ev.row].append(ev.token)
+            lps[ev.row].append(ev.logprob)
+            if ev.finished:
+                reasons[ev.row] = ev.finished
+        stops = [s.encode() for s in cfg.stop]
+        out = []
+        for t, lp, why in zip(toks, lps, reasons, strict=True):
+            kept = strip_stop(t, stops)
+            out.append(Completion(kept, lp[: len(kept)], why, text=bytes(kept).decode("utf-8", "replace")))
+        return out
+
+    # --- beam search -----------------------------------------------------------------------------
+
+    def beam(self, ids: list[int], cfg: GenerationConfig) -> list[Completion]:
+        """Beam search. Each step extends every live beam by every token and keeps the beam_width
+        candidates with the highest summed log-probability; a kept candidate that ends with a stop
+        string or reaches max_tokens is finished and scored sum(log p) / length ** length_penalty.
+        The search ends when no beam is live; the n best finished answers are returned, best first
+        (ties: the earlier finished). The live beams' caches are reordered with KVCache.select."""
+        if cfg.strategy != "beam":
+            raise ConfigError(f"Engine.beam needs strategy beam, got {cfg.strategy}")
+        self.check_prompt(ids, cfg)
+        if cfg.max_tokens == 0:
+            return [Completion([], [], "length", 0.0)]
+        stops = [s.encode() for s in cfg.stop]
+        cache, logits = self.prefill(ids)
+        logits = logits[None]  # (1, V)
+        beams: list[tuple[list[int], list[float], float]] = [([], [], 0.0)]  # tokens, logprobs, score
+        finished: list[tuple[float, int, Completion]] = []
+        W = cfg.beam_width
+        while beams:
+            lp = F.log_softmax(logits, dim=-1)  # (live, V)
+            total = torch.tensor([b[2] for b in beams], dtype=lp.dtype)[:, None] + lp  # (live, V)
+            flat = total.flatten()
+            # stable order: higher score first, then lower beam index, then lower token id
+            order = torch.sort(flat, descending=True, stable=True).indices[:W]
+            V = lp.size(-1)
+            keep, nxt = [], []
+            for j in order.tolist():
+                b, t = divmod(j, V)
+                toks, lps, _ = beams[b]
+                cand = (toks + [t], lps + [float(lp[b, t])], float(flat[j]))
+                if ends_with_stop(cand[0], stops) or len(cand[0]) == cfg.max_tokens:
+                    why = "stop" if ends_with_stop(cand[0], stops) else "length"
+                    score = cand[2] / len(cand[0]) ** cfg.length_penalty
+                    finished.append((score, len(finished), Completion(cand[0], cand[1], why, score)))
+                else:
+                    keep.append(b)
+                    nxt.append(cand)
+            self.stats.generated += len(order)
+            beams = nxt
+            if not beams:
+                break
+            cache = cache.expand(len(keep)) if cache.batch == 1 and len(beams) > 1 else cache.select(keep)
+            if cache.length + 1 > self.cfg.block_size:
+                cache, logits = self.slide([ids + b[0] for b in beams])
+            else:
+                logits = self.forward(torch.tensor([[b[0][-1]] for b in beams]), cache)[:, -1]
+        finished.sort(key=lambda f: (-f[0], f[1]))
+        out = []
+        for _, _, c in finished[: cfg.n]:
+            c.tokens = strip_stop(c.tokens, stops)
+            c.logprobs = c.logprobs[: len(c.tokens)]
+            c.text = bytes(c.tokens).decode("utf-8", "replace")
+            out.append(c)
+        return out
