@@ -1,0 +1,1 @@
+"""`imo zip`: a lossless compressor driven by a language model (see imo.zip.codec)."""

@@ -1,0 +1,248 @@
+"""`imo zip` / `imo unzip`: a language model's next-byte predictions, entropy-coded.
+
+Each block of the input (up to `block_size` bytes, so memory stays bounded on any input) is cut
+into `streams` equal segments that are coded side by side: at step t the predictor gives one
+distribution per stream for byte t of its segment (one batched call), the range coder
+(`constriction`'s queue coder) codes the B bytes with those distributions, and the predictor
+learns from them. Decoding runs the very same loop, `_run_block`, with the decoder in place of
+the encoder: the same predictor calls, the same shapes (the active streams are always a prefix,
+the same on both sides), the same update order. Nothing in the loop depends on which side runs
+it, so the probabilities agree bit for bit, provided the arithmetic below is the same: one
+torch thread, float32, deterministic algorithms, and the same library versions, all pinned while
+coding, written into the header, and checked through the predictor's fingerprint on a fixed probe
+before any byte is decoded.
+
+    compress_stream(src, dst, ZipSettings.build())      # file objects opened in binary mode
+    decompress_stream(src, dst)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import constriction
+import numpy as np
+import torch
+
+from imo.zip import container as C
+from imo.zip.predictor import Predictor, fingerprint, quantise
+from imo.zip.settings import ZipSettings
+
+StepFn = Callable[[int, int, np.ndarray], np.ndarray]  # (t, m, freq (m, 256)) -> symbols (m,)
+
+
+@dataclass
+class CodingStats:
+    """What a compress or decompress run did: sizes, wall time and where it went."""
+
+    original: int = 0
+    compressed: int = 0
+    seconds: float = 0.0
+    header_bytes: int = 0
+    blocks: int = 0
+    stored_blocks: int = 0
+    model_bits: float = 0.0  # ideal code length -log2 p of the coded bytes
+
+    @property
+    def bits_per_byte(self) -> float:
+        return 8 * self.compressed / self.original if self.original else 0.0
+
+
+def environment() -> dict[str, Any]:
+    """What exact decoding depends on; stored in the header."""
+    return {"torch": torch.__version__, "numpy": np.__version__,
+            "constriction": _version("constriction"), "dtype": "float32", "threads": 1,
+            "deterministic": True, "machine": platform.machine()}
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+
+    return version(pkg)
+
+
+@contextmanager
+def pinned() -> Iterator[None]:
+    """One torch thread, deterministic algorithms, float32 default: what the codec's arithmetic
+    assumes. Restores the caller's settings afterwards."""
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    dtype = torch.get_default_dtype()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+        torch.set_default_dtype(dtype)
+
+
+def segments(n: int, streams: int) -> tuple[int, int]:
+    """(segment length L, streams used) for a block of n bytes: stream b codes bytes
+    [b*L, min((b+1)*L, n)), so the streams still active at step t are always a prefix."""
+    length = -(-n // streams)
+    return length, -(-n // length)
+
+
+def active(n: int, length: int, t: int, streams: int) -> int:
+    """How many streams still have a byte at step t: those b with b*L + t < n."""
+    return min(streams, -(-(n - t) // length))
+
+
+def _run_block(pr: Predictor, n: int, step: StepFn, progress: Callable[[int], None] | None) -> np.ndarray:
+    """THE coding loop, shared by encoder and decoder: (S, L) bytes of the block, padded."""
+    length, used = segments(n, pr.s.streams)
+    out = np.zeros((used, length), dtype=np.uint8)
+    pr.reset_streams()
+    with torch.no_grad() if not pr.use_net else _noop():
+        for t in range(length):
+            m = active(n, length, t, used)
+            freq = quantise(pr.predict(m))
+            symbols = step(t, m, freq).astype(np.uint8)
+            out[:m, t] = symbols
+            pr.update(symbols)
+            if progress is not None:
+                progress(m)
+    return out
+
+
+@contextmanager
+def _noop() -> Iterator[None]:
+    yield
+
+
+def _model_family():
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+def header_for(settings: ZipSettings, mode: str = "online", model: dict | None = None) -> dict[str, Any]:
+    with pinned():
+        fp = fingerprint(settings)
+    return {"mode": mode, "settings": settings.to_dict(), "env": environment(), "fingerprint": fp,
+            "model": model}
+
+
+def compress_stream(src: BinaryIO, dst: BinaryIO, settings: ZipSettings,
+                    progress: Callable[[int], None] | None = None) -> CodingStats:
+    """Read src to its end, write the .imz container to dst; memory bounded by the block size."""
+    t0 = time.perf_counter()
+    st = CodingStats()
+    st.header_bytes = C.write_header(dst, header_for(settings))
+    st.compressed = st.header_bytes
+    digest = hashlib.sha256()
+    family = _model_family()
+    with pinned():
+        pr = Predictor(settings)
+        while True:
+            block = C.read_up_to(src, settings.block_size)
+            if not block:
+                break
+            digest.update(block)
+            n = len(block)
+            length, used = segments(n, settings.streams)
+            padded = np.zeros(used * length, dtype=np.uint8)
+            padded[:n] = np.frombuffer(block, dtype=np.uint8)
+            grid = padded.reshape(used, length)
+            encoder = constriction.stream.queue.RangeEncoder()
+            bits = [0.0]
+
+            def encode(t: int, m: int, freq: np.ndarray) -> np.ndarray:
+                symbols = grid[:m, t]
+                encoder.encode(symbols.astype(np.int32), family, freq)
+                bits[0] += float(-np.log2(freq[np.arange(m), symbols] / freq.sum(1)).sum())
+                return symbols
+
+            _run_block(pr, n, encode, progress)
+            words = encoder.get_compressed().astype("<u4").tobytes()
+            stored = len(words) >= n
+            st.compressed += C.write_block(dst, n, block if stored else words, stored)
+            st.original += n
+            st.blocks += 1
+            st.stored_blocks += stored
+            st.model_bits += bits[0]
+        st.compressed += C.write_trailer(dst, st.original, digest.digest())
+    st.seconds = time.perf_counter() - t0
+    return st
+
+
+def check_header(header: dict[str, Any]) -> ZipSettings:
+    """Settings from a header, after checking that this machine computes the same predictions."""
+    if header.get("mode") != "online":
+        raise C.ZipFormatError(f"this file was made in mode {header.get('mode')!r}; only 'online' files can be read here")
+    settings = ZipSettings.from_dict(header["settings"])
+    with pinned():
+        here = fingerprint(settings)
+    if here != header.get("fingerprint"):
+        theirs = header.get("env", {})
+        mine = environment()
+        diff = ", ".join(f"{k} {theirs.get(k)} vs {mine[k]}" for k in mine if theirs.get(k) != mine[k])
+        raise C.ZipFormatError(
+            "model fingerprint mismatch: this machine would not reproduce the encoder's predictions"
+            f" ({diff or 'same library versions; different arithmetic'}); decode with the encoder's versions"
+        )
+    return settings
+
+
+def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], None] | None = None) -> CodingStats:
+    """Decode an .imz container from src to dst; raises ZipFormatError on any inconsistency
+    (bad signature, settings, fingerprint, truncation, length or checksum)."""
+    t0 = time.perf_counter()
+    st = CodingStats()
+    header = C.read_header(src)
+    settings = check_header(header)
+    digest = hashlib.sha256()
+    family = _model_family()
+    with pinned():
+        pr = Predictor(settings)
+        while True:
+            n, payload, stored = C.read_block(src, settings.block_size)
+            if n == 0:
+                break
+            if stored:
+                data = np.frombuffer(payload, dtype=np.uint8)
+                length, used = segments(n, settings.streams)
+                padded = np.zeros(used * length, dtype=np.uint8)
+                padded[:n] = data
+                grid = padded.reshape(used, length)
+                _run_block(pr, n, lambda t, m, freq: grid[:m, t], progress)
+                block = payload
+            else:
+                words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+                decoder = constriction.stream.queue.RangeDecoder(words)
+                grid = _run_block(pr, n, lambda t, m, freq: decoder.decode(family, freq), progress)
+                block = grid.reshape(-1)[:n].tobytes()
+            digest.update(block)
+            dst.write(block)
+            st.original += n
+            st.compressed += 8 + len(payload)
+            st.blocks += 1
+        length, expected = C.read_trailer(src)
+    if length != st.original:
+        raise C.ZipFormatError(f"corrupt input: the trailer says {length} bytes, the blocks hold {st.original}")
+    if digest.digest() != expected:
+        raise C.ZipFormatError("checksum mismatch: the decoded bytes are not the original (corrupt input)")
+    st.seconds = time.perf_counter() - t0
+    return st
+
+
+def compress_bytes(data: bytes, settings: ZipSettings | None = None) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    compress_stream(io.BytesIO(data), out, settings or ZipSettings.build())
+    return out.getvalue()
+
+
+def decompress_bytes(blob: bytes) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    decompress_stream(io.BytesIO(blob), out)
+    return out.getvalue()

@@ -1,0 +1,79 @@
+"""Settings of `imo zip`: what the encoder used and the decoder must use (stored in the header).
+
+`--level` picks a preset (table sizes, orders, network width); `--predictor` picks which part
+of the model codes: `stats` (context statistics alone), `net` (the online network alone) or
+`mix` (both, mixed). The streams are the parallel segments of each block.
+
+    s = ZipSettings.build(level=2, predictor="mix")
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from imo.errors import ConfigError
+
+PREDICTORS = ("stats", "net", "mix")
+
+# level -> (max_order, table_bits, net width); level 2 is the default.
+LEVELS: dict[int, dict[str, int]] = {
+    1: dict(max_order=4, table_bits=16, net_width=128),
+    2: dict(max_order=5, table_bits=18, net_width=256),
+    3: dict(max_order=6, table_bits=20, net_width=384),
+}
+
+
+@dataclass(frozen=True)
+class ZipSettings:
+    predictor: str = "mix"
+    level: int = 2
+    streams: int = 32
+    block_size: int = 1 << 22
+    max_order: int = 5
+    table_bits: int = 18
+    discount: float = 0.75
+    count_limit: int = 1023
+    mixer_lr: float = 0.001
+    net_context: int = 12
+    net_width: int = 256
+    net_lr: float = 0.002
+    seed: int = 0
+
+    @classmethod
+    def build(cls, level: int = 2, predictor: str = "mix", **over: Any) -> ZipSettings:
+        if level not in LEVELS:
+            raise ConfigError(f"--level must be one of {', '.join(map(str, LEVELS))}, got {level}")
+        return cls.from_dict({**LEVELS[level], "level": level, "predictor": predictor, **over})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ZipSettings:
+        known = set(cls.__dataclass_fields__)
+        extra = set(d) - known
+        if extra:
+            raise ConfigError(f"unknown zip settings {sorted(extra)}; known: {', '.join(sorted(known))}")
+        s = replace(cls(), **d)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(what)
+
+        need(self.predictor in PREDICTORS, f"predictor must be one of {', '.join(PREDICTORS)}, got {self.predictor!r}")
+        need(self.level in LEVELS, f"level must be one of {', '.join(map(str, LEVELS))}, got {self.level}")
+        for name in ("streams", "block_size", "max_order", "table_bits", "count_limit", "net_context",
+                     "net_width", "seed"):
+            need(isinstance(getattr(self, name), int), f"{name} must be an integer")
+        need(1 <= self.streams <= 1024, f"streams must be in 1..1024, got {self.streams}")
+        need(1 <= self.block_size <= 1 << 26, f"block_size must be in 1..{1 << 26}, got {self.block_size}")
+        need(1 <= self.max_order <= 8, f"max_order must be in 1..8, got {self.max_order}")
+        need(12 <= self.table_bits <= 24, f"table_bits must be in 12..24, got {self.table_bits}")
+        need(0.0 < self.discount < 1.0, f"discount must be in (0, 1), got {self.discount}")
+        need(2 <= self.count_limit <= 60000, f"count_limit must be in 2..60000, got {self.count_limit}")
+        need(1 <= self.net_context <= 64 and 8 <= self.net_width <= 4096, "net_context must be in 1..64 and net_width in 8..4096")
+        need(0 < self.mixer_lr < 1 and 0 < self.net_lr < 1, "learning rates must be in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
