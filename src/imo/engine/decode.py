@@ -106,6 +106,12 @@ class Engine:
         self.tree = tree  # imo.engine.prefix.PrefixTree or None
         self.stats = Stats()
 
+    def session(self, prompt, gen: GenerationConfig | None = None, branch=None):
+        """Branching alternatives for one prompt: `.answer()`, `.reject()` (imo.engine.branches)."""
+        from imo.engine.branches import session
+
+        return session(self, prompt, gen, branch)
+
     # --- model calls -----------------------------------------------------------------------------
 
     @torch.no_grad()
