@@ -157,6 +157,7 @@ class Session:
         self.seed = gen.seed if gen.seed is not None else int(torch.randint(0, 2**31, (1,)))
         self.answers: list[Answer] = []
         self.points: list[BranchPoint] = []
+        self._prefill: KVCache | None = None
 
     def _branch_generator(self, bp: BranchPoint) -> torch.Generator:
         return make_generator(zlib.crc32(f"{self.seed}:{bp.answer}:{bp.position}:{bp.runner_up}".encode()))
@@ -182,6 +183,7 @@ class Session:
         st = self.engine.stats
         p0, q0 = st.passes, st.positions
         cache, logits = self.engine.prefill(self.prompt)
+        self._prefill = cache
         run = _Run(self, 0, [], cache, logits, make_generator(self.seed),
                    passes=st.passes - p0, positions=st.positions - q0)
         return self._serve(run, None, t0, 0)
@@ -227,6 +229,15 @@ class Session:
             run.run(max_passes=budget - spent)
             spent += run.passes - before
         return spent
+
+    def close(self) -> None:
+        """Drop every kept state (forks and unfinished branches) and unlock the prefix tree."""
+        if self._prefill is not None:
+            self.engine.release(self._prefill)
+            self._prefill = None
+        for p in self.points:
+            p.cache, p.run = None, None
+        self.points = [p for p in self.points if p.used]
 
     def branch_points(self) -> list[dict]:
         return [p.to_dict() for p in self.points]

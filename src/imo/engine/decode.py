@@ -154,8 +154,14 @@ class Engine:
         self.stats.prefill_computed += len(ids) - matched
         self.stats.prefill_reused += matched
         if self.tree is not None:
+            self.tree.record(matched, len(ids) - matched)
             self.tree.insert(ids, cache)
         return cache, logits
+
+    def release(self, cache: KVCache) -> None:
+        """Unlock the prefix-tree nodes a prefilled cache uses (the request is over)."""
+        if self.tree is not None:
+            self.tree.release(cache)
 
     def slide(self, seqs: list[list[int]]) -> tuple[KVCache, Tensor]:
         """The context is full: drop the oldest half of every row and prefill the rest again."""
@@ -176,6 +182,12 @@ class Engine:
             return
         gens = gens or [make_generator(cfg.seed)]
         cache, logits = prefilled or self.prefill(ids)
+        try:
+            yield from self._decode(ids, cfg, gens, cache, logits)
+        finally:  # also when the consumer stops early (a client went away)
+            self.release(cache)
+
+    def _decode(self, ids, cfg, gens, cache, logits) -> Iterator[Event]:
         logits = logits.reshape(-1, logits.size(-1))
         if cfg.n > 1 and cache.batch == 1:
             cache, logits = cache.expand(cfg.n), logits.expand(cfg.n, -1)
@@ -240,6 +252,7 @@ class Engine:
             return [Completion([], [], "length", 0.0)]
         stops = [s.encode() for s in cfg.stop]
         cache, logits = self.prefill(ids)
+        self.release(cache)  # the beams share its segments by reference; the tree may evict them
         logits = logits[None]  # (1, V)
         beams: list[tuple[list[int], list[float], float]] = [([], [], 0.0)]  # tokens, logprobs, score
         finished: list[tuple[float, int, Completion]] = []
