@@ -8,7 +8,7 @@ rest again), so generation can run past the training length for every position e
 """
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from imo.data.tokenizer import ByteTokenizer
 from imo.engine.config import GenerationConfig
@@ -37,14 +37,18 @@ def generate_ids(
         yield ev.token
 
 
-def generate(model, prompt: str, max_new_tokens: int = 200, **kw) -> Iterator[str]:
-    """Decoded text pieces as they come; bytes that do not yet form a character wait."""
-    tok = ByteTokenizer()
+def decode_stream(ids: Iterable[int]) -> Iterator[str]:
+    """Text pieces of a stream of byte tokens; bytes that do not yet form a character wait."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for i in generate_ids(model, tok.encode(prompt), max_new_tokens, **kw):
+    for i in ids:
         piece = decoder.decode(bytes([i]))
         if piece:
             yield piece
     tail = decoder.decode(b"", final=True)
     if tail:
         yield tail
+
+
+def generate(model, prompt: str, max_new_tokens: int = 200, **kw) -> Iterator[str]:
+    """Decoded text pieces as they come; bytes that do not yet form a character wait."""
+    yield from decode_stream(generate_ids(model, ByteTokenizer().encode(prompt), max_new_tokens, **kw))
