@@ -90,7 +90,7 @@ class _Combine(StepTask):
         return self.numbers(level) - 1
 
     def max_line(self, level: int) -> int:
-        return 16  # "6561*9=59049\n" is the longest step five numbers from 1 to 9 can need
+        return 16  # "20736*12=248832\n" is the longest step five numbers from 1 to 12 can need
 
     def _problem(self, level: int, nums: list[int], target: int, steps: list[str]) -> Problem:
         key = " ".join(map(str, sorted(nums))) + f":{target}"
@@ -140,7 +140,7 @@ class _Combine(StepTask):
 @register
 class Countdown(_Combine):
     name = "countdown"
-    description = "reach the target from level+2 numbers (1-9) with + - * /, positive integers only"
+    description = "reach the target from level+2 numbers (1-12) with + - * /, positive integers only"
     levels = (1, 2, 3)
 
     def numbers(self, level: int) -> int:
@@ -150,7 +150,7 @@ class Countdown(_Combine):
         """Random numbers combined by random legal steps; the last number is the target."""
         self.check_level(level)
         while True:
-            nums = [rng.randint(1, 9) for _ in range(self.numbers(level))]
+            nums = [rng.randint(1, 12) for _ in range(self.numbers(level))]
             left, steps = list(nums), []
             while len(left) > 1:
                 i, j = rng.sample(range(len(left)), 2)

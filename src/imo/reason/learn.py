@@ -1,0 +1,75 @@
+"""Learning from search: expert iteration (Anthony et al. 2017; STaR, Zelikman et al. 2022).
+
+Each round searches for solutions to training problems the policy was never shown a worked
+solution for, keeps only the solutions the oracle accepts, and fine-tunes the policy on them; the
+next round searches with the improved policy. Greedy accuracy on the (unchanged) test set is
+measured after every round. The search is best-of-n by default ("training more likely beam
+search": any method works; the oracle is the filter either way).
+
+    rounds = expert_iteration(store, policy_run, rounds=2)   # [{"round": 0, "greedy_test_acc": ...}, ...]
+"""
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from imo.errors import ConfigError
+from imo.reason.policy import load_policy, problems, train_policy
+from imo.reason.search import Budget, accuracy, get_method, solution_cost
+from imo.reason.verifiers import load_verifier
+from imo.runs.store import RunStore
+from imo.tasks import Problem, split
+
+
+def collect(policy, probs: list[Problem], method: str, verifier, budget: int, seed: int
+            ) -> list[tuple[str, str]]:
+    """(prompt, solution) for every problem whose search result the oracle accepts."""
+    fn = get_method(method)
+    kept = []
+    for i, p in enumerate(probs):
+        policy.reseed(seed * 1_000_003 + i)
+        r = fn(policy, p, verifier, Budget(budget))
+        if policy.task.solution_ok(p, r.text):  # the oracle is the only judge of what is kept
+            kept.append((p.prompt, r.text))
+    return kept
+
+
+def fresh_problems(cfg, n: int) -> list[Problem]:
+    """Training-distribution problems past the policy's own training set (never in the test set,
+    never given with a worked solution)."""
+    from imo.reason.policy import step_task
+
+    train, _ = split(step_task(cfg.task), cfg.level, cfg.n_train + n, cfg.n_test, cfg.data_seed)
+    return train[cfg.n_train:]
+
+
+def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int = 500,
+                     method: str = "best-of-n", verifier: str = "oracle", budget_x: int = 8,
+                     steps: int = 300, lr: float = 1e-3, seed: int = 0, eval_n: int | None = None,
+                     quiet: bool = True, log=lambda msg: None) -> list[dict[str, Any]]:
+    if rounds < 1:
+        raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    if budget_x < 1:
+        raise ConfigError(f"budget must be >= 1 times one greedy solution, got {budget_x}")
+    policy = load_policy(store, run, seed)
+    cfg = policy.meta["config"]
+    pool = fresh_problems(cfg, n_problems)
+    _, test = problems(cfg)
+    test = test[:eval_n] if eval_n is not None else test
+    out = [{"round": 0, "run": policy.meta["run"], "kept": None, "greedy_test_acc": accuracy(policy, test)}]
+    current = policy.meta["run"]
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        policy = load_policy(store, current, seed + r)
+        ver = load_verifier(verifier, store, policy)
+        limit = budget_x * solution_cost(policy)
+        log(f"round {r}: {method} with {verifier} on {len(pool)} problems at {limit} tokens each")
+        kept = collect(policy, pool, method, ver, limit, seed + r)
+        log(f"round {r}: kept {len(kept)} oracle-accepted solutions; fine-tuning")
+        child = replace(cfg, init_from=current, steps=steps, lr=lr, warmup=min(30, steps), seed=seed + r,
+                        revision=0.0)
+        current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n)
+        out.append({"round": r, "run": current, "kept": len(kept), "pool": len(pool),
+                    "greedy_test_acc": accuracy(load_policy(store, current), test),
+                    "seconds": time.perf_counter() - t0})
+    return out

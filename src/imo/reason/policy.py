@@ -1,0 +1,306 @@
+"""The policy: an imo GPT trained on worked step-by-step solutions, sampled one step at a time.
+
+Training (policy initialisation) is supervised fine-tuning from scratch: each batch row is one
+problem, prompt then solution, right-padded; the loss counts only the solution's bytes (the prompt
+is given, not predicted), so every gradient is spent on how to solve. A row starts at position 0
+exactly as at inference. The same loop fine-tunes on search-found solutions (expert iteration) and
+on revision examples (an attempt plus feedback, then a correct solution).
+
+Sampling is batched without a KV cache: rows are right-padded and each reads its logits at its
+own last position, which is exact for a causal model (a position never sees the padding to its
+right). The unit of generation is one step line, the unit every search method works in.
+
+    run_id = train_policy(PolicyConfig(task="countdown", level=1), store)
+    policy = load_policy(store, run_id)
+    steps = policy.step([(problem.prompt, "")], temperature=1.0)   # [(text, logprob)]
+"""
+
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from imo.config import from_dict
+from imo.errors import ConfigError
+from imo.model import GPT, ModelConfig
+from imo.reason.steps import StepTask
+from imo.runs.store import RunStore, config_hash
+from imo.tasks import Problem, get, split
+from imo.train.checkpoint import load_model, save_checkpoint
+from imo.train.progress import Progress
+from imo.train.schedule import lr_at
+
+POLICY_KIND = "reason-policy"
+NEWLINE = ord("\n")
+IGNORE = -100  # F.cross_entropy's default ignore_index
+
+
+class Policy(Protocol):
+    """What search needs from a policy (the GPT one and the tests' mock both have it)."""
+
+    task: StepTask
+    level: int
+
+    def reseed(self, seed: int) -> None: ...
+
+    def step(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
+        """For each (prompt, solution so far) the next line it writes (newline included when it
+        finished the line) and that line's log-probability under the model (temperature 1)."""
+        ...
+
+
+def step_task(name: str) -> StepTask:
+    task = get(name)
+    if not isinstance(task, StepTask):
+        from imo.tasks import names
+
+        steps = [n for n in names() if isinstance(get(n), StepTask)]
+        raise ConfigError(f"task {name!r} has no steps to search over; choose one of: {', '.join(steps)}")
+    return task
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    task: str = "countdown"
+    level: int = 1
+    n_train: int = 3000  # generated problems with worked solutions
+    n_test: int = 200
+    data_seed: int = 0  # the train/test split (the test set is fixed by this alone)
+    n_layer: int = 3
+    n_embd: int = 96
+    n_head: int = 4
+    block_size: int = 128
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 50
+    seed: int = 0  # initialisation and batches
+    init_from: str | None = None  # fine-tune this policy run's weights
+    examples: str | None = None  # sha256 of explicit (prompt, completion) examples used instead
+    revision: float = 0.0  # share of rows that teach revising a wrong attempt (see revision.py)
+
+    def __post_init__(self) -> None:
+        task = step_task(self.task)
+        task.check_level(self.level)
+        for name in ("n_train", "n_test", "n_layer", "n_embd", "n_head", "block_size", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.revision < 1.0:
+            raise ConfigError(f"revision must be a share in [0, 1), got {self.revision}")
+        need = 40 + task.max_tokens(self.level) * (2 if self.revision else 1)
+        if self.block_size < need:
+            raise ConfigError(f"block_size {self.block_size} is too short for {self.task} level "
+                              f"{self.level}; use at least {need}")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head,
+                           block_size=self.block_size, pos="rope")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PolicyConfig":
+        return from_dict(cls, d, "policy")
+
+
+def problems(cfg: PolicyConfig) -> tuple[list[Problem], list[Problem]]:
+    """The policy's training and test problems (no problem in both)."""
+    return split(step_task(cfg.task), cfg.level, cfg.n_train, cfg.n_test, cfg.data_seed)
+
+
+def harder(cfg: PolicyConfig, n: int) -> list[Problem]:
+    """Problems one level up (the generalisation figure), or [] where the task has none."""
+    task = step_task(cfg.task)
+    if cfg.level + 1 not in task.levels:
+        return []
+    rng = random.Random(f"{cfg.data_seed}/harder")
+    return [task.generate(rng, cfg.level + 1) for _ in range(n)]
+
+
+def examples_sha(examples: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(examples).encode()).hexdigest()[:16]
+
+
+def _batch(rows: list[tuple[str, str]], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a batch of (prompt, completion) rows, right-padded; y ignores prompt and padding."""
+    seqs = [(list(p.encode()), list(c.encode())) for p, c in rows]
+    T = min(block, max(len(p) + len(c) for p, c in seqs) - 1)
+    x = torch.zeros(len(rows), T, dtype=torch.long)
+    y = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+    for i, (p, c) in enumerate(seqs):
+        s = torch.tensor((p + c)[: T + 1])
+        x[i, : len(s) - 1] = s[:-1]
+        y[i, len(p) - 1 : len(s) - 1] = s[len(p):]  # predict the completion only
+    return x, y
+
+
+def fit(model: GPT, rows: list[tuple[str, str]], steps: int, batch_size: int, lr: float, warmup: int,
+        seed: int, quiet: bool = True, weights: list[float] | None = None) -> float:
+    """Masked next-byte training on (prompt, completion) rows; returns the last loss in bits/byte
+    of completion. `weights` (one per row) make some rows more likely to be drawn."""
+    gen = torch.Generator().manual_seed(seed)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.99))
+    probs = torch.tensor(weights if weights is not None else [1.0] * len(rows), dtype=torch.float)
+    progress = Progress(steps, enabled=not quiet)
+    model.train()
+    loss_bits = math.nan
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, lr, warmup, steps, 0.1)
+        idx = torch.multinomial(probs, batch_size, replacement=True, generator=gen).tolist()
+        x, y = _batch([rows[i] for i in idx], model.cfg.block_size)
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss_bits = loss.item() / math.log(2)
+        progress.update(step + 1, loss_bits, None, int((y != IGNORE).sum()))
+    progress.close()
+    model.eval()
+    return loss_bits
+
+
+class GPTPolicy:
+    """A trained GPT as a step-writing policy."""
+
+    def __init__(self, model: GPT, task: StepTask, level: int, seed: int = 0, meta: dict | None = None):
+        self.model, self.task, self.level, self.meta = model.eval(), task, level, meta or {}
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.gen.manual_seed(seed)
+
+    @torch.no_grad()
+    def step(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
+        if not items:
+            return []
+        limit = self.task.max_line(self.level)
+        enc = [list((p + s).encode()) for p, s in items]
+        block = self.model.cfg.block_size
+        if max(map(len, enc)) + limit > block:
+            raise ConfigError(f"a prompt of {max(map(len, enc))} bytes plus a step of {limit} does not "
+                              f"fit the policy's context of {block}")
+        B = len(enc)
+        x = torch.zeros(B, max(map(len, enc)) + limit, dtype=torch.long)
+        for i, e in enumerate(enc):
+            x[i, : len(e)] = torch.tensor(e)
+        lens = torch.tensor([len(e) for e in enc])
+        start = lens.clone()
+        logp = torch.zeros(B)
+        active = torch.ones(B, dtype=torch.bool)
+        for _ in range(limit):
+            rows = active.nonzero().squeeze(1)  # (A,)
+            cur = int(lens[rows].max())
+            logits, _ = self.model(x[rows, :cur])  # (A, cur, V)
+            last = logits[torch.arange(len(rows)), lens[rows] - 1].float()  # (A, V)
+            lp = F.log_softmax(last, dim=-1)
+            if temperature == 0:
+                nxt = last.argmax(-1)
+            else:
+                nxt = torch.multinomial(F.softmax(last / temperature, -1), 1, generator=self.gen).squeeze(1)
+            x[rows, lens[rows]] = nxt
+            logp[rows] += lp[torch.arange(len(rows)), nxt]
+            lens[rows] += 1
+            active[rows[nxt == NEWLINE]] = False
+            if not active.any():
+                break
+        return [(bytes(x[i, start[i] : lens[i]].tolist()).decode("utf-8", "replace"), float(logp[i]))
+                for i in range(B)]
+
+
+def _check_kind(store: RunStore, run_id: str, kind: str, what: str) -> dict:
+    run = store.get(run_id)
+    if run["kind"] != kind:
+        names = {POLICY_KIND: "a policy", "reason-orm": "an ORM verifier", "reason-prm": "a PRM verifier"}
+        raise ConfigError(f"run {run_id} is {names.get(run['kind'], 'a ' + run['kind'] + ' run')}, "
+                          f"not {what}; give a run made by "
+                          + ("`imo reason train`" if kind == POLICY_KIND else "`imo reason train-verifier`"))
+    if run["status"] != "finished":
+        raise ConfigError(f"run {run_id} is {run['status']}, not finished")
+    return run
+
+
+def load_policy(store: RunStore, run: str, seed: int = 0) -> GPTPolicy:
+    run_id = store.resolve(run)
+    info = _check_kind(store, run_id, POLICY_KIND, "a policy")
+    cfg = PolicyConfig.from_dict(info["config"])
+    model, meta = load_model(store.run_dir(run_id))
+    return GPTPolicy(model, step_task(cfg.task), cfg.level, seed, meta={"run": run_id, "config": cfg})
+
+
+def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool = True,
+                 examples: list[tuple[str, str]] | None = None, eval_n: int | None = None,
+                 reuse: bool = True) -> str:
+    """Train (or fine-tune, with cfg.init_from) a policy and record it; returns the run id. With
+    `examples` the rows are those (prompt, completion) pairs rather than the generated training set.
+    A finished run with the same config is reused when `reuse` is set."""
+    store = store or RunStore.open()
+    if examples is not None:
+        cfg = replace(cfg, examples=examples_sha(examples))
+    if cfg.init_from is not None:
+        cfg = replace(cfg, init_from=_check_kind(store, store.resolve(cfg.init_from), POLICY_KIND, "a policy")["id"])
+    found = store.find(POLICY_KIND, config_hash(asdict(cfg))) if reuse else []
+    if found:
+        return found[0]
+    task = step_task(cfg.task)
+    train_set, test_set = problems(cfg)
+    if examples is None:
+        rows = [(p.prompt, p.solution) for p in train_set]
+        if cfg.revision:
+            from imo.reason.revision import revision_rows
+
+            rows += revision_rows(task, train_set, cfg.revision, cfg.seed)
+    else:
+        if not examples:
+            raise ConfigError("no examples to train on (search found no accepted solution)")
+        rows = examples
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model_config())
+    if cfg.init_from is not None:
+        parent, _ = load_model(store.run_dir(cfg.init_from))
+        if parent.cfg != model.cfg:
+            raise ConfigError(f"run {cfg.init_from} has another model shape; keep its layers and width")
+        model.load_state_dict(parent.state_dict())
+    name = f"policy-{cfg.task}{cfg.level}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
+    run_id = store.create_run(POLICY_KIND, name, asdict(cfg), parent=cfg.init_from)
+    t0 = time.perf_counter()
+    try:
+        if not quiet:
+            print(f"run {run_id}  {name}  {model.num_params():,} parameters  {len(rows)} examples", flush=True)
+        loss = fit(model, rows, cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed, quiet)
+        path = save_checkpoint(store.run_dir(run_id), cfg.steps, model.state_dict_for_save(), {},
+                               {"run_id": run_id, "config": {"model": model.cfg.to_dict(), "policy": asdict(cfg)}})
+        store.add_artifact(run_id, "checkpoint", path)
+        if examples is not None:
+            from imo.atomic import write_text
+
+            write_text(store.run_dir(run_id) / "examples.json", json.dumps(examples))
+        from imo.reason.search import accuracy
+
+        policy = GPTPolicy(model, task, cfg.level)
+        n = eval_n if eval_n is not None else len(test_set)
+        figures: dict[str, Any] = {"loss_bits": loss, "params": model.num_params(), "examples": len(rows),
+                                   "seconds_train": time.perf_counter() - t0}
+        figures["greedy_test_acc"] = accuracy(policy, test_set[:n])
+        hard = harder(cfg, n)
+        if hard:
+            figures["greedy_harder_acc"] = accuracy(policy, hard)
+        figures["seconds"] = time.perf_counter() - t0
+        store.finish(run_id, figures)
+    except BaseException:
+        store.set_status(run_id, "failed")
+        raise
+    if not quiet:
+        print("done: " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                   for k, v in figures.items()), flush=True)
+    return run_id
