@@ -227,3 +227,99 @@ def adversarial_training_effect(rows: list[dict[str, Any]], arch: str, eps: floa
             "clean_error_after": after["clean_error"],
             "clean_error_rise_points": 100 * (after["clean_error"] - before["clean_error"])}
 
+
+
+# --- language: byte edits --------------------------------------------------------------------
+
+TRICKABILITY_DEFINITION = (
+    "trickability@k = among held-out prompts the model answers correctly, the fraction whose "
+    "greedy answer an attacker makes wrong with at most k byte substitutions inside the task's "
+    "input that leave the true answer unchanged (beam search over substitutions, scored by the "
+    "log-probability of the right answer)"
+)
+
+
+@torch.no_grad()
+def answer_scores(model, prompts: Sequence[str], answer: str) -> tuple[Tensor, Tensor]:
+    """Teacher-forced scores of `answer` + newline after each prompt (all of one length):
+    (log-probability of the answer, whether greedy decoding would reproduce it exactly). Greedy
+    decoding reproduces it iff every answer byte is the argmax given the bytes before it."""
+    from imo.exams.skills import LINE_START
+
+    target = (answer + "\n").encode("utf-8")
+    seqs = [list((LINE_START + p).encode("utf-8") + target) for p in prompts]
+    x = torch.tensor(seqs)  # (N, T)
+    logits, _ = model(x[:, :-1])
+    n = len(target)
+    logp = F.log_softmax(logits[:, -n:].float(), dim=-1)  # (N, n, vocab): the answer positions
+    tgt = x[:, -n:]  # (N, n)
+    score = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).sum(-1)
+    greedy_ok = (logp.argmax(-1) == tgt).all(-1)
+    return score, greedy_ok
+
+
+def min_byte_edits(model, task, prompt: str, answer: str, k: int = 3, beam: int = 4,
+                   alphabet: str | None = None) -> int | None:
+    """The fewest substitutions (<= k) in the input part of `prompt` after which the model's
+    greedy answer is wrong while the task's own solver still gives `answer`; 0 if it is already
+    wrong, None if no edit within k is found. Beam search: each round scores every single
+    substitution of the beam's prompts and keeps the `beam` that make the right answer least likely."""
+    if k < 0 or beam < 1:
+        raise ConfigError(f"k must be >= 0 and beam >= 1, got k={k}, beam={beam}")
+    text = task.parse(prompt)
+    if text is None:
+        raise ConfigError(f"{prompt!r} is not a prompt of task {task.name}")
+    start = prompt.index(text)
+    span = range(start, start + len(text))  # only the input may change, never the instruction
+    alphabet = alphabet or "".join(sorted(set(text)))
+    if not answer_scores(model, [prompt], answer)[1][0]:
+        return 0
+    frontier, seen = [prompt], {prompt}
+    for edits in range(1, k + 1):
+        cands = []
+        for p in frontier:
+            for i in span:
+                for ch in alphabet:
+                    q = p[:i] + ch + p[i + 1:]
+                    if q not in seen and task.solve(q) == answer:  # the label source stays put
+                        seen.add(q)
+                        cands.append(q)
+        if not cands:
+            return None
+        score, ok = answer_scores(model, cands, answer)
+        if not bool(ok.all()):
+            return edits
+        order = torch.argsort(score)[:beam].tolist()
+        frontier = [cands[j] for j in order]
+    return None
+
+
+def text_exam(run: str, task_name: str = "compare", k: int = 3, beam: int = 4, n: int = 50,
+              seed: int = 0, level: int = 1, store=None) -> dict[str, Any]:
+    """Attack a char run on `n` held-out problems of a skill (the test split the skills exam
+    uses): minimal byte edits per correctly answered prompt and trickability@1..k."""
+    from imo import tasks
+    from imo.exams.skills import LINE_START, check_expressible, check_skills
+    from imo.runs.store import RunStore
+    from imo.train.checkpoint import load_model
+
+    (name,) = check_skills([task_name])
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    store = store or RunStore.open()
+    run_id = store.resolve(run)
+    model, _ = load_model(store.run_dir(run_id))
+    task = tasks.get(name)
+    _, test = tasks.split(task, level, 0, n, seed)
+    check_expressible(model, [LINE_START + p.prompt + p.answer + "\n" for p in test], f"task {name}")
+    alphabet = "".join(sorted({c for p in test for c in task.parse(p.prompt)}))
+    edits = [min_byte_edits(model, task, p.prompt, p.answer, k, beam, alphabet) for p in test]
+    correct = [e for e in edits if e != 0]
+    within = {j: (sum(e is not None and e <= j for e in correct) / len(correct) if correct else float("nan"))
+              for j in range(1, k + 1)}
+    flipped = [e for e in correct if e is not None]
+    return {"run": run_id, "task": name, "k": k, "beam": beam, "n": len(test), "seed": seed,
+            "clean_accuracy": len(correct) / len(test), "attacked": len(correct),
+            "success_within": within, "trickability": within[k],
+            "mean_edits_when_flipped": sum(flipped) / len(flipped) if flipped else None,
+            "definition": TRICKABILITY_DEFINITION.replace("k ", f"k={k} ", 1)}

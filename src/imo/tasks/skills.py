@@ -166,8 +166,8 @@ class Grid(SkillTask):
     description = "walk a W x H grid from (0,0) by moves U/D/L/R; the final x,y"
 
     def make(self, rng: random.Random, level: int) -> str:
-        w, h = (rng.randint(2, 3), rng.randint(2, 3)) if level == 1 else (rng.randint(3, 5), rng.randint(3, 5))
-        n = rng.randint(2, 4) if level == 1 else rng.randint(5, 8)
+        w, h = (rng.randint(2, 4), rng.randint(2, 4)) if level == 1 else (rng.randint(3, 6), rng.randint(3, 6))
+        n = rng.randint(3, 5) if level == 1 else rng.randint(6, 9)
         x = y = 0
         moves = []
         while len(moves) < n:  # only moves that stay inside the grid
