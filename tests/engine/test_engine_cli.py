@@ -1,0 +1,87 @@
+"""`imo sample` strategies, alternatives and the interactive mode, and `imo serve` end to end on a
+trained run (a subprocess on a free localhost port, always stopped)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from imo.cli import _mount, app
+from imo.errors import ConfigError
+from imo.runs.store import RunStore
+from imo.train.config import RunConfig
+from imo.train.trainer import train
+
+
+@pytest.fixture
+def run_id():
+    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, block_size=64),
+                          train=dict(corpus="python-docs", steps=3, batch_size=2, warmup=1, eval_every=3))
+    return train(cfg, store=RunStore.open(), quiet=True)
+
+
+def sample(*args: str, stdin: str = ""):
+    _mount()
+    return CliRunner().invoke(app, ["sample", *args], input=stdin)
+
+
+def test_sample_strategies_alternatives_and_interactive(run_id):
+    g = sample(run_id, "--prompt", "def ", "--tokens", "12", "--temperature", "0")
+    assert g.exit_code == 0 and g.output.startswith("def ")
+    assert sample(run_id, "--prompt", "def ", "--tokens", "12", "--strategy", "greedy").output == g.output
+    b = sample(run_id, "--prompt", "def ", "--tokens", "8", "--strategy", "beam", "--n", "2")
+    assert b.exit_code == 0 and b.output.count("--- answer") == 2 and "score" in b.output
+    n = sample(run_id, "--prompt", "x", "--tokens", "8", "--n", "3", "--seed", "1", "--top-p", "0.9")
+    assert n.exit_code == 0 and n.output.count("--- answer") == 3
+    a = sample(run_id, "--prompt", "def ", "--tokens", "16", "--strategy", "greedy", "--alternatives", "2",
+               "--threshold", "0.01")
+    assert a.exit_code == 0 and a.output.count("--- answer") == 3 and "branched at byte" in a.output
+    i = sample(run_id, "--prompt", "def ", "--tokens", "16", "--strategy", "greedy", "--threshold", "0.01",
+               "-i", stdin="r\nb\nq\n")
+    assert i.exit_code == 0 and "--- answer 2" in i.output and "byte" in i.output
+    bad = sample(run_id, "--strategy", "greedy", "--top-k", "3")
+    assert isinstance(bad.exception, ConfigError) and "only apply to strategy sample" in str(bad.exception)
+    bad = sample(run_id, "--strategy", "beam", "--alternatives", "1")
+    assert isinstance(bad.exception, ConfigError)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_a_trained_run(run_id):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "imo", "serve", run_id[:8], "--port", str(port), "--quiet"],
+                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.time() + 120
+        while True:
+            try:
+                models = httpx.get(url + "/models").json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "slow"
+                time.sleep(0.2)
+        assert [m["id"] for m in models["data"]] == [run_id]
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0)
+        r = client.completions.create(model=run_id, prompt="def ", max_tokens=5, temperature=0)  # named
+        r2 = client.completions.create(model=None, prompt="def ", max_tokens=5, temperature=0)  # or omitted
+        assert r.choices[0].text == r2.choices[0].text and r.usage.completion_tokens == 5
+        with socket.socket() as s:  # bound to localhost only
+            assert s.connect_ex(("127.0.0.1", port)) == 0
+        taken = subprocess.run([sys.executable, "-m", "imo", "serve", run_id, "--port", str(port)],
+                               capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        assert taken.returncode == 2 and taken.stderr.startswith("imo: error: cannot listen")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
