@@ -1,0 +1,80 @@
+"""The skills exam and the byte-edit attack: answers are read up to the newline, unknown skills
+and runs that cannot express a task are refused, and the attack only tries edits that keep the
+true answer."""
+
+import pytest
+import torch
+
+import imo.exams.trick as trick
+from imo import tasks
+from imo.errors import ConfigError
+from imo.exams.skills import SkillsBudget, answer, check_expressible, check_skills, skills_exam
+from imo.model import GPT, ModelConfig
+from imo.runs.store import RunStore
+
+TINY = SkillsBudget(n_layer=1, n_embd=16, n_head=2, block_size=16, steps=3, batch_size=4,
+                    n_train=40, n_test=5)
+
+
+def test_skills_exam_tests_every_skill():
+    out = skills_exam(["copy", "skill-sort"], TINY, seed=0)
+    assert out["train_skills"] == ["skill-copy", "skill-sort"]
+    assert set(out["accuracy"]) == set(tasks.names()) & set(out["accuracy"]) and len(out["accuracy"]) == 7
+    assert all(0.0 <= a <= 1.0 for a in out["accuracy"].values())
+    store = RunStore.open()
+    assert store.get(out["run"])["status"] == "finished"
+    again = skills_exam(["copy", "sort"], TINY, seed=0, store=store)
+    assert again["run"] == out["run"]  # the same corpus and config: the run is reused
+
+
+class NextByte(torch.nn.Module):
+    """A mock model with known logits: the next byte is a fixed function of the current one."""
+
+    def __init__(self, table: dict[str, str]):
+        super().__init__()
+        self.cfg = ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=32)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.table = {ord(a): ord(b) for a, b in table.items()}
+
+    def forward(self, idx, targets=None):
+        logits = torch.zeros(*idx.shape, 256)
+        for (b, t), v in zip(torch.cartesian_prod(torch.arange(idx.shape[0]), torch.arange(idx.shape[1])).tolist(),
+                             idx.flatten().tolist(), strict=True):
+            logits[b, t, self.table.get(v, ord("?"))] = 1.0
+        return logits, None
+
+
+def test_answer_reads_up_to_the_newline():
+    model = NextByte({"=": "x", "x": "y", "y": "\n", "\n": "z", "!": "q", "q": "q"})
+    assert answer(model, ["copy ab=", "sort c!", "add 1+2="], max_new=5) == ["xy", "qqqqq", "xy"]
+
+
+def test_bad_input():
+    with pytest.raises(ConfigError, match="unknown skill 'juggle'; choose from: count, copy"):
+        check_skills(["juggle"])
+    small = GPT(ModelConfig(vocab_size=64, n_layer=1, n_embd=16, n_head=2, block_size=16))
+    with pytest.raises(ConfigError, match="cannot express"):
+        check_expressible(small, ["sort cab=abc"], "task skill-sort")
+    learned = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=4, pos="learned"))
+    with pytest.raises(ConfigError, match="learned positions stop at 4"):
+        check_expressible(learned, ["sort cab=abc"], "task skill-sort")
+
+
+def test_byte_attack_keeps_the_true_answer(monkeypatch):
+    task = tasks.get("skill-compare")
+    prompt, right = "compare 47?52=", "<"
+    seen = []
+    real = trick.answer_scores
+
+    def spy(model, prompts, ans):
+        seen.extend(prompts)
+        return real(model, prompts, ans)
+
+    monkeypatch.setattr(trick, "answer_scores", spy)
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=32)).eval()
+    result = trick.min_byte_edits(model, task, prompt, right, k=2, beam=2, alphabet="0123456789?")
+    assert result in (0, 1, 2, None)
+    for q in seen:
+        assert task.solve(q) == right  # the label source never changes
+        assert q.startswith("compare ") and q.endswith("=") and len(q) == len(prompt)
