@@ -76,8 +76,10 @@ def test_sampled_alternatives_are_repeatable_and_forks_share_blocks():
     s = Engine(model).session([0, 1], gen, BranchConfig(threshold=0.3))
     s.answer()
     bp = [p for p in s.points if p.position > 0][-1]
-    ptrs = {seg.k.data_ptr() for seg in bp.cache.segments}
-    assert len(ptrs) == len(bp.cache.segments) >= 2  # the prompt and answer pieces, shared by reference
+    main = s._prefill  # the first answer decoded into the prefill cache's buffer
+    [seg] = bp.cache.segments
+    assert seg.k.data_ptr() == main._k.data_ptr() and seg.length == 2 + bp.position  # shared, not copied
+    assert bp.cache.nbytes_private == 0  # nothing of its own until it decodes
 
 
 def test_gap_margin_and_refusals():

@@ -169,7 +169,7 @@ class Session:
         a = Answer(len(self.answers), run.tokens, text, run.done or "length", parent, run.passes,
                    run.positions, time.perf_counter() - t0, spec)
         self.answers.append(a)
-        if self.branch.speculate:
+        if self.branch.speculate:  # after the answer is ready: its `seconds` do not include this
             self.speculate(self.branch.speculate)
         return a
 

@@ -1,10 +1,11 @@
 """The KV cache: every layer's keys and values for B rows of equal length, so that decoding one
 more token costs one position instead of the whole prefix.
 
-A cache is a chain of frozen *segments* shared by reference, followed by a private, growing
-*tail*. Writes only ever go to the tail. `fork()` freezes the tail into a new segment that the
-parent and every child then share, and gives each of them a fresh empty tail: copy-on-write
-without the copy, so a branch costs only the tokens it adds (the shared-prefix idea of SGLang's
+A cache is a chain of read-only *segments* shared by reference, followed by a private, growing
+*tail*. Writes only ever go to the tail, and only after what it holds. `fork()` gives the child
+the parent's segments plus a view of the parent's tail as it is now, and a fresh empty tail of
+its own; the parent keeps appending to its buffer, which never changes the viewed positions:
+copy-on-write without the copy, so a branch costs only the tokens it adds (the shared-prefix idea of SGLang's
 `fork` and vLLM's paged blocks, kept in plain tensors). `expand(n)` does the same for n rows from
 one prefill (nanochat's engine copies the prefilled cache into N rows; here the rows share it).
 
@@ -121,16 +122,13 @@ class KVCache:
 
     # --- sharing -----------------------------------------------------------------------------------
 
-    def _freeze(self) -> tuple[Segment, ...]:
-        """Turn the tail into a shared segment; this cache starts a fresh tail. Returns the chain."""
-        if self.tail_len:
-            seg = Segment(self._k[:, :, :, : self.tail_len], self._v[:, :, :, : self.tail_len])
-            self.segments = (*self.segments, seg)
-            self.prefix_len += self.tail_len
-            self.tail_len = 0
-            self._k = self._v = None  # the old buffer now belongs to the segment; never written again
-            self._capacity = FORK_CAPACITY  # a branch grows from a small buffer, doubling as needed
-        return self.segments
+    def _shared(self) -> tuple[Segment, ...]:
+        """The chain a child shares: the segments plus a read-only view of the tail so far. The
+        tail is append-only (writes go after tail_len; growth moves to a new buffer), so the view
+        never changes after it is taken, and this cache keeps decoding into its own buffer."""
+        if not self.tail_len:
+            return self.segments
+        return (*self.segments, Segment(self._k[:, :, :, : self.tail_len], self._v[:, :, :, : self.tail_len]))
 
     def _child(self, batch: int, segments: tuple[Segment, ...]) -> KVCache:
         return KVCache(self.n_layer, self.n_head, self.head_size, batch, capacity=FORK_CAPACITY,
@@ -138,14 +136,14 @@ class KVCache:
 
     def fork(self) -> KVCache:
         """A cache with the same contents that shares every position stored so far; both may
-        then grow independently."""
-        return self._child(self.batch, self._freeze())
+        then grow independently (neither copies what the other wrote)."""
+        return self._child(self.batch, self._shared())
 
     def expand(self, n: int) -> KVCache:
         """A cache of n rows from a one-row cache (n samples from one prefill), sharing it."""
         if self.batch != 1:
             raise ValueError(f"expand needs a one-row cache, this one has {self.batch} rows")
-        return self._child(n, self._freeze())
+        return self._child(n, self._shared())
 
     def select(self, rows: list[int] | Tensor) -> KVCache:
         """A cache of the given rows (in that order, repeats allowed): beam search reorders its

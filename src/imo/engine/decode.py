@@ -191,9 +191,27 @@ class Engine:
         logits = logits.reshape(-1, logits.size(-1))
         if cfg.n > 1 and cache.batch == 1:
             cache, logits = cache.expand(cfg.n), logits.expand(cfg.n, -1)
+        yield from self._rows([list(ids) for _ in range(cache.batch)], cfg, gens, cache, logits)
+
+    def stream_batch(self, prompts: list[list[int]], cfg: GenerationConfig) -> Iterator[Event]:
+        """Events of several prompts of the same length decoded as one batch (row = prompt);
+        prefilled together, without the prefix tree (as a plain batched generate would)."""
+        if cfg.strategy == "beam" or cfg.n != 1:
+            raise ConfigError("a batch of prompts takes greedy or sample with n = 1")
+        for p in prompts:
+            self.check_prompt(p, cfg)
+        if len({len(p) for p in prompts}) != 1:
+            raise ConfigError("the prompts of one batch must have the same length")
+        if cfg.max_tokens == 0:
+            return
+        cache = self.new_cache(len(prompts), self.cfg.block_size)
+        logits = self.forward(torch.tensor(prompts), cache)[:, -1]
+        self.stats.prefill_computed += sum(map(len, prompts))
+        yield from self._rows([list(p) for p in prompts], cfg, [make_generator(cfg.seed)], cache, logits)
+
+    def _rows(self, seqs, cfg, gens, cache, logits) -> Iterator[Event]:
         stops = [s.encode() for s in cfg.stop]
-        rows = list(range(cfg.n))  # the original row of each live cache row
-        seqs = [list(ids) for _ in rows]
+        rows = list(range(len(seqs)))  # the original row of each live cache row
         outs: list[list[int]] = [[] for _ in rows]
         for step in range(cfg.max_tokens):
             tok = sample_tokens(logits, cfg, gens if len(gens) == 1 else [gens[r] for r in rows])
