@@ -186,14 +186,14 @@ def _frontier_search(policy, problem, verifier, budget, width: int, expand: int,
     prefixes; keep the best. Stops when every kept prefix is finished or the budget cannot pay
     for another round."""
     vf = 2 if verifier.reads_tokens else 1
-    beams, seen, rounds = [Candidate()], 0, 0
+    beams, seen, rounds = [Candidate() for _ in range(width)], 0, 0  # the root, `width` times
     while not all(finished(policy, b) for b in beams):
         live = [b for b in beams if not finished(policy, b)]
         if budget.left < len(live) * expand * step_cost(policy) * vf:
             break
         kids = extend(policy, problem, [Candidate(b.text, b.logprob, b.tokens, scored=b.scored)
                                         for b in live for _ in range(expand)], budget, temperature)
-        if distinct:  # tot proposes distinct thoughts: drop repeated proposals
+        if distinct or rounds == 0:  # tot proposes distinct thoughts; the root's copies repeat
             uniq: dict[str, Candidate] = {}
             for k in kids:
                 uniq.setdefault(k.text, k)
@@ -250,34 +250,37 @@ class Node:
         self.cand, self.parent = cand, parent
         self.children: list[Node] = []
         self.visits, self.value = 0, 0.0
+        self.tried = 0  # steps sampled here (repeats of a child included)
 
     def uct(self, c: float) -> float:
         if self.visits == 0:
             return math.inf
-        return self.value / self.visits + c * math.sqrt(math.log(self.parent.visits) / self.visits)
+        return self.value / self.visits + c * math.sqrt(math.log(max(2, self.parent.visits)) / self.visits)
 
 
 @SEARCHES.register("mcts")
 def mcts(policy, problem: Problem, verifier, budget: Budget, c_uct: float = 1.0, expand: int = 3,
-         rollouts: bool = False, temperature: float = 1.0, **_: Any) -> Result:
-    """UCT: select by upper confidence down to a leaf, expand it with `expand` sampled steps, value
+         widen: float = 0.5, rollouts: bool = False, temperature: float = 1.0, **_: Any) -> Result:
+    """UCT: select by upper confidence down to a node, expand it with `expand` sampled steps, value
     each child by the verifier (of the prefix, or of a rollout from it when `rollouts`), back the
-    values up. Repeats while the budget pays for one more expansion. The answer is the best-scored
-    finished solution the tree reached (a rollout's solution counts), else the most visited path
-    finished greedily."""
+    values up. Steps are sampled, so a node's first children may all be poor: progressive
+    widening lets a node with N visits sample expand * N^widen steps in all (distinct children kept).
+    Repeats while the budget pays for one more expansion. The answer is the best-scored finished
+    solution the tree reached (a rollout's solution counts), else the most visited path, finished
+    greedily."""
     vf = 2 if verifier.reads_tokens else 1
     per_child = (remaining_cost(policy, Candidate()) if rollouts else step_cost(policy)) * vf
     require(budget, per_child, "one MCTS expansion")
     expand = max(1, min(expand, budget.limit // per_child))
     root, done, iters = Node(Candidate()), [], 0
-    root.visits = 1
-    while True:
+    while iters < 100_000:
         node = root
-        while node.children:  # selection
-            node = max(node.children, key=lambda n: n.uct(c_uct))
+        while node.children and (finished(policy, node.cand)
+                                 or node.tried >= expand * max(1, node.visits) ** widen):
+            node = max(node.children, key=lambda n: n.uct(c_uct))  # selection
         if finished(policy, node.cand):  # a finished leaf: back its value up again
             value = node.cand.score
-        else:
+        else:  # expansion (of a leaf, or a widening of an inner node)
             if budget.left < expand * per_child:
                 break
             kids = extend(policy, problem, [Candidate(node.cand.text, node.cand.logprob, node.cand.tokens,
@@ -292,18 +295,21 @@ def mcts(policy, problem: Problem, verifier, budget: Budget, c_uct: float = 1.0,
                 done += [e for e in ends if e.complete]
             else:
                 score(verifier, problem, kids, budget)
-            node.children = [Node(k, node) for k in kids]
+            node.tried += len(kids)
+            have = {c.cand.text for c in node.children}
+            for k in kids:
+                if k.text not in have:
+                    have.add(k.text)
+                    child = Node(k, node)
+                    child.visits, child.value = 1, k.score  # each new child is visited once
+                    node.children.append(child)
             done += [k for k in kids if k.complete]
-            for child in node.children:  # each child is visited once, with its own value
-                child.visits, child.value = 1, child.cand.score
             value = max(k.score for k in kids)
         iters += 1
         while node is not None:  # backup
             node.visits += 1
             node.value += value
             node = node.parent
-        if iters > 10_000:  # a tree of finished leaves only: nothing left to spend on
-            break
     best = best_of(done) if done else None
     if best is None:
         node = root

@@ -1,0 +1,115 @@
+"""Each search method on a mock policy with known probabilities finds what brute force finds, and
+every method keeps to its budget exactly."""
+
+from collections import defaultdict
+
+import pytest
+
+from imo.errors import ConfigError
+from imo.reason.learn import collect
+from imo.reason.search import SEARCHES, Budget, get_method, run_many, solution_cost
+from imo.reason.verifiers import NoVerifier, Oracle, SelfEval, Vote, rollout_labels
+
+from .mock import PROBLEM, TASK, MockPolicy, paths
+
+ALL = ["greedy", "best-of-n", "beam", "mcts", "tot"]
+
+
+def test_brute_force_tree():
+    sols = dict(paths())
+    assert abs(sum(sols.values()) - 1) < 1e-12
+    correct = [t for t in sols if TASK.solution_ok(PROBLEM, t)]
+    assert correct == ["3*7=21\n21+8=29\n=29\n"]
+
+
+def test_greedy_is_the_stepwise_argmax():
+    r = get_method("greedy")(MockPolicy(), PROBLEM, NoVerifier(), Budget(1000))
+    assert r.text == "3+7=10\n10+8=18\n=18\n" and not r.correct
+
+
+@pytest.mark.parametrize("method", ["best-of-n", "beam", "mcts", "tot"])
+def test_with_the_oracle_every_search_finds_the_one_correct_path(method):
+    """Brute force says one correct solution exists (p = 0.15); with room for many samples each
+    method must reach it, at several seeds."""
+    for seed in range(3):
+        pol = MockPolicy(seed)
+        r = get_method(method)(pol, PROBLEM, Oracle(TASK), Budget(3000))
+        assert r.correct and r.text == "3*7=21\n21+8=29\n=29\n", (method, seed, r.text)
+
+
+def test_vote_picks_the_answer_with_the_most_probability():
+    by_answer = defaultdict(float)
+    for text, p in paths():
+        by_answer[TASK.answer_of(text)] += p
+    expected = max(by_answer, key=by_answer.get)  # "18" (0.42)
+    r = get_method("best-of-n")(MockPolicy(1), PROBLEM, Vote(TASK), Budget(3000))
+    assert TASK.answer_of(r.text) == expected
+
+
+def test_best_of_n_with_self_picks_the_likeliest_per_token():
+    sols = dict(paths())
+    expected = max(sols, key=lambda t: sum(_logp(t)) / len(t.encode()))
+    r = get_method("best-of-n")(MockPolicy(2), PROBLEM, SelfEval(TASK), Budget(3000))
+    assert r.text == expected
+
+
+def _logp(text):
+    import math
+
+    from .mock import options
+
+    done, out = "", []
+    for line in text.splitlines(keepends=True):
+        out.append(math.log(dict(options(done))[line]))
+        done += line
+    return out
+
+
+@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("verifier", ["oracle", "self", "vote"])
+def test_budgets_are_respected_exactly(method, verifier):
+    ver = {"oracle": Oracle(TASK), "self": SelfEval(TASK), "vote": Vote(TASK)}[verifier]
+    one = solution_cost(MockPolicy(), ver if method != "greedy" else None)
+    for limit in (one, one + 7, 3 * one, 10 * one + 3, 40 * one):
+        pol = MockPolicy(limit)
+        b = Budget(limit)
+        get_method(method)(pol, PROBLEM, ver, b)
+        assert b.policy == pol.generated  # the count is exactly what the policy wrote
+        assert b.spent <= limit
+        if not ver.reads_tokens:
+            assert b.verifier == 0
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_a_budget_below_one_solution_is_a_clear_error(method):
+    with pytest.raises(ConfigError, match="too small"):
+        get_method(method)(MockPolicy(), PROBLEM, Oracle(TASK), Budget(10))
+
+
+def test_unknown_method_lists_the_choices():
+    with pytest.raises(ConfigError, match="choose one of: greedy, best-of-n, beam"):
+        get_method("dfs")
+    assert {"greedy", "best-of-n", "beam", "mcts", "tot", "revision"} <= set(SEARCHES.names())
+
+
+def test_best_of_n_with_the_oracle_follows_one_minus_miss_rate():
+    """P(solved) = 1 - 0.85^n for n samples (the correct path has p = 0.15)."""
+    accs = [run_many(MockPolicy(), [PROBLEM] * 40, "best-of-n", Oracle(TASK), n * 96)["accuracy"]
+            for n in (1, 4, 16)]
+    for acc, n in zip(accs, (1, 4, 16), strict=True):
+        assert abs(acc - (1 - 0.85**n)) < 0.2
+    assert accs[0] < accs[1] < accs[2]
+
+
+def test_prm_labels_from_rollouts_on_the_mock():
+    pol = MockPolicy(0)
+    assert rollout_labels(pol, PROBLEM, "3*7=21\n21+8=29\n=29\n", rollouts=16) == [True, True, True]
+    assert rollout_labels(pol, PROBLEM, "3+7=10\n10+8=18\n=18\n", rollouts=16) == [False, False, False]
+    # from 3*7=21 half the completions are right: 16 rollouts find one; a wrong second step cannot
+    assert rollout_labels(pol, PROBLEM, "3*7=21\n21-8=13\n=13\n", rollouts=16) == [True, False, False]
+
+
+def test_expert_iteration_keeps_only_oracle_accepted_solutions():
+    kept = collect(MockPolicy(0), [PROBLEM] * 30, "best-of-n", Vote(TASK), budget=4 * 48, seed=0)
+    assert kept and all(TASK.solution_ok(PROBLEM, text) for _, text in kept)
+    assert len(kept) < 30  # vote often prefers 18: those searches are dropped, not kept
