@@ -80,12 +80,15 @@ def test_alternatives_endpoints(server):
     url, _ = server
     h = {"Authorization": "Bearer sekret"}
     r = httpx.post(url + "/v1/imo/sessions", headers=h,
-                   json={"prompt": "the ", "max_tokens": 16, "temperature": 0, "threshold": 0.05}).json()
+                   json={"prompt": "the ", "max_tokens": 16, "temperature": 0, "threshold": 0.05,
+                         "speculate": 100}).json()
     first = r["answer"]
     assert first["cost"]["forward_passes"] == 16 and r["branch_points"]
     nxt = httpx.post(url + f"/v1/imo/sessions/{r['id']}/reject", headers=h).json()["answer"]
     assert nxt["text"] != first["text"] and nxt["branched_from"]["answer"] == 0
     assert nxt["cost"]["forward_passes"] == 16 - nxt["branched_from"]["position"] - 1
+    # the worker ran the speculation (queued after the first answer) before this request
+    assert nxt["cost"]["speculative_passes"] == nxt["cost"]["forward_passes"]
     shown = httpx.get(url + f"/v1/imo/sessions/{r['id']}", headers=h).json()
     assert len(shown["answers"]) == 2
     assert httpx.delete(url + f"/v1/imo/sessions/{r['id']}", headers=h).status_code == 200

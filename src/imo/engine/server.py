@@ -300,15 +300,20 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
         body = await body_of(request)
         cfg = generation_config({k: v for k, v in body.items() if k not in ("margin", "threshold", "speculate")},
                                 SESSION_FIELDS)
-        branch = BranchConfig(margin=body.get("margin", "ratio"), threshold=_number(body, "threshold", 0.5),
-                              speculate=_number(body, "speculate", 0, int))
+        ahead = _number(body, "speculate", 0, int)
+        BranchConfig(speculate=ahead)  # validates
+        # speculation runs as its own task after the answer is sent, not inside the request
+        branch = BranchConfig(margin=body.get("margin", "ratio"), threshold=_number(body, "threshold", 0.5))
         ids = _prompt(body, engine)
 
         def start():
             s = engine.session(ids, cfg, branch)
+            s.ahead = ahead
             return s, s.answer()
 
         s, a = await on_worker(start)
+        if ahead:
+            worker.submit(Task(lambda: s.speculate(ahead), lambda r, e: None))
         sid = f"sess-{secrets.token_hex(8)}"
         with lock:
             sessions[sid] = s
@@ -321,6 +326,8 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
     async def reject(sid: str):
         s = _session(sid)
         a = await on_worker(s.reject)
+        if s.ahead:
+            worker.submit(Task(lambda: s.speculate(s.ahead), lambda r, e: None))
         return {"id": sid, "answer": _answer(a), "branch_points": s.branch_points()}
 
     @app.get("/v1/imo/sessions/{sid}")
