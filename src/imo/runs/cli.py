@@ -86,6 +86,26 @@ def runs(
     )  # fmt: skip
 
 
+def weights_bytes(run_dir: Path) -> int | None:
+    """Bytes on disk of the weights file of a run's latest checkpoint (None: no checkpoint)."""
+    import json
+
+    try:
+        ptr = json.loads((run_dir / "checkpoint.json").read_text())
+        return (run_dir / ptr["dir"] / "model.safetensors").stat().st_size
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _size(store: RunStore, r: dict) -> str:
+    n = weights_bytes(store.run_dir(r["id"]))
+    if n is None:
+        return "-"
+    text = f"{n:,} bytes on disk (weights)"
+    p = weights_bytes(store.run_dir(r["parent"])) if r["parent"] else None
+    return text + (f", {n / p:.1%} of the parent's {p:,}" if p else "")
+
+
 @app.command()
 def show(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix or exact name.")],
@@ -113,6 +133,8 @@ def show(
             ("ended", _when(r["ended_at"])),
             ("steps", _fmt(r["steps"])),
             ("folder", str(store.run_dir(r["id"]))),
+            ("size", _size(store, r)),
+            ("val bpb", _fmt(r["figures"].get("val_bpb")) + " bits/byte (validation)"),
         ]
         for k, v in head:
             print(f"{k:<8} {v}")

@@ -12,7 +12,7 @@ A checkpoint folder is complete before it is renamed into place, and the pointer
 (os.replace) only after that, so an interrupted write leaves the previous checkpoint intact.
 
     save_checkpoint(run_dir, step, weights, state, meta)   # weights/state: name -> tensor
-    model, meta = load_model(run_dir)
+    model, meta = load_model(run_dir)   # also pruned/quantized runs (imo.compress.storage)
 """
 
 import hashlib
@@ -138,6 +138,10 @@ def load_model(run_dir: Path, device: str = "cpu"):
     from imo.model import GPT, ModelConfig
 
     meta, weights, _ = read_checkpoint(checkpoint_dir(run_dir), with_state=False)
+    if "compress" in meta:  # a pruned or quantized run (imo prune / imo quantize): its own layout
+        from imo.compress.storage import build_gpt
+
+        return build_gpt(meta, weights).to(device).eval(), meta
     model = GPT(ModelConfig.from_dict(meta["config"]["model"]))
     try:
         model.load_saved_state(weights)

@@ -1,0 +1,109 @@
+"""`imo prune`, `imo quantize`, `imo inspect-outliers`: shrink a run into a new run.
+
+    imo prune 3fa2 --method magnitude --sparsity 0.5 --finetune-steps 100
+    imo quantize 3fa2 --bits 8 --keep lm_head --keep transformer.wte
+    imo quantize 3fa2 --bits 4 --group-size 64
+    imo inspect-outliers 3fa2 --threshold 6
+"""
+
+from typing import Annotated
+
+import typer
+
+from imo.errors import ConfigError
+
+Opt = typer.Option
+
+
+def prune_command(
+    run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
+    method: Annotated[str, Opt(help="Pruning method: magnitude, random (synflow needs an MLP).")] = "magnitude",
+    sparsity: Annotated[float, Opt(help="Fraction of the selected weights removed, in [0, 1).")] = 0.5,
+    scope: Annotated[str, Opt(help="global (one ranking over all layers) or layer (each layer alike).")] = "global",
+    skip: Annotated[list[str] | None, Opt("--skip", help="Glob of layers left dense, e.g. lm_head (repeatable).")] = None,
+    finetune_steps: Annotated[int, Opt(help="AdamW steps on the training split after pruning, masks kept.")] = 0,
+    lr: Annotated[float, Opt(help="Fine-tuning learning rate.")] = 3e-4,
+    seed: Annotated[int, Opt(help="Seed (random pruning, fine-tuning batches).")] = 0,
+    eval_bytes: Annotated[int, Opt(help="Validation bytes scored before and after.")] = 65_536,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the new run id.")] = False,
+) -> None:
+    """Prune a run's model into a new run (parent link) stored compactly (bitmask + values)."""
+    from imo.compress.prune import check_sparsity
+    from imo.compress.runs import prune_run
+    from imo.runs.store import RunStore
+
+    check_sparsity(sparsity)
+    if eval_bytes < 1:
+        raise ConfigError(f"eval-bytes must be >= 1, got {eval_bytes}")
+    from imo.compress.prune import PRUNERS
+
+    PRUNERS.get(method)
+    store = RunStore.open()
+    log = (lambda m: None) if quiet else print
+    rid, f = prune_run(store, run, method, sparsity, scope=scope, skip=tuple(skip or ()),
+                       finetune_steps=finetune_steps, lr=lr, seed=seed, eval_bytes=eval_bytes, log=log)
+    _done(rid, f, quiet)
+
+
+def quantize_command(
+    run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
+    bits: Annotated[int, Opt(help="8 (per-channel int8) or 4 (group-wise int4).")] = 8,
+    group_size: Annotated[int, Opt(help="int4: input weights per scale.")] = 64,
+    outlier_threshold: Annotated[float | None, Opt(help="int8: activation columns above this stay in float (LLM.int8 uses 6.0). [default: no split]")] = None,
+    kernel: Annotated[str, Opt(help="int8 kernel: auto, fbgemm, vectorwise, weight-only.")] = "auto",
+    keep: Annotated[list[str] | None, Opt("--keep", help="Glob of layers kept in float, e.g. lm_head (repeatable).")] = None,
+    eval_bytes: Annotated[int, Opt(help="Validation bytes scored before and after.")] = 65_536,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the new run id.")] = False,
+) -> None:
+    """Quantize a run's weight matrices into a new run (parent link) with packed integers."""
+    from imo.compress.quantize import QuantConfig
+    from imo.compress.runs import quantize_run
+    from imo.runs.store import RunStore
+
+    if eval_bytes < 1:
+        raise ConfigError(f"eval-bytes must be >= 1, got {eval_bytes}")
+    cfg = QuantConfig(bits=bits, group_size=group_size, outlier_threshold=outlier_threshold, kernel=kernel)
+    store = RunStore.open()
+    log = (lambda m: None) if quiet else print
+    rid, f = quantize_run(store, run, cfg, keep=tuple(keep or ()), eval_bytes=eval_bytes, log=log)
+    _done(rid, f, quiet)
+
+
+def _done(rid: str, f: dict, quiet: bool) -> None:
+    if quiet:
+        print(rid)
+        return
+    print(f"new run {rid}: {f['bytes_on_disk']:,} bytes on disk ({f['size_ratio']:.1%} of the parent's "
+          f"{f['parent_bytes']:,}); {f['val_bpb']:.4f} bits/byte vs {f['parent_val_bpb']:.4f} "
+          f"({f['bpb_delta_rel']:+.2%}) on {f['eval_bytes']:,} validation bytes")
+
+
+def inspect_outliers_command(
+    run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
+    threshold: Annotated[float, Opt(help="|activation| above which a column is an outlier (LLM.int8: 6.0).")] = 6.0,
+    windows: Annotated[int, Opt(help="Validation windows (of the training context) fed through.")] = 8,
+    seed: Annotated[int, Opt(help="Seed of the windows.")] = 0,
+) -> None:
+    """Per layer: largest input activation, and how many input columns exceed the threshold."""
+    from imo.compress.runs import outlier_stats, validation_windows
+    from imo.console import print_table
+    from imo.runs.store import RunStore
+    from imo.train.checkpoint import load_model
+
+    if windows < 1:
+        raise ConfigError(f"windows must be >= 1, got {windows}")
+    store = RunStore.open()
+    rid = store.resolve(run)
+    model, meta = load_model(store.run_dir(rid))
+    x = validation_windows(meta["config"]["train"]["corpus"], model.cfg.block_size, windows, seed)
+    stats = outlier_stats(model, x, threshold)
+    print_table(["layer", "max |x|", f"columns > {threshold:g}", "width", "values > thr"],
+                [[n, f"{s['max_abs']:.2f}", s["outlier_columns"], s["width"],
+                  f"{s['outlier_value_fraction']:.4%}"] for n, s in stats.items()],
+                title=f"input activations of run {rid} on {windows} x {model.cfg.block_size} validation bytes")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune_command)
+    app.command("quantize")(quantize_command)
+    app.command("inspect-outliers")(inspect_outliers_command)
