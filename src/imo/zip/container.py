@@ -1,7 +1,7 @@
 """The `.imz` container: a header, framed blocks, a trailer. It is written front to back, so
 `imo zip - < in > out.imz` works without knowing the length first.
 
-    magic  b"IMOZ"  | format version (1 byte) | header length (u32) | header (JSON, UTF-8)
+    magic  b"IMOZ"  | format version (1 byte) | header length (u32) | header (JSON, UTF-8, zlib)
     block: raw length n (u32, 1..block_size) | words w (u32) | w little-endian u32 range-coder words
            (w = 0xFFFFFFFF: a stored block, n raw bytes follow; used when coding would expand it)
     ...
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from typing import Any, BinaryIO
 
 from imo.errors import ImoError
@@ -55,7 +56,7 @@ def read_up_to(f: BinaryIO, n: int) -> bytes:
 
 
 def write_header(f: BinaryIO, header: dict[str, Any]) -> int:
-    body = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    body = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"), 9)
     f.write(MAGIC + bytes([FORMAT_VERSION]) + struct.pack("<I", len(body)) + body)
     return 9 + len(body)
 
@@ -70,10 +71,15 @@ def read_header(f: BinaryIO) -> dict[str, Any]:
     (size,) = struct.unpack("<I", read_exact(f, 4, "header"))
     if size > MAX_HEADER:
         raise ZipFormatError(f"corrupt header: length {size} exceeds {MAX_HEADER}")
+    body = read_exact(f, size, "header")
     try:
-        header = json.loads(read_exact(f, size, "header").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ZipFormatError("corrupt header: it is not valid JSON") from None
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(body, MAX_HEADER)
+        if inflate.unconsumed_tail or not inflate.eof:
+            raise ZipFormatError("corrupt header: it does not inflate to a complete JSON document")
+        header = json.loads(text.decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError):
+        raise ZipFormatError("corrupt header: it is not compressed JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("settings"), dict):
         raise ZipFormatError("corrupt header: no settings")
     return header

@@ -1,0 +1,145 @@
+"""`imo zip` and `imo unzip` (see docs/zip.md)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+
+from imo.errors import ConfigError, DataError
+
+Opt = typer.Option
+SUFFIX = ".imz"
+
+
+def _output_for(inp: str, out: str | None, unzip: bool) -> str:
+    if out is not None:
+        return out
+    if inp == "-":
+        return "-"
+    if not unzip:
+        return inp + SUFFIX
+    if inp.endswith(SUFFIX) and len(inp) > len(SUFFIX):
+        return inp[: -len(SUFFIX)]
+    raise ConfigError(f"{inp} does not end in {SUFFIX}; name the output with -o OUT (or -o - for stdout)")
+
+
+@contextmanager
+def _open_in(path: str) -> Iterator[BinaryIO]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"no such file: {path}")
+    with open(p, "rb") as f:
+        yield f
+
+
+@contextmanager
+def _open_out(path: str, force: bool, inp: str) -> Iterator[BinaryIO]:
+    """stdout, or a temporary file beside the target that is renamed onto it only when the work
+    succeeded (an error or Ctrl-C leaves no partial output)."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    from imo.atomic import atomic_path
+
+    target = Path(path)
+    if inp != "-" and target.exists() and target.resolve() == Path(inp).resolve():
+        raise ConfigError(f"output {path} is the input file")
+    if target.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite it")
+    if not target.parent.is_dir():
+        raise DataError(f"no such folder: {target.parent}")
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
+@contextmanager
+def _progress(quiet: bool, label: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr (stdout may carry the data), only on a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(label, BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def zip_command(
+    files: Annotated[list[str], typer.Argument(help="File to compress (- for stdin); with --bench, files to measure.")],
+    output: Annotated[str | None, Opt("-o", "--output", help="Output file (- for stdout). [default: FILE.imz]")] = None,
+    mode: Annotated[str, Opt(help="online: the model learns while coding (nothing stored but a header).")] = "online",
+    level: Annotated[int, Opt(help="1 (fastest), 2, 3 (largest tables, highest order).")] = 2,
+    predictor: Annotated[str, Opt(help="mix (statistics + network), stats (network off) or net (network alone).")] = "mix",
+    streams: Annotated[int, Opt(help="Parallel segments coded in one batch per block.")] = 32,
+    force: Annotated[bool, Opt("--force", "-f", help="Overwrite an existing output.")] = False,
+    bench: Annotated[bool, Opt("--bench", help="Measure imo's three predictors beside gzip, bzip2, xz, zstd, brotli and PPMd.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Compress a file losslessly with a language model and a range coder."""
+    from imo.zip.settings import ZipSettings
+
+    if mode != "online":
+        raise ConfigError(f"--mode must be online, got {mode!r}")
+    if bench:
+        _bench(files, level, quiet)
+        return
+    if len(files) != 1:
+        raise ConfigError(f"imo zip takes one FILE (got {len(files)}); --bench takes several")
+    settings = ZipSettings.build(level=level, predictor=predictor, streams=streams)
+    from imo.zip.codec import compress_stream
+
+    inp = files[0]
+    out = _output_for(inp, output, unzip=False)
+    total = Path(inp).stat().st_size if inp != "-" and Path(inp).is_file() else None
+    with _open_in(inp) as src, _open_out(out, force, inp) as dst, _progress(quiet, "zip", total) as prog:
+        st = compress_stream(src, dst, settings, prog)
+    if not quiet:
+        print(f"{inp} -> {out}: {st.original:,} -> {st.compressed:,} bytes, {st.bits_per_byte:.3f} bits/byte, "
+              f"{st.original / max(st.seconds, 1e-9) / 1e3:,.1f} KB/s", file=sys.stderr)
+
+
+def unzip_command(
+    file: Annotated[str, typer.Argument(help="An .imz file (- for stdin).")],
+    output: Annotated[str | None, Opt("-o", "--output", help="Output file (- for stdout). [default: FILE without .imz]")] = None,
+    force: Annotated[bool, Opt("--force", "-f", help="Overwrite an existing output.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Decompress an .imz file; verifies the length and the SHA-256 checksum of the original."""
+    from imo.zip.codec import decompress_stream
+
+    out = _output_for(file, output, unzip=True)
+    with _open_in(file) as src, _open_out(out, force, file) as dst, _progress(quiet, "unzip", None) as prog:
+        st = decompress_stream(src, dst, prog)
+    if not quiet:
+        print(f"{file} -> {out}: {st.original:,} bytes, checksum ok, "
+              f"{st.original / max(st.seconds, 1e-9) / 1e3:,.1f} KB/s", file=sys.stderr)
+
+
+def _bench(files: list[str], level: int, quiet: bool) -> None:
+    from imo.console import print_table
+    from imo.zip.bench import COLUMNS, bench_files
+
+    paths = [Path(f) for f in files]
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"no such file: {p}")
+    log = None if quiet else (lambda line: print(line, file=sys.stderr))
+    rows = bench_files(paths, level=level, log=log)
+    print_table(COLUMNS, [r.cells() for r in rows], title="imo zip --bench")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("zip")(zip_command)
+    app.command("unzip")(unzip_command)
