@@ -1,0 +1,275 @@
+"""Claims measured by the exams: trickability, true negatives and separate skills.
+
+* `trickability`: Goodfellow et al. 2014 on scikit-learn's 8x8 digits: a softmax regression and
+  an MLP attacked with FGSM (imo.exams.trick), each also adversarially trained (half clean, half
+  FGSM loss). The rule reproduces the paper's headline: the shallow softmax model is fooled on
+  most images at eps = 0.25 (MNIST: 99.9%). Beside it, outside the rule: the MLP's error, the
+  effect of adversarial training, and the language half, the trickability@k of a char model on
+  the skill `compare` (minimal byte edits that keep the true answer).
+* `true-negative-hard`: a model trained on a generated fact base answers present facts (true
+  positives) far better than it says `unknown` about missing ones (true negatives)
+  (imo.exams.negatives). The rule reads the best-trained model (largest, longest).
+* `skills-are-separate`: single-skill models tested on every skill of the battery
+  (imo.exams.skills): how much of a skill's accuracy does training on another skill bring,
+  relative to training on that skill itself.
+
+    imo check trickability --quick
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from imo.claims.plotting import plt, save_figure
+from imo.claims.registry import Claim, Context, Rule, register
+from imo.exams.negatives import NegativesBudget, negatives_exam
+from imo.exams.skills import SkillsBudget, skills_exam
+from imo.exams.trick import (
+    PAPER_MNIST,
+    VisionBudget,
+    adversarial_training_effect,
+    text_exam,
+    vision_exam,
+)
+
+# --- trickability ------------------------------------------------------------------------------
+
+EPS = {"smoke": (0.1, 0.25), "quick": (0.05, 0.1, 0.25), "full": (0.02, 0.05, 0.1, 0.15, 0.25, 0.35, 0.5)}
+VISION = {
+    "smoke": VisionBudget(epochs=1, hidden=32, max_test=60),
+    "quick": VisionBudget(epochs=15),
+    "full": VisionBudget(epochs=40),
+}
+# the char model attacked by byte edits: trained on the skill `compare` alone
+TEXT = {
+    "smoke": (SkillsBudget(n_layer=1, n_embd=16, n_head=2, block_size=16, steps=3, batch_size=4,
+                           n_train=40, n_test=5), dict(n=5, k=1, beam=1)),
+    "quick": (SkillsBudget(block_size=32, steps=200, batch_size=16, lr=1e-2, n_train=1000, n_test=30),
+              dict(n=30, k=2, beam=2)),
+    "full": (SkillsBudget(block_size=32, steps=1500, batch_size=32, n_train=3000, n_test=100),
+             dict(n=100, k=3, beam=4)),
+}
+
+
+def measure_trickability(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    ctx.log("digits: softmax and MLP, standard and adversarially trained, FGSM")
+    vis = vision_exam("digits", eps=EPS[budget], attack="fgsm", seed=seed, budget=VISION[budget])
+    at = {(r["model"], r["eps"]): r for r in vis["rows"]}
+    figures: dict[str, Any] = {"eps": list(EPS[budget]), "_runs": []}
+    for name in ("softmax", "softmax adv", "mlp", "mlp adv"):
+        key = name.replace(" ", "_")
+        figures[f"{key}_error"] = [at[(name, e)]["error"] for e in EPS[budget]]
+        figures[f"{key}_confidence_at_0.25"] = at[(name, 0.25)]["confidence"]
+        figures[f"{key}_clean_error"] = at[(name, 0.25)]["clean_error"]
+        figures[f"{key}_median_min_eps"] = at[(name, 0.25)]["median_min_eps"]
+    figures["softmax_fgsm_error_at_0.25"] = at[("softmax", 0.25)]["error"]
+    figures["mlp_fgsm_error_at_0.25"] = at[("mlp", 0.25)]["error"]
+    eff = adversarial_training_effect(vis["rows"], "mlp", 0.25)
+    figures.update({f"mlp_{k}": v for k, v in eff.items()})
+    # the issue's target: adversarial error falls by half or more, clean error rises <= 1 point
+    figures["adv_training_target_met"] = bool(eff["adv_error_relative_fall"] >= 0.5
+                                              and eff["clean_error_rise_points"] <= 1.0)
+    skills, attack = TEXT[budget]
+    ctx.log("char model on `compare`, byte-edit attack")
+    run = skills_exam(["compare"], skills, seed=seed, store=ctx.store, quiet=ctx.quiet)["run"]
+    text = text_exam(run, "compare", seed=seed, store=ctx.store, **attack)
+    figures["_runs"].append(run)
+    figures["text_clean_accuracy"] = text["clean_accuracy"]
+    figures["text_success_within"] = [text["success_within"][j] for j in sorted(text["success_within"])]
+    figures["text_trickability"] = text["trickability"]
+    figures["text_definition"] = text["definition"]
+    return figures
+
+
+def plot_trickability(per_seed: list[dict[str, Any]], path) -> None:
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=100, gridspec_kw={"width_ratios": [2, 1]})
+    styles = {"softmax": ("C0", "-"), "softmax_adv": ("C0", "--"), "mlp": ("C3", "-"), "mlp_adv": ("C3", "--")}
+    for key, (color, ls) in styles.items():
+        for i, f in enumerate(per_seed):
+            ax.plot(f["eps"], f[f"{key}_error"], ls, color=color, marker=".", alpha=0.8,
+                    label=key.replace("_adv", ", adversarially trained") if i == 0 else None)
+    ax.plot([0.25], [PAPER_MNIST["softmax"]["fgsm_error"]], "*", color="C0", ms=12, label="paper, MNIST softmax")
+    ax.plot([0.25], [PAPER_MNIST["maxout"]["fgsm_error"]], "*", color="C3", ms=12, label="paper, MNIST maxout")
+    ax.plot([0.25], [PAPER_MNIST["maxout adversarially trained"]["fgsm_error"]], "*", color="C3", mfc="none",
+            ms=12, label="paper, maxout adversarially trained")
+    ax.set_xlabel("FGSM epsilon (pixels in [0, 1])")
+    ax.set_ylabel("test error under attack")
+    ax.set_title("8x8 digits (lines) beside Goodfellow et al.'s MNIST (stars)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    for f in per_seed:
+        ks = range(1, len(f["text_success_within"]) + 1)
+        bx.plot(list(ks), f["text_success_within"], "o-", color="C2", alpha=0.8)
+    bx.set_xlabel("byte substitutions allowed (k)")
+    bx.set_ylabel("answers flipped (of those right)")
+    bx.set_title("char model on `compare`", fontsize=10)
+    bx.set_ylim(-0.05, 1.05)
+    bx.grid(True, alpha=0.3)
+    save_figure(fig, path)
+
+
+@register
+def trickability() -> Claim:
+    return Claim(
+        id="trickability",
+        statement="How easily a model is tricked is a key measurement: tiny input changes that a "
+                  "person would not notice flip the answers of ordinary classifiers.",
+        source="source-notes: how hard it is to trick a model is a key measure",
+        experiment="8x8 digits (pixels in [0, 1]): softmax regression and a 2-hidden-layer MLP, each "
+                   "also adversarially trained (half clean, half FGSM loss at eps 0.25); FGSM test error "
+                   "and confidence at several eps, and each image's minimal flipping eps. Beside it, a char "
+                   "model trained on the skill `compare`: the fewest byte substitutions keeping the true "
+                   "answer that flip its answer (beam search), success within k.",
+        rule=Rule(metric="softmax_fgsm_error_at_0.25", op=">", threshold=0.5, margin=0.1,
+                  meaning="FGSM at eps 0.25 fools the shallow softmax model on more than half of the "
+                          "test digits (Goodfellow et al.: 99.9% on MNIST)"),
+        measure=measure_trickability,
+        plot=plot_trickability,
+        anchor="Goodfellow, Shlens & Szegedy 2014, MNIST, eps 0.25: shallow softmax 99.9% error "
+               "(mean confidence 79.3%), maxout 89.4% (97.6%); adversarial training: maxout 89.4% -> "
+               "17.9% adversarial error, clean error 0.94% -> 0.84%",
+        tags=("exams", "robustness"),
+    )
+
+
+# --- true-negative-hard ------------------------------------------------------------------------
+
+NEGATIVES = {
+    "smoke": NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, block_size=16, batch_size=4),
+    "quick": NegativesBudget(sizes=((2, 64),), steps=(220,), n_entities=12, block_size=32, batch_size=16,
+                             lr=1e-2),
+    "full": NegativesBudget(sizes=((1, 32), (2, 64), (3, 96)), steps=(300, 1000), n_entities=40,
+                            block_size=32, batch_size=32),
+}
+
+
+def measure_negatives(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    out = negatives_exam(NEGATIVES[budget], seed=seed, store=ctx.store, quiet=ctx.quiet, log=ctx.log)
+    rows = out["rows"]
+    best = max(rows, key=lambda r: (r["params"], r["steps"]))
+    return {
+        "_runs": [r["run"] for r in rows],
+        "tpr": best["tpr"], "tnr": best["tnr"], "tpr_minus_tnr": best["tpr"] - best["tnr"],
+        "positives_called_unknown": best["positives_called_unknown"],
+        "rows": [{k: r[k] for k in ("n_layer", "n_embd", "params", "steps", "tpr", "tnr")} for r in rows],
+        "n_present": out["n_present"], "n_held_absent": out["n_held_absent"],
+    }
+
+
+def plot_negatives(per_seed: list[dict[str, Any]], path) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
+    rows = per_seed[0]["rows"] if per_seed else []
+    labels = [f"{r['n_layer']}x{r['n_embd']}\n{r['steps']} steps" for r in rows]
+    for j, (key, color) in enumerate((("tpr", "C0"), ("tnr", "C3"))):
+        for i in range(len(rows)):
+            vals = [f["rows"][i][key] for f in per_seed]
+            ax.bar(i + (j - 0.5) * 0.38, statistics.fmean(vals), 0.38, color=color, alpha=0.7,
+                   label=("true positives (value recalled)" if key == "tpr" else "true negatives ('unknown')")
+                   if i == 0 else None)
+            ax.plot([i + (j - 0.5) * 0.38] * len(vals), vals, "k.", ms=5)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("rate")
+    ax.set_title("fact base: present facts vs facts never seen", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+@register
+def true_negative_hard() -> Claim:
+    return Claim(
+        id="true-negative-hard",
+        statement="Knowing what one does not know is harder than knowing what one knows: a model "
+                  "recalls stored facts far more reliably than it answers 'unknown' for missing ones.",
+        source="source-notes: true negatives are much harder than true positives",
+        experiment="A generated fact base (entities x 5 attributes, half present) written as lines "
+                   "`name attribute: value`; some missing facts are written with the value `unknown`, the "
+                   "rest never appear. Byte models of several sizes and training lengths are trained on it "
+                   "and asked every present fact (TPR) and every never-seen missing fact (TNR).",
+        rule=Rule(metric="tpr_minus_tnr", op=">", threshold=0.1, margin=0.1,
+                  meaning="for the largest, longest-trained model the true-positive rate exceeds the "
+                          "true-negative rate by more than 10 points"),
+        measure=measure_negatives,
+        plot=plot_negatives,
+        anchor=None,
+        tags=("exams",),
+    )
+
+
+# --- skills-are-separate -----------------------------------------------------------------------
+
+SKILLS = {
+    "smoke": (("copy", "sort"), SkillsBudget(n_layer=1, n_embd=16, n_head=2, block_size=16, steps=3,
+                                             batch_size=4, n_train=40, n_test=5)),
+    "quick": (("count", "compare"), SkillsBudget(block_size=32, steps=150, batch_size=16, lr=1e-2,
+                                              n_train=1000, n_test=40)),
+    "full": (("count", "copy", "reverse", "sort", "add", "compare", "grid"),
+             SkillsBudget(block_size=32, steps=800, batch_size=32, n_train=2000, n_test=100)),
+}
+FLOOR = 0.05  # a skill its own training does not lift above this cannot show transfer
+
+
+def measure_skills(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    names, size = SKILLS[budget]
+    acc: dict[str, dict[str, float]] = {}
+    runs = []
+    for s in names:
+        out = skills_exam([s], size, seed=seed, store=ctx.store, quiet=ctx.quiet, log=ctx.log)
+        runs.append(out["run"])
+        acc[s] = {k.removeprefix("skill-"): v for k, v in out["accuracy"].items()}
+    # transfer of A to B: B's accuracy after training on A, as a share of its accuracy after
+    # training on B itself; averaged over ordered pairs whose own accuracy clears the floor
+    shares = [min(1.0, acc[a][b] / acc[b][b]) for a in names for b in names
+              if a != b and acc[b][b] >= FLOOR]
+    own = [acc[s][s] for s in names]
+    return {
+        "_runs": runs, "trained": list(names), "accuracy": acc,
+        "mean_own_accuracy": statistics.fmean(own),
+        "mean_other_accuracy": statistics.fmean(acc[a][b] for a in names for b in acc[a] if b != a),
+        "mean_transfer": statistics.fmean(shares) if shares else float("nan"),
+        "pairs_counted": len(shares),
+    }
+
+
+def plot_skills(per_seed: list[dict[str, Any]], path) -> None:
+    import numpy as np
+
+    f0 = per_seed[0]
+    trained = f0["trained"]
+    tested = list(f0["accuracy"][trained[0]])
+    m = np.array([[statistics.fmean(f["accuracy"][a][b] for f in per_seed) for b in tested] for a in trained])
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(tested), 1.4 + 0.55 * len(trained)), dpi=100)
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i in range(len(trained)):
+        for j in range(len(tested)):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if m[i, j] > 0.5 else "white")
+    ax.set_xticks(range(len(tested)), tested, fontsize=8, rotation=30)
+    ax.set_yticks(range(len(trained)), trained, fontsize=8)
+    ax.set_xlabel("tested on")
+    ax.set_ylabel("trained on")
+    ax.set_title(f"exact accuracy (mean of {len(per_seed)} seed(s))", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    save_figure(fig, path)
+
+
+@register
+def skills_are_separate() -> Claim:
+    return Claim(
+        id="skills-are-separate",
+        statement="Intelligence is many separate skills: learning one skill does not bring the others.",
+        source="source-notes: intelligence is many skills; one does not bring the others",
+        experiment="The skills battery (count, copy, reverse, sort, add, compare, 2-D grid; generated, "
+                   "exact checkers): one byte model per skill, trained on that skill alone, tested on "
+                   "held-out problems of every skill. Transfer A->B = B's accuracy after training on A "
+                   f"over B's accuracy after training on B (pairs where the latter is >= {FLOOR}).",
+        rule=Rule(metric="mean_transfer", op="<", threshold=0.25, margin=0.1,
+                  meaning="on average, training on one skill brings less than a quarter of the accuracy "
+                          "on another skill that training on that skill itself brings"),
+        measure=measure_skills,
+        plot=plot_skills,
+        anchor=None,
+        tags=("exams",),
+    )
