@@ -77,3 +77,13 @@ def test_recall_exam_on_a_run():
         assert 0.0 <= row[key] <= 1.0
     assert row["weight_bytes"] == 4 * row["params"]
     assert row["xz_val_given_train"] < row["xz_val"]  # the prefix helps the compressor too
+
+
+def test_recall_sweep_one_row_per_size():
+    from imo.exams.recall import recall_sweep
+
+    rows = recall_sweep([(1, 16), (1, 32)], steps=2, text_bytes=4000, prefix=8, k=4, n=4)
+    assert [(r["n_layer"], r["n_embd"]) for r in rows] == [(1, 16), (1, 32)]
+    assert rows[0]["params"] < rows[1]["params"]
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        recall_sweep([(1, 30)], steps=2, text_bytes=4000)

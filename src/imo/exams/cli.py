@@ -171,23 +171,32 @@ def skills_command(
 
 @app.command("recall")
 def recall_command(
-    run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
+    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (prefixes or names); none: train the --sizes sweep.")] = None,
     prefix: Annotated[int, Opt(help="Bytes of text given before each position.")] = 32,
     k: Annotated[int, Opt(help="Bytes the greedy continuation must reproduce exactly.")] = 32,
     n: Annotated[int, Opt(help="Positions sampled in each split.")] = 64,
     max_bytes: Annotated[int, Opt(help="Read at most this many bytes of each split.")] = 65536,
-    seed: Annotated[int, Opt(help="Seed of the positions.")] = 0,
+    sizes: Annotated[str, Opt(help="Sweep (no RUN given): model sizes LAYERSxWIDTH, comma-separated.")] = "1x32,2x64,4x128",
+    steps: Annotated[int, Opt(help="Sweep: training steps of each model.")] = 2000,
+    text_bytes: Annotated[int, Opt(help="Sweep: train on the first N bytes of python-docs.")] = 16384,
+    seed: Annotated[int, Opt(help="Seed of the positions (and of the sweep's training).")] = 0,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Exact recall of training vs held-out text, beside bits/byte, weight bytes and conditional xz/bzip2."""
-    from imo.exams.recall import recall_exam
+    from imo.exams.recall import recall_exam, recall_sweep
 
     store = _store()
-    row = recall_exam(run, store, prefix=prefix, k=k, n=n, seed=seed, max_bytes=max_bytes)
-    print_table(["text", "exact recall", "model bits/byte", "xz bits/byte", "xz given train", "bzip2 given train"],
-                [["training", _pct(row["recall_train"]), f"{row['bpb_train']:.3f}", "-", "-", "-"],
-                 ["held-out", _pct(row["recall_val"]), f"{row['bpb_val']:.3f}", f"{row['xz_val']:.3f}",
-                  f"{row['xz_val_given_train']:.3f}", f"{row['bzip2_val_given_train']:.3f}"]],
-                title=f"run {row['run']}: greedy continuation of {k} bytes after {prefix}, {n} positions")
-    print(f"weights: {row['weight_bytes']:,} bytes ({row['params']:,} parameters); training text kept "
-          f"verbatim per byte of weights: {row['kept_bytes_per_weight_byte']:.4f}")
-    store.put_result("exam-recall", row["run"], row, [row["run"]])
+    kw = dict(prefix=prefix, k=k, n=n, max_bytes=max_bytes)
+    if runs:
+        rows = [recall_exam(r, store, seed=seed, **kw) for r in runs]
+    else:
+        rows = recall_sweep(_sizes(sizes), steps, text_bytes, seed, store, quiet, _log(quiet), **kw)
+    print_table(["run", "params", "weight bytes", "recall train", "recall held-out", "bpb train", "bpb held-out",
+                 "xz held-out", "xz given train", "bzip2 given train", "kept bytes / weight byte"],
+                [[r["run"], f"{r['params']:,}", f"{r['weight_bytes']:,}", _pct(r["recall_train"]),
+                  _pct(r["recall_val"]), f"{r['bpb_train']:.3f}", f"{r['bpb_val']:.3f}", f"{r['xz_val']:.3f}",
+                  f"{r['xz_val_given_train']:.3f}", f"{r['bzip2_val_given_train']:.3f}",
+                  f"{r['kept_bytes_per_weight_byte']:.4f}"] for r in rows],
+                title=f"greedy continuation of {k} bytes after {prefix}, {n} positions per split")
+    for r in rows:
+        store.put_result("exam-recall", r["run"], r, [r["run"]])

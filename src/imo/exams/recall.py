@@ -131,3 +131,31 @@ def recall_exam(run: str, store=None, prefix: int = 32, k: int = 32, n: int = 64
     # training text (in excess of what is recalled on unseen text) over the weights' size
     row["kept_bytes_per_weight_byte"] = max(0.0, row["recall_train"] - row["recall_val"]) * len(train) / n_weights
     return row
+
+
+def recall_sweep(sizes: list[tuple[int, int]], steps: int = 2000, text_bytes: int = 16384, seed: int = 0,
+                 store=None, quiet: bool = True, log=lambda m: None, **recall_kw: Any) -> list[dict[str, Any]]:
+    """Recall vs model size: byte models of each (n_layer, n_embd) trained for `steps` on the first
+    `text_bytes` of python-docs (small, so that memorising is possible), each examined by
+    `recall_exam`. Returns one row per size."""
+    from imo.data.corpora import CORPORA
+    from imo.exams.negatives import _RunSize
+    from imo.exams.skills import corpus_file, train_run
+    from imo.runs.store import RunStore
+
+    if text_bytes < 1000:
+        raise ConfigError(f"text-bytes must be at least 1000, got {text_bytes}")
+    if steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {steps}")
+    store = store or RunStore.open()
+    text = CORPORA.get("python-docs")()[:text_bytes].decode("utf-8", errors="ignore")
+    corpus = corpus_file(text, "recall")
+    rows = []
+    for n_layer, n_embd in sizes:
+        if n_layer < 1 or n_embd < 4 or n_embd % 4:
+            raise ConfigError(f"size {n_layer}x{n_embd}: layers must be >= 1 and the width a multiple of 4")
+        log(f"model {n_layer}x{n_embd}, {steps} steps on {text_bytes:,} bytes")
+        run_id = train_run(corpus, _RunSize(n_layer, n_embd, 4, 128, steps, 16, 3e-3), seed, store, quiet)
+        rows.append({"n_layer": n_layer, "n_embd": n_embd, "steps": steps, "text_bytes": text_bytes,
+                     **recall_exam(run_id, store, seed=seed, **recall_kw)})
+    return rows
