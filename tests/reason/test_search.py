@@ -80,6 +80,24 @@ def test_budgets_are_respected_exactly(method, verifier):
             assert b.verifier == 0
 
 
+class Babbler(MockPolicy):
+    """Never ends a line: every step is the longest line the level allows, without a newline
+    (an untrained model does this); searches must stop such rows, not keep paying for them."""
+
+    def step(self, items, temperature):
+        n = TASK.max_line(1)
+        self.generated += n * len(items)
+        return [("7" * n, -1.0)] * len(items)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_unfinished_lines_are_not_extended(method):
+    for limit in (96, 500):
+        pol, b = Babbler(), Budget(limit)
+        r = get_method(method)(pol, PROBLEM, Oracle(TASK), b)
+        assert b.policy == pol.generated and b.spent <= limit and not r.correct
+
+
 @pytest.mark.parametrize("method", ALL)
 def test_a_budget_below_one_solution_is_a_clear_error(method):
     with pytest.raises(ConfigError, match="too small"):

@@ -66,6 +66,9 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
         log(f"round {r}: {method} with {verifier} on {len(pool)} problems at {limit} tokens each")
         kept = collect(policy, pool, method, ver, limit, seed + r)
         log(f"round {r}: kept {len(kept)} oracle-accepted solutions; fine-tuning")
+        if not kept:  # nothing to learn from: the policy stays as it is this round
+            out.append({**out[-1], "round": r, "kept": 0, "pool": len(pool), "seconds": time.perf_counter() - t0})
+            continue
         child = replace(cfg, init_from=current, steps=steps, lr=lr, warmup=min(30, steps), seed=seed + r,
                         revision=0.0)
         current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n)

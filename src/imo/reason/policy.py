@@ -204,6 +204,7 @@ class GPTPolicy:
             logits, _ = self.model(x[rows, :cur])  # (A, cur, V)
             last = logits[torch.arange(len(rows)), lens[rows] - 1].float()  # (A, V)
             lp = F.log_softmax(last, dim=-1)
+            last[:, 128:] = float("-inf")  # the policy writes ASCII: one byte is one character
             if temperature == 0:
                 nxt = last.argmax(-1)
             else:
@@ -214,7 +215,7 @@ class GPTPolicy:
             active[rows[nxt == NEWLINE]] = False
             if not active.any():
                 break
-        return [(bytes(x[i, start[i] : lens[i]].tolist()).decode("utf-8", "replace"), float(logp[i]))
+        return [(bytes(x[i, start[i] : lens[i]].tolist()).decode("ascii"), float(logp[i]))
                 for i in range(B)]
 
 
@@ -294,7 +295,7 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
         figures["greedy_test_acc"] = accuracy(policy, test_set[:n])
         hard = harder(cfg, n)
         if hard:
-            figures["greedy_harder_acc"] = accuracy(policy, hard)
+            figures["greedy_harder_acc"] = accuracy(GPTPolicy(model, task, cfg.level + 1), hard)
         figures["seconds"] = time.perf_counter() - t0
         store.finish(run_id, figures)
     except BaseException:

@@ -107,7 +107,7 @@ def extend(policy, problem: Problem, cands: list[Candidate], budget: Budget, tem
            prompt: str | None = None) -> list[Candidate]:
     """One more line for every unfinished candidate (finished ones come back as they are); the
     caller has reserved step_cost per unfinished row. Rows past the line limit are closed."""
-    open_ = [c for c in cands if not c.complete and c.lines() <= policy.task.max_steps(policy.level)]
+    open_ = [c for c in cands if not finished(policy, c)]
     if not open_:
         return cands
     outs = policy.step([(prompt or problem.prompt, c.text) for c in open_], temperature)

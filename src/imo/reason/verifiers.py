@@ -148,8 +148,8 @@ def load_verifier(spec: str, store: RunStore | None, policy) -> Any:
         run_id = store.resolve(run)
         info = _check_kind(store, run_id, KINDS[name], f"a{'n' if name == 'orm' else ''} {name.upper()} verifier")
         vcfg = VerifierConfig.from_dict(info["config"])
-        if policy is not None and step_name(policy) != (vcfg_task := _policy_task(store, vcfg.policy)):
-            raise ConfigError(f"verifier {run_id} was trained for {vcfg_task}, the policy solves {step_name(policy)}")
+        if policy is not None and policy.task.name != (vcfg_task := _policy_task(store, vcfg.policy)):
+            raise ConfigError(f"verifier {run_id} was trained for {vcfg_task}, the policy solves {policy.task.name}")
         model, _ = load_model(store.run_dir(run_id))
         return RewardModel(model, name, run_id)
     if run:
@@ -159,13 +159,8 @@ def load_verifier(spec: str, store: RunStore | None, policy) -> Any:
     return VERIFIERS.get(name)(policy.task)
 
 
-def step_name(policy) -> str:
-    return f"{policy.task.name} level {policy.level}"
-
-
 def _policy_task(store: RunStore, policy_run: str) -> str:
-    cfg = PolicyConfig.from_dict(store.get(policy_run)["config"])
-    return f"{cfg.task} level {cfg.level}"
+    return PolicyConfig.from_dict(store.get(policy_run)["config"]).task
 
 
 VERIFIERS.register("orm")(RewardModel)

@@ -1,0 +1,230 @@
+"""`imo reason ...`: train a policy and its verifiers, solve with search, plot accuracy against
+budget, learn from search.
+
+    imo reason train --task arith --level 2
+    imo reason train-verifier POLICY --kind prm
+    imo reason solve POLICY --method beam --verifier prm:VERIFIER --budget 512
+    imo reason curve POLICY --verifier orm:V1 --verifier prm:V2 --out curve.png
+    imo reason iterate POLICY --rounds 2
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imo.errors import ConfigError
+
+Opt = typer.Option
+Arg = typer.Argument
+
+reason_app = typer.Typer(help="Reasoning by search: policy, verifiers, search, expert iteration.",
+                         no_args_is_help=True)
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves the machine to others
+
+
+@reason_app.command("train")
+def train_command(
+    task: Annotated[str, Opt(help="Step task: arith, countdown, game24.")] = "arith",
+    level: Annotated[int, Opt(help="Difficulty level (digits for arith, numbers - 2 for countdown).")] = 2,
+    n_train: Annotated[int, Opt(help="Training problems with worked solutions.")] = 3000,
+    n_test: Annotated[int, Opt(help="Test problems (unseen).")] = 200,
+    layers: Annotated[int, Opt(help="Transformer blocks.")] = 2,
+    width: Annotated[int, Opt(help="Embedding width.")] = 64,
+    heads: Annotated[int, Opt(help="Attention heads.")] = 4,
+    context: Annotated[int, Opt(help="Context length in bytes.")] = 128,
+    steps: Annotated[int, Opt(help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, Opt(help="Problems per step.")] = 32,
+    lr: Annotated[float, Opt(help="Peak learning rate.")] = 3e-3,
+    revision: Annotated[float, Opt(help="Share of rows that teach revising a wrong attempt (0 = none).")] = 0.0,
+    seed: Annotated[int, Opt(help="Seed of initialisation and batches.")] = 0,
+    data_seed: Annotated[int, Opt(help="Seed of the train/test split.")] = 0,
+    init_from: Annotated[str | None, Opt(help="Fine-tune this policy run.")] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train a policy on worked step-by-step solutions; prints greedy test accuracy."""
+    from imo.reason.policy import PolicyConfig, train_policy
+    from imo.runs.store import RunStore
+
+    _threads()
+    cfg = PolicyConfig(task=task, level=level, n_train=n_train, n_test=n_test, data_seed=data_seed,
+                       n_layer=layers, n_embd=width, n_head=heads, block_size=context, steps=steps,
+                       batch_size=batch_size, lr=lr, seed=seed, init_from=init_from, revision=revision)
+    run_id = train_policy(cfg, RunStore.open(), quiet=quiet, reuse=False)
+    print(run_id)
+
+
+@reason_app.command("train-verifier")
+def train_verifier_command(
+    policy: Annotated[str, Arg(help="The policy run whose solutions it learns to judge.")],
+    kind: Annotated[str, Opt(help="orm (outcome) or prm (process, labels by rollouts).")] = "orm",
+    problems: Annotated[int, Opt(help="Training problems to sample solutions for.")] = 300,
+    samples: Annotated[int, Opt(help="Sampled solutions per problem.")] = 4,
+    rollouts: Annotated[int, Opt(help="PRM: completions from each step that decide its label.")] = 4,
+    layers: Annotated[int, Opt(help="Transformer blocks.")] = 2,
+    width: Annotated[int, Opt(help="Embedding width.")] = 64,
+    steps: Annotated[int, Opt(help="Optimizer steps.")] = 400,
+    seed: Annotated[int, Opt(help="Seed.")] = 0,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train an outcome or process reward model on a policy's own samples."""
+    from imo.reason.verifiers import VerifierConfig, train_verifier
+    from imo.runs.store import RunStore
+
+    _threads()
+    cfg = VerifierConfig(kind=kind, policy=policy, n_problems=problems, samples=samples, rollouts=rollouts,
+                         n_layer=layers, n_embd=width, steps=steps, seed=seed)
+    print(train_verifier(cfg, RunStore.open(), quiet=quiet, reuse=False))
+
+
+def _problem(policy, text: str):
+    """A problem typed by the user, in the task's prompt format."""
+    task = policy.task
+    text = text.strip()
+    try:
+        if task.name == "arith":
+            import re
+
+            m = re.fullmatch(r"(\d{1,9})([-+*])(\d{1,9})", text)
+            a, op, b = int(m[1]), m[2], int(m[3])
+            if op == "-" and b > a or op == "*" and not 0 <= b <= 9:
+                raise ValueError
+            from imo.reason.steps import join
+            from imo.tasks import Problem
+            from imo.tasks.arithmetic import columns
+
+            steps, answer = columns(a, op, b)
+            return Problem(task.name, policy.level, f"{a}{op}{b}\n", str(answer), join(steps, str(answer)),
+                           key=text, meta={"a": a, "op": op, "b": b, "steps": steps})
+        nums_s, target_s = text.split(":")
+        nums, target = [int(x) for x in nums_s.split()], int(target_s)
+        if len(nums) < 2 or min(nums) < 1 or target < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        form = ("A+B, A-B (A >= B) or A*D with one digit D, e.g. 347+285" if task.name == "arith"
+                else "numbers then ':' and the target, e.g. '3 7 8:29'")
+        raise ConfigError(f"cannot read problem {text!r} for {task.name}; write {form}") from None
+    from imo.tasks.countdown import solve
+
+    steps = solve(tuple(sorted(nums)), target)
+    from imo.reason.steps import join
+
+    return task._problem(policy.level, nums, target, list(steps or []))
+
+
+@reason_app.command("solve")
+def solve_command(
+    run: Annotated[str, Arg(help="Policy run.")],
+    method: Annotated[str, Opt(help="greedy, best-of-n, beam, mcts, tot, revision.")] = "greedy",
+    verifier: Annotated[str, Opt(help="oracle, self, vote, orm:RUN or prm:RUN.")] = "self",
+    budget: Annotated[int | None, Opt(help="Tokens per problem (policy + verifier). [default: 8 solutions' worth]")] = None,
+    problem: Annotated[str | None, Opt(help="One problem, e.g. '347+285' or '3 7 8:29'; else the test set.")] = None,
+    n: Annotated[int, Opt(help="Test problems to solve (without --problem).")] = 50,
+    harder: Annotated[bool, Opt("--harder", help="Use problems one level harder.")] = False,
+    seed: Annotated[int, Opt(help="Sampling seed.")] = 0,
+) -> None:
+    """Solve one problem (showing the solution) or many (printing accuracy and tokens spent)."""
+    from imo.reason import policy as P
+    from imo.reason.search import Budget, get_method, run_many, solution_cost
+    from imo.reason.verifiers import load_verifier
+    from imo.runs.store import RunStore
+
+    _threads()
+    store = RunStore.open()
+    pol = P.load_policy(store, run, seed)
+    fn = get_method(method)
+    ver = load_verifier(verifier, store, pol)
+    limit = budget if budget is not None else 8 * solution_cost(pol)
+    if problem is not None:
+        p = _problem(pol, problem)
+        b = Budget(limit)
+        r = fn(pol, p, ver, b)
+        print(p.prompt + r.text, end="")
+        print(f"# {'correct' if r.correct else 'wrong'}  tokens: {b.policy} policy + {b.verifier} verifier "
+              f"of {b.limit}  {json.dumps(r.trace)}")
+        return
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    cfg = pol.meta["config"]
+    probs = P.harder(cfg, n) if harder else P.problems(cfg)[1][:n]
+    if not probs:
+        raise ConfigError(f"task {cfg.task} has no level above {cfg.level}")
+    if harder:
+        pol.level = cfg.level + 1
+    out = run_many(pol, probs, method, ver, limit, seed)
+    print(f"{method} with {verifier}: accuracy {out['accuracy']:.3f} on {out['n']} problems; "
+          f"tokens per problem {out['policy_tokens']:.1f} policy + {out['verifier_tokens']:.1f} verifier "
+          f"(budget {limit})")
+
+
+@reason_app.command("curve")
+def curve_command(
+    run: Annotated[str, Arg(help="Policy run.")],
+    verifier: Annotated[list[str] | None, Opt(help="Verifier(s) to search with (repeat the option). [default: self]")] = None,
+    methods: Annotated[str, Opt(help="Comma-separated methods.")] = "best-of-n,beam,mcts,tot",
+    multiples: Annotated[str, Opt(help="Budgets as multiples of one greedy solution's worst case.")] = "1,2,4,8,16",
+    n: Annotated[int, Opt(help="Test problems.")] = 100,
+    oracle: Annotated[bool, Opt("--oracle/--no-oracle", help="Add best-of-n with the oracle (the upper bound).")] = True,
+    out: Annotated[Path, Opt(help="PNG to write.")] = Path("reason-curve.png"),
+    force: Annotated[bool, Opt("--force", help="Overwrite --out.")] = False,
+    seed: Annotated[int, Opt(help="Sampling seed.")] = 0,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Accuracy against tokens spent for every method and verifier, as one plot and a table."""
+    from imo.console import print_table
+    from imo.reason.curve import accuracy_curve, plot_curve
+    from imo.runs.store import RunStore
+
+    _threads()
+    if out.exists() and not force:
+        raise ConfigError(f"'{out}' exists; give --force to overwrite it")
+    try:
+        mults = [int(x) for x in multiples.split(",")]
+    except ValueError:
+        raise ConfigError(f"multiples must be comma-separated integers, got {multiples!r}") from None
+    store = RunStore.open()
+    curve = accuracy_curve(store, run, [m.strip() for m in methods.split(",")], verifier or ["self"], mults,
+                           n, seed, oracle, log=(lambda m: None) if quiet else print)
+    plot_curve([curve], out)
+    store.put_result("reason-curve", curve["policy"], curve, [curve["policy"]])
+    rows = [(r["method"], r["verifier"], r["multiple"], f"{r['accuracy']:.3f}", f"{r['tokens']:.0f}")
+            for r in curve["rows"]]
+    print_table(["method", "verifier", "budget x", "accuracy", "tokens/problem"], rows)
+    print(f"plot: {out}")
+
+
+@reason_app.command("iterate")
+def iterate_command(
+    run: Annotated[str, Arg(help="Policy run to improve.")],
+    rounds: Annotated[int, Opt(help="Rounds of search + fine-tuning.")] = 2,
+    problems: Annotated[int, Opt(help="Unlabelled training problems searched each round.")] = 500,
+    method: Annotated[str, Opt(help="Search method used to find solutions.")] = "best-of-n",
+    verifier: Annotated[str, Opt(help="Verifier guiding the search (the oracle filters either way).")] = "oracle",
+    budget: Annotated[int, Opt(help="Search budget in greedy solutions' worth.")] = 8,
+    steps: Annotated[int, Opt(help="Fine-tuning steps per round.")] = 300,
+    seed: Annotated[int, Opt(help="Seed.")] = 0,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Expert iteration: search, keep oracle-accepted solutions, fine-tune; greedy accuracy per round."""
+    from imo.console import print_table
+    from imo.reason.learn import expert_iteration
+    from imo.runs.store import RunStore
+
+    _threads()
+    store = RunStore.open()
+    res = expert_iteration(store, run, rounds, problems, method, verifier, budget, steps, seed=seed,
+                           quiet=quiet, log=(lambda m: None) if quiet else print)
+    store.put_result("reason-iterate", res[0]["run"], {"rounds": res}, [r["run"] for r in res])
+    print_table(["round", "run", "kept", "greedy test accuracy"],
+                [(r["round"], r["run"], r["kept"] if r["kept"] is not None else "", f"{r['greedy_test_acc']:.3f}")
+                 for r in res])
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(reason_app, name="reason")
