@@ -114,10 +114,11 @@ def skills_corpus(train_skills: Sequence[str], budget: SkillsBudget, seed: int) 
     """The training file (shuffled lines of the chosen skills) and each skill's test problems."""
     lines, tests = [], {}
     for name in skill_names():
-        tr, te = tasks.split(tasks.get(name), budget.level, budget.n_train, budget.n_test, seed)
+        # the test problems come first from their own stream, so they do not depend on n_train
+        n_train = budget.n_train if name in train_skills else 0
+        tr, te = tasks.split(tasks.get(name), budget.level, n_train, budget.n_test, seed)
         tests[name] = te
-        if name in train_skills:
-            lines += [p.prompt + p.answer for p in tr]
+        lines += [p.prompt + p.answer for p in tr]
     random.Random(seed).shuffle(lines)
     return corpus_file("\n".join(lines) + "\n", "skills"), tests
 
