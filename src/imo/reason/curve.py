@@ -18,7 +18,7 @@ from imo.runs.store import RunStore
 
 def accuracy_curve(store: RunStore, run: str, methods: list[str], verifiers: list[str], multiples: list[int],
                    n: int, seed: int = 0, oracle: bool = True, log=lambda msg: None,
-                   probs=None, policy: GPTPolicy | None = None) -> dict[str, Any]:
+                   probs=None, policy: GPTPolicy | None = None, temperature: float = 1.0) -> dict[str, Any]:
     policy = policy or load_policy(store, run, seed)
     probs = probs if probs is not None else problems(policy.meta["config"])[1][:n]
     one = solution_cost(policy)
@@ -35,7 +35,7 @@ def accuracy_curve(store: RunStore, run: str, methods: list[str], verifiers: lis
             if method == "revision" and spec in ("self", "vote"):
                 continue
             try:
-                r = run_many(policy, probs, method, ver, x * one, seed)
+                r = run_many(policy, probs, method, ver, x * one, seed, temperature=temperature)
             except Exception as e:  # a budget too small for this method: no point there
                 from imo.errors import ConfigError
 
@@ -44,7 +44,8 @@ def accuracy_curve(store: RunStore, run: str, methods: list[str], verifiers: lis
                 continue
             rows.append({"method": method, "verifier": spec.split(":")[0], "multiple": x, **r})
             log(f"{method} with {spec} at {x}x: {r['accuracy']:.3f} ({r['tokens']:.0f} tokens)")
-    return {"policy": policy.meta.get("run", run), "greedy_budget": one, "n": len(probs), "rows": rows}
+    return {"policy": policy.meta.get("run", run), "greedy_budget": one, "n": len(probs), "rows": rows,
+            "temperature": temperature}
 
 
 def best_gain(curve: dict[str, Any], max_multiple: int, learned_only: bool = True) -> tuple[float, str]:

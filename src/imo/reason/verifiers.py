@@ -178,7 +178,8 @@ class VerifierConfig:
     samples: int = 4  # sampled solutions per problem
     rollouts: int = 4  # PRM: completions from each step that decide its label
     temperature: float = 1.0
-    n_layer: int = 2
+    from_policy: bool = True  # start from the policy's weights (it already reads the task); else fresh
+    n_layer: int = 2  # the fresh model's shape (ignored when from_policy)
     n_embd: int = 64
     n_head: int = 4
     steps: int = 600
@@ -285,8 +286,12 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
             raise ConfigError("the policy wrote no line to learn from; train the policy longer")
         t_label = time.perf_counter() - t0
         torch.manual_seed(cfg.seed)
-        model = GPT(ModelConfig(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
-                                block_size=policy.model.cfg.block_size, pos="rope"))
+        if cfg.from_policy:  # as reward models usually are: the policy's weights, a new job
+            model = GPT(policy.model.cfg)
+            model.load_state_dict(policy.model.state_dict())
+        else:
+            model = GPT(ModelConfig(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
+                                    block_size=policy.model.cfg.block_size, pos="rope"))
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
         progress = Progress(cfg.steps, enabled=not quiet)

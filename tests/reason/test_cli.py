@@ -1,0 +1,55 @@
+"""`imo reason` end to end on a tiny policy, and its bad-input contract (one line, exit code 2)."""
+
+import pytest
+
+from imo.cli import main
+
+TINY = ["--task", "arith", "--level", "1", "--n-train", "150", "--n-test", "4", "--layers", "1",
+        "--width", "32", "--context", "64", "--steps", "15", "--batch-size", "8", "-q"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(["reason", *args])
+    out = capsys.readouterr()
+    return e.value.code or 0, out.out, out.err
+
+
+def ok(capsys, *args: str) -> str:
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    return out
+
+
+def user_error(capsys, *args: str) -> str:
+    code, out, err = run(capsys, *args)
+    assert code == 2 and err.startswith("imo: error:") and "Traceback" not in err, (code, err)
+    return err
+
+
+def test_reason_end_to_end_and_bad_input(capsys, tmp_path):
+    policy = ok(capsys, "train", *TINY).split()[-1]
+    orm = ok(capsys, "train-verifier", policy, "--kind", "orm", "--problems", "3", "--samples", "2",
+             "--steps", "3", "-q").split()[-1]
+    out = ok(capsys, "solve", policy, "--method", "best-of-n", "--verifier", f"orm:{orm}", "--problem", "7+5",
+             "--budget", "80")
+    assert out.startswith("7+5\n") and "tokens:" in out
+    out = ok(capsys, "solve", policy, "--method", "beam", "--verifier", "oracle", "--n", "2", "--budget", "120")
+    assert "accuracy" in out and "on 2 problems" in out
+    png = tmp_path / "curve.png"
+    out = ok(capsys, "curve", policy, "--methods", "best-of-n", "--multiples", "2", "--n", "2", "--out", str(png), "-q")
+    assert png.read_bytes()[:4] == b"\x89PNG" and "best-of-n" in out
+    assert "exists" in user_error(capsys, "curve", policy, "--n", "2", "--out", str(png))
+    out = ok(capsys, "iterate", policy, "--rounds", "1", "--problems", "3", "--steps", "2", "-q")
+    assert "greedy test accuracy" in out or "greedy" in out
+
+    assert "choose one of" in user_error(capsys, "train", "--task", "nope")
+    assert "choose one of: greedy, best-of-n" in user_error(capsys, "solve", policy, "--method", "dfs")
+    assert "choose one of: oracle" in user_error(capsys, "solve", policy, "--verifier", "judge")
+    assert "too small" in user_error(capsys, "solve", policy, "--method", "greedy", "--budget", "5", "--n", "1")
+    assert "not a policy" in user_error(capsys, "solve", orm, "--n", "1")
+    assert "not a" in user_error(capsys, "solve", policy, "--verifier", f"prm:{policy}", "--n", "1")
+    assert "needs its run" in user_error(capsys, "solve", policy, "--verifier", "orm", "--n", "1")
+    assert "cannot read problem" in user_error(capsys, "solve", policy, "--problem", "seven plus five")
+    assert "not trained to revise" in user_error(capsys, "solve", policy, "--method", "revision",
+                                                 "--verifier", "oracle", "--n", "1")
