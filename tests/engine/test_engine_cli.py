@@ -79,9 +79,9 @@ def test_serve_a_trained_run(run_id):
         assert r.choices[0].text == r2.choices[0].text and r.usage.completion_tokens == 5
         with socket.socket() as s:  # bound to localhost only
             assert s.connect_ex(("127.0.0.1", port)) == 0
-        taken = subprocess.run([sys.executable, "-m", "imo", "serve", run_id, "--port", str(port)],
-                               capture_output=True, text=True, env=os.environ.copy(), timeout=120)
-        assert taken.returncode == 2 and taken.stderr.startswith("imo: error: cannot listen")
+        _mount()
+        taken = CliRunner().invoke(app, ["serve", run_id, "--port", str(port)])
+        assert isinstance(taken.exception, ConfigError) and "cannot listen" in str(taken.exception)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
