@@ -210,3 +210,14 @@ def criterion_accuracy(data: Images, setup: LotterySetup, seed: int, criterion: 
     rewind_(model, w_k)
     acc, _ = train_mlp(model, data, setup, seed)
     return acc
+
+
+def collapsed(model: MLP) -> tuple[bool, float]:
+    """(some layer is wholly pruned or no input reaches the output, number of input -> output paths
+    left). Paths = 1^T M_L ... M_1 1 over the masks, in float64 (Tanaka et al.'s layer collapse)."""
+    masks = [get_mask(m).double() for m in select(model).values()]
+    v = torch.ones(masks[0].shape[1], dtype=torch.float64)
+    for m in masks:
+        v = m @ v
+    paths = float(v.sum())
+    return any(not bool(m.any()) for m in masks) or paths == 0.0, paths
