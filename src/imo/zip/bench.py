@@ -69,6 +69,7 @@ class BenchRow:
     compress_s: float
     decompress_s: float
     flops_per_byte: float | None = None
+    model_bytes: int = 0  # pretrained mode: the size of the model, not in `compressed`
 
     @property
     def bpb(self) -> float:
@@ -79,7 +80,10 @@ class BenchRow:
 
     def cells(self) -> list[str]:
         flops = "" if self.flops_per_byte is None else f"{self.flops_per_byte:.3g}"
-        return [self.file, self.tool, f"{self.compressed:,}", f"{self.bpb:.3f}",
+        size = f"{self.compressed:,}" + (f" (+{self.model_bytes:,} model)" if self.model_bytes else "")
+        bpb = f"{self.bpb:.3f}" + (f" ({8 * (self.compressed + self.model_bytes) / self.original:.3f})"
+                                   if self.model_bytes else "")
+        return [self.file, self.tool, size, bpb,
                 f"{self.kbps(self.compress_s):,.1f}", f"{self.kbps(self.decompress_s):,.1f}",
                 f"{self.compress_s / max(self.original, 1) * 1e6:.2f}", flops]
 
@@ -99,20 +103,31 @@ def bench_baseline(name: str, data: bytes, file: str = "") -> BenchRow:
     return BenchRow(file, name, len(data), len(blob), t1 - t0, t2 - t1)
 
 
-def bench_imo(data: bytes, settings: ZipSettings, file: str = "") -> BenchRow:
+def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | None = None) -> BenchRow:
+    """imo zip's row; with `model` (pretrained mode) the tool name says so and `model_bytes` is set."""
     t0 = time.perf_counter()
-    blob = compress_bytes(data, settings)
+    blob = compress_bytes(data, settings, model)
     t1 = time.perf_counter()
     back = decompress_bytes(blob)
     t2 = time.perf_counter()
     if back != data:
         raise RuntimeError(f"imo zip ({settings.predictor}) did not round-trip {file}")
-    flops = Predictor(settings).flops_per_byte()
-    return BenchRow(file, f"imo {settings.predictor}", len(data), len(blob), t1 - t0, t2 - t1, flops)
+    if model is None:
+        flops = Predictor(settings).flops_per_byte()
+        return BenchRow(file, f"imo {settings.predictor}", len(data), len(blob), t1 - t0, t2 - t1, flops)
+    from imo.zip.pretrained import load_pretrained
+
+    net = load_pretrained(model, settings.streams, settings.net_window)
+    flops = Predictor(settings, net=net).flops_per_byte()
+    return BenchRow(file, f"imo pretrained {settings.predictor}", len(data), len(blob), t1 - t0, t2 - t1, flops,
+                    model_bytes=model["model_bytes"])
 
 
 def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("stats", "net", "mix"), level: int = 2,
-                baselines: Sequence[str] = BASELINES, log: Callable[[str], None] | None = None) -> list[BenchRow]:
+                baselines: Sequence[str] = BASELINES, log: Callable[[str], None] | None = None,
+                model: dict | None = None) -> list[BenchRow]:
+    """Rows for every file: the baselines, imo's predictors, and with `model` imo's pretrained
+    mode (network alone and mixed with the statistics)."""
     rows: list[BenchRow] = []
     for path in files:
         data = path.read_bytes()
@@ -120,6 +135,10 @@ def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("stats", "ne
             rows.append(bench_baseline(name, data, path.name))
         for pred in predictors:
             rows.append(bench_imo(data, ZipSettings.build(level=level, predictor=pred), path.name))
+            if log:
+                log("\t".join(rows[-1].cells()))
+        for pred in ("net", "mix") if model is not None else ():
+            rows.append(bench_imo(data, ZipSettings.build(level=level, predictor=pred), path.name, model))
             if log:
                 log("\t".join(rows[-1].cells()))
     return rows

@@ -79,7 +79,8 @@ def _progress(quiet: bool, label: str, total: int | None) -> Iterator[Callable[[
 def zip_command(
     files: Annotated[list[str], typer.Argument(help="File to compress (- for stdin); with --bench, files to measure.")],
     output: Annotated[str | None, Opt("-o", "--output", help="Output file (- for stdout). [default: FILE.imz]")] = None,
-    mode: Annotated[str, Opt(help="online: the model learns while coding (nothing stored but a header).")] = "online",
+    mode: Annotated[str, Opt(help="online: the model learns while coding (nothing stored but a header); pretrained: a trained run (--model) predicts.")] = "online",
+    model: Annotated[str | None, Opt("--model", help="Pretrained mode: run id, unique prefix or name of a trained imo run.")] = None,
     level: Annotated[int, Opt(help="1 (fastest), 2, 3 (largest tables, highest order).")] = 2,
     predictor: Annotated[str, Opt(help="mix (statistics + network), stats (network off) or net (network alone).")] = "mix",
     streams: Annotated[int, Opt(help="Parallel segments coded in one batch per block.")] = 32,
@@ -90,10 +91,17 @@ def zip_command(
     """Compress a file losslessly with a language model and a range coder."""
     from imo.zip.settings import ZipSettings
 
-    if mode != "online":
-        raise ConfigError(f"--mode must be online, got {mode!r}")
+    if mode not in ("online", "pretrained"):
+        raise ConfigError(f"--mode must be online or pretrained, got {mode!r}")
+    if (mode == "pretrained") != (model is not None):
+        raise ConfigError("--mode pretrained needs --model RUN, and --model needs --mode pretrained")
+    info = None
+    if model is not None:
+        from imo.zip.pretrained import run_info
+
+        info = run_info(model)[1]
     if bench:
-        _bench(files, level, quiet)
+        _bench(files, level, quiet, info)
         return
     if len(files) != 1:
         raise ConfigError(f"imo zip takes one FILE (got {len(files)}); --bench takes several")
@@ -104,9 +112,13 @@ def zip_command(
     out = _output_for(inp, output, unzip=False)
     total = Path(inp).stat().st_size if inp != "-" and Path(inp).is_file() else None
     with _open_in(inp) as src, _open_out(out, force, inp) as dst, _progress(quiet, "zip", total) as prog:
-        st = compress_stream(src, dst, settings, prog)
+        st = compress_stream(src, dst, settings, prog, model=info)
     if not quiet:
-        print(f"{inp} -> {out}: {st.original:,} -> {st.compressed:,} bytes, {st.bits_per_byte:.3f} bits/byte, "
+        with_model = ""
+        if info is not None:
+            total = st.compressed + info["model_bytes"]
+            with_model = f" ({total:,} bytes, {8 * total / max(st.original, 1):.3f} bits/byte with the model's {info['model_bytes']:,})"
+        print(f"{inp} -> {out}: {st.original:,} -> {st.compressed:,} bytes, {st.bits_per_byte:.3f} bits/byte{with_model}, "
               f"{st.original / max(st.seconds, 1e-9) / 1e3:,.1f} KB/s", file=sys.stderr)
 
 
@@ -127,7 +139,7 @@ def unzip_command(
               f"{st.original / max(st.seconds, 1e-9) / 1e3:,.1f} KB/s", file=sys.stderr)
 
 
-def _bench(files: list[str], level: int, quiet: bool) -> None:
+def _bench(files: list[str], level: int, quiet: bool, model: dict | None) -> None:
     from imo.console import print_table
     from imo.zip.bench import COLUMNS, bench_files
 
@@ -136,7 +148,7 @@ def _bench(files: list[str], level: int, quiet: bool) -> None:
         if not p.is_file():
             raise DataError(f"no such file: {p}")
     log = None if quiet else (lambda line: print(line, file=sys.stderr))
-    rows = bench_files(paths, level=level, log=log)
+    rows = bench_files(paths, level=level, log=log, model=model)
     print_table(COLUMNS, [r.cells() for r in rows], title="imo zip --bench")
 
 

@@ -30,6 +30,7 @@ import constriction
 import numpy as np
 import torch
 
+from imo.errors import ConfigError
 from imo.zip import container as C
 from imo.zip.predictor import Predictor, fingerprint, quantise
 from imo.zip.settings import ZipSettings
@@ -122,24 +123,40 @@ def _model_family():
     return constriction.stream.model.Categorical(perfect=False)
 
 
-def header_for(settings: ZipSettings, mode: str = "online", model: dict | None = None) -> dict[str, Any]:
+def _net_maker(settings: ZipSettings, model: dict | None) -> Callable[[], Any]:
+    """A function that makes a fresh network for the predictor: None (online mode: the predictor
+    makes its own seeded OnlineNet) or the pretrained run named in `model`."""
+    if model is None:
+        return lambda: None
+    from imo.zip.pretrained import load_pretrained
+
+    net = load_pretrained(model, settings.streams, settings.net_window)
+    from imo.zip.pretrained import PretrainedNet
+
+    return lambda: PretrainedNet(net.model, settings.streams, net.window)
+
+
+def header_for(settings: ZipSettings, model: dict | None = None) -> dict[str, Any]:
     with pinned():
-        fp = fingerprint(settings)
-    return {"mode": mode, "settings": settings.to_dict(), "env": environment(), "fingerprint": fp,
-            "model": model}
+        fp = fingerprint(settings, _net_maker(settings, model)())
+    return {"mode": "online" if model is None else "pretrained", "settings": settings.to_dict(),
+            "env": environment(), "fingerprint": fp, "model": model}
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, settings: ZipSettings,
-                    progress: Callable[[int], None] | None = None) -> CodingStats:
-    """Read src to its end, write the .imz container to dst; memory bounded by the block size."""
+                    progress: Callable[[int], None] | None = None, model: dict | None = None) -> CodingStats:
+    """Read src to its end, write the .imz container to dst; memory bounded by the block size.
+    `model`: pretrained mode, the run named by imo.zip.pretrained.run_info."""
+    if model is not None and settings.predictor == "stats":
+        raise ConfigError("pretrained mode needs the network: use predictor net or mix, not stats")
     t0 = time.perf_counter()
     st = CodingStats()
-    st.header_bytes = C.write_header(dst, header_for(settings))
+    st.header_bytes = C.write_header(dst, header_for(settings, model))
     st.compressed = st.header_bytes
     digest = hashlib.sha256()
     family = _model_family()
     with pinned():
-        pr = Predictor(settings)
+        pr = Predictor(settings, net=_net_maker(settings, model)())
         while True:
             block = C.read_up_to(src, settings.block_size)
             if not block:
@@ -172,13 +189,16 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, settings: ZipSettings,
     return st
 
 
-def check_header(header: dict[str, Any]) -> ZipSettings:
-    """Settings from a header, after checking that this machine computes the same predictions."""
-    if header.get("mode") != "online":
-        raise C.ZipFormatError(f"this file was made in mode {header.get('mode')!r}; only 'online' files can be read here")
+def check_header(header: dict[str, Any]) -> tuple[ZipSettings, Callable[[], Any]]:
+    """Settings (and the network maker) from a header, after checking that this machine computes
+    the same predictions."""
+    mode, model = header.get("mode"), header.get("model")
+    if mode not in ("online", "pretrained") or (mode == "pretrained") != isinstance(model, dict):
+        raise C.ZipFormatError(f"unknown mode {mode!r} in the header; this imo reads online and pretrained files")
     settings = ZipSettings.from_dict(header["settings"])
+    make_net = _net_maker(settings, model)
     with pinned():
-        here = fingerprint(settings)
+        here = fingerprint(settings, make_net())
     if here != header.get("fingerprint"):
         theirs = header.get("env", {})
         mine = environment()
@@ -187,7 +207,7 @@ def check_header(header: dict[str, Any]) -> ZipSettings:
             "model fingerprint mismatch: this machine would not reproduce the encoder's predictions"
             f" ({diff or 'same library versions; different arithmetic'}); decode with the encoder's versions"
         )
-    return settings
+    return settings, make_net
 
 
 def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], None] | None = None) -> CodingStats:
@@ -196,11 +216,11 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
     t0 = time.perf_counter()
     st = CodingStats()
     header = C.read_header(src)
-    settings = check_header(header)
+    settings, make_net = check_header(header)
     digest = hashlib.sha256()
     family = _model_family()
     with pinned():
-        pr = Predictor(settings)
+        pr = Predictor(settings, net=make_net())
         while True:
             n, payload, stored = C.read_block(src, settings.block_size)
             if n == 0:
@@ -232,11 +252,11 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
     return st
 
 
-def compress_bytes(data: bytes, settings: ZipSettings | None = None) -> bytes:
+def compress_bytes(data: bytes, settings: ZipSettings | None = None, model: dict | None = None) -> bytes:
     import io
 
     out = io.BytesIO()
-    compress_stream(io.BytesIO(data), out, settings or ZipSettings.build())
+    compress_stream(io.BytesIO(data), out, settings or ZipSettings.build(), model=model)
     return out.getvalue()
 
 

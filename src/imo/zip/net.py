@@ -59,6 +59,12 @@ class OnlineNet:
     def reset_streams(self) -> None:
         self.ctx.zero_()
 
+    def flops_per_byte(self) -> int:
+        """Forward + backward of the MLP per byte, plus Adam's ~10 operations per parameter once
+        per step (shared by the streams of the step)."""
+        n = sum(p.numel() for p in self.model.parameters())
+        return self.model.flops_per_byte() + 10 * n // self.ctx.shape[0]
+
     def predict(self, m: int) -> np.ndarray:
         self._logits = self.model(self.ctx[:m])
         return torch.log_softmax(self._logits.detach(), dim=1).numpy()

@@ -48,14 +48,18 @@ class Predictor:
 
                 net = OnlineNet(s.streams, s.net_context, s.net_width, s.net_lr, s.seed)
             self.net = net
-        n_in = (s.max_order + 2 if self.use_stats else 0) + (1 if self.use_net else 0)
+        n_in = (s.max_order + 4 if self.use_stats else 0) + (1 if self.use_net else 0)
         if self.use_stats:
             init = np.zeros(n_in, dtype=np.float32)
             init[s.max_order] = 1.0  # start as the plain interpolated top order
-            init[s.max_order + 1] = 0.3
+            init[s.max_order + 3] = 0.3  # the match model, after the two word contexts
             if self.use_net:
                 init[-1] = 0.3
+            # two mixers with different weight selectors (longest context seen x match state;
+            # the previous byte), then a final 2-input mixer: PAQ's two-layer mixing
             self.mixer = Mixer(n_in, (s.max_order + 1) * 3, s.mixer_lr, init)
+            self.mixer2 = Mixer(n_in, 256, s.mixer_lr, init)
+            self.final = Mixer(2, s.max_order + 1, s.mixer_lr, np.array([0.5, 0.5], dtype=np.float32))
 
     def reset_streams(self) -> None:
         """Start of a block: each stream's own history starts empty; shared statistics stay."""
@@ -75,12 +79,17 @@ class Predictor:
         if self.use_net:
             inputs.append(self.net.predict(m)[None])
         match_class = np.where(bucket == 0, 0, np.where(bucket < 8, 1, 2))
-        select = self.orders.hit_order[:m] * 3 + match_class
-        return self.mixer.mix(np.concatenate(inputs, 0), select)
+        hit = self.orders.hit_order[:m]
+        x = np.concatenate(inputs, 0)
+        a = self.mixer.mix(x, hit * 3 + match_class)
+        b = self.mixer2.mix(x, (self.orders.hist[:m] & np.uint64(0xFF)).astype(np.int64))
+        return self.final.mix(np.stack([a, b]), hit)
 
     def update(self, symbols: np.ndarray) -> None:
         if self.use_stats:
             self.mixer.update(symbols)
+            self.mixer2.update(symbols)
+            self.final.update(symbols)
             self.orders.update(symbols)
             self.match.update(symbols)
         if self.use_net:
@@ -91,10 +100,10 @@ class Predictor:
         flops = 0
         if self.use_stats:
             # per order: ~8 passes over 256 values; mixer: forward + gradient over its inputs
-            n_in = self.s.max_order + 2 + (1 if self.use_net else 0)
-            flops += (self.s.max_order + 1) * 8 * 256 + 6 * n_in * 256 + 3 * 256
+            n_in = self.s.max_order + 4 + (1 if self.use_net else 0)
+            flops += (self.s.max_order + 3) * 8 * 256 + 6 * n_in * 256 + 3 * 256
         if self.use_net:
-            flops += self.net.model.flops_per_byte() + 10 * sum(p.numel() for p in self.net.model.parameters()) // max(1, self.s.streams)
+            flops += self.net.flops_per_byte()
         return flops
 
 
@@ -109,11 +118,11 @@ def probe_bytes(n: int = 4096) -> bytes:
     return bytes(out[:n])
 
 
-def fingerprint(s: ZipSettings, steps: int = 24) -> str:
+def fingerprint(s: ZipSettings, net=None, steps: int = 24) -> str:
     """Hash of the quantised frequencies a fresh predictor gives on the probe, with its updates.
     Any difference in arithmetic (threads, kernels, library versions) that would make the decoder
-    disagree with the encoder shows up here first."""
-    pr = Predictor(s)
+    disagree with the encoder shows up here first. `net`: a fresh pretrained net, if any."""
+    pr = Predictor(s, net=net)
     probe = np.frombuffer(probe_bytes(s.streams * steps), dtype=np.uint8).reshape(s.streams, steps)
     h = hashlib.sha256()
     for t in range(steps):

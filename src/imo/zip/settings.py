@@ -38,6 +38,7 @@ class ZipSettings:
     net_context: int = 12
     net_width: int = 256
     net_lr: float = 0.002
+    net_window: int = 64  # pretrained mode: bytes of context the run's model reads per step
     seed: int = 0
 
     @classmethod
@@ -64,7 +65,7 @@ class ZipSettings:
         need(self.predictor in PREDICTORS, f"predictor must be one of {', '.join(PREDICTORS)}, got {self.predictor!r}")
         need(self.level in LEVELS, f"level must be one of {', '.join(map(str, LEVELS))}, got {self.level}")
         for name in ("streams", "block_size", "max_order", "table_bits", "count_limit", "net_context",
-                     "net_width", "seed"):
+                     "net_width", "net_window", "seed"):
             need(isinstance(getattr(self, name), int), f"{name} must be an integer")
         need(1 <= self.streams <= 1024, f"streams must be in 1..1024, got {self.streams}")
         need(1 <= self.block_size <= 1 << 26, f"block_size must be in 1..{1 << 26}, got {self.block_size}")
@@ -74,6 +75,7 @@ class ZipSettings:
         need(2 <= self.count_limit <= 60000, f"count_limit must be in 2..60000, got {self.count_limit}")
         need(1 <= self.net_context <= 64 and 8 <= self.net_width <= 4096, "net_context must be in 1..64 and net_width in 8..4096")
         need(0 < self.mixer_lr < 1 and 0 < self.net_lr < 1, "learning rates must be in (0, 1)")
+        need(1 <= self.net_window <= 4096, f"net_window must be in 1..4096, got {self.net_window}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -38,17 +38,25 @@ class OrderModels:
     """Counts of the next byte after each of the contexts of order 0..max_order (see module doc)."""
 
     def __init__(self, streams: int, max_order: int = 5, table_bits: int = 18, discount: float = 0.6,
-                 limit: int = 1023):
+                 limit: int = 1023, words: bool = True):
         if not 1 <= max_order <= 8:
             raise ValueError("max_order must be in 1..8")
         self.streams, self.max_order, self.table_bits = streams, max_order, table_bits
         self.discount, self.limit = np.float32(discount), limit
         self.hist = np.zeros(streams, dtype=np.uint64)  # last 8 bytes of each stream, newest lowest
+        # word contexts (as in PAQ's word model): a hash of the letters of the current word, and
+        # of the current and the previous word; each backs off to the order-2 estimate
+        self.words = words
+        self.word = np.zeros(streams, dtype=np.uint64)
+        self.prev_word = np.zeros(streams, dtype=np.uint64)
+        self.n_ctx = max_order + 1 + (2 if words else 0)
         self.tables: list[np.ndarray] = []
         self.checks: list[np.ndarray | None] = []
-        for k in range(max_order + 1):
-            rows = 1 << min(8 * k, table_bits)
-            self.tables.append(np.zeros((rows, 256), dtype=np.uint16))  # lazily paged by the OS
+        for k in range(self.n_ctx):
+            rows = 1 << min(8 * k if k <= max_order else 64, table_bits)
+            # one extra row that stays zero: where a hashed slot belongs to another context, the
+            # lookup reads it instead (cheaper than masking 256 counts per stream)
+            self.tables.append(np.zeros((rows + 1, 256), dtype=np.uint16))  # lazily paged by the OS
             self.checks.append(np.zeros(rows, dtype=np.uint16) if 8 * k > table_bits else None)
         self._slots: list[np.ndarray] = []
         self._valid: list[np.ndarray | None] = []
@@ -58,44 +66,58 @@ class OrderModels:
     def reset_streams(self) -> None:
         """New block: every stream starts with an empty context (the tables are kept)."""
         self.hist[:] = 0
+        self.word[:] = 0
+        self.prev_word[:] = 0
 
     def _locate(self, m: int) -> None:
         """Slot (and check) of each order's context for the first m streams."""
         h = self.hist[:m]
         self._slots, self._valid, self._chk = [], [], []
-        for k in range(self.max_order + 1):
+        for k in range(self.n_ctx):
             if self.checks[k] is None:
                 self._slots.append((h & np.uint64((1 << (8 * k)) - 1)).astype(np.int64))
                 self._valid.append(None)
                 self._chk.append(None)
                 continue
-            ctx = h & np.uint64((1 << (8 * k)) - 1) if k < 8 else h
+            if k <= self.max_order:
+                ctx = h & np.uint64((1 << (8 * k)) - 1) if k < 8 else h
+            elif k == self.max_order + 1:
+                ctx = self.word[:m] + (h & np.uint64(0xFF)) * np.uint64(0x100000001B3)
+            else:
+                ctx = self.word[:m] ^ (self.prev_word[:m] * np.uint64(0x2545F4914F6CDD1D))
             x = (ctx + np.uint64(k)) * _MULT[k]
             slot = (x >> np.uint64(64 - self.table_bits)).astype(np.int64)
-            chk = ((x >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint16)
+            chk = ((x >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint16) | np.uint16(1)  # 0: never used
             self._slots.append(slot)
             self._chk.append(chk)
             self._valid.append(self.checks[k][slot] == chk)
 
     def predict(self, m: int) -> np.ndarray:
-        """(max_order + 1, m, 256) log-probabilities of the next byte, one row per order."""
+        """(contexts, m, 256) log-probabilities of the next byte: orders 0..N, then the word
+        contexts."""
         self._locate(m)
         d = self.discount
         p = np.full((m, 256), 1.0 / 256, dtype=np.float32)
-        out = np.empty((self.max_order + 1, m, 256), dtype=np.float32)
+        out = np.empty((self.n_ctx, m, 256), dtype=np.float32)
         hit = np.zeros(m, dtype=np.int64)
-        for k in range(self.max_order + 1):
-            c = self.tables[k][self._slots[k]].astype(np.float32)  # (m, 256)
+        for k in range(self.n_ctx):
+            if k > self.max_order:
+                p = out[min(2, self.max_order)]  # word contexts back off to order 2
+            slot = self._slots[k]
             if self._valid[k] is not None:
-                c *= self._valid[k][:, None]
-            total = c.sum(1, keepdims=True)
-            distinct = np.count_nonzero(c, axis=1)[:, None].astype(np.float32)
-            seen = total[:, 0] > 0
-            hit[seen] = k
-            safe = np.where(seen[:, None], total, 1.0)
-            q = (np.maximum(c - d, 0.0) + d * distinct * p) / safe
-            p = np.where(seen[:, None], q, p)
-            out[k] = p
+                slot = np.where(self._valid[k], slot, len(self.tables[k]) - 1)
+            c = self.tables[k][slot].astype(np.float32)  # (m, 256)
+            total = c.sum(1)
+            distinct = np.count_nonzero(c, axis=1).astype(np.float32)
+            unseen = (total == 0).astype(np.float32)  # then the estimate below is p itself
+            if k <= self.max_order:
+                hit[unseen == 0] = k
+            np.subtract(c, d, out=c)
+            np.maximum(c, 0.0, out=c)
+            inv = 1.0 / (total + unseen)
+            c *= inv[:, None]
+            c += ((d * distinct + unseen) * inv)[:, None] * p  # escape mass times the lower order
+            out[k] = p = c
         self.hit_order[:m] = hit
         np.log(out, out=out)
         return out
@@ -104,12 +126,13 @@ class OrderModels:
         """Count the m new bytes in every order's context, then shift them into the histories."""
         m = len(symbols)
         sym = symbols.astype(np.int64)
-        for k in range(self.max_order + 1):
+        for k in range(self.n_ctx):
             table, slot = self.tables[k], self._slots[k]
             if self._valid[k] is not None:
                 stale = ~self._valid[k]
-                if stale.any():  # another context owned the slot: take it over
-                    table[slot[stale]] = 0
+                if stale.any():  # a slot never used, or owned by another context: take it over
+                    owned = self.checks[k][slot[stale]] != 0
+                    table[slot[stale][owned]] = 0  # never-used rows are zero already (and unpaged)
                     self.checks[k][slot[stale]] = self._chk[k][stale]
             np.add.at(table, (slot, sym), 1)
             over = table[slot, sym] > self.limit
@@ -117,6 +140,14 @@ class OrderModels:
                 rows = np.unique(slot[over])
                 table[rows] >>= 1
         self.hist[:m] = (self.hist[:m] << np.uint64(8)) | sym.astype(np.uint64)
+        if self.words:
+            lower = sym | 0x20  # ASCII letters case-folded
+            letter = (lower >= ord("a")) & (lower <= ord("z"))
+            word = self.word[:m]
+            ended = ~letter & (word != 0)
+            self.prev_word[:m] = np.where(ended, word, self.prev_word[:m])
+            grown = (word + lower.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+            self.word[:m] = np.where(letter, grown, np.uint64(0))
 
 
 class MatchModel:

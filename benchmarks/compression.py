@@ -1,0 +1,100 @@
+"""`imo zip` beside gzip -9, bzip2 -9, xz -9e, zstd -19, brotli 11 and PPMd on the five texts.
+
+For every file: the classic compressors (imo.zip.bench), then imo's three predictors (context
+statistics alone, the online network alone, the mix), each compressed, decompressed and checked.
+Columns: bytes, bits/byte, compress and decompress KB/s (1 KB = 1000 bytes, one thread), µs per
+byte and FLOPs per byte (imo's model arithmetic, estimated from its shapes). Speeds are measured in
+the same run as xz -9e's, and the ratio to xz is printed too: the machine is shared and noisy.
+
+Targets (issue 4): imo (default predictor) smaller than xz -9e and bzip2 -9 on every file; at
+least 10 KB/s compressing and decompressing; stretch: smaller than PPMd on every file.
+
+    python benchmarks/compression.py                       # the five texts in ../shared/data
+    python benchmarks/compression.py --markdown FILES...   # rows for benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    from imo.zip import bench
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT / "src"))
+    from imo.zip import bench
+from imo.runs.store import short_commit  # noqa: E402
+
+TEXTS = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "tinyshakespeare.txt"]
+DEFAULT = "imo mix"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="*", type=Path, help="files to measure [default: the five texts]")
+    ap.add_argument("--predictors", default="stats,net,mix", help="imo rows, comma-separated")
+    ap.add_argument("--level", type=int, default=2)
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    files = args.files or [ROOT.parent / "shared" / "data" / t for t in TEXTS]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        print(f"compression.py: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    load = os.getloadavg()[0]
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"torch {torch.__version__}, 1 thread; git {short_commit()}; load average at start {load:.1f}")
+    t0 = time.time()
+    rows = bench.bench_files(files, predictors=args.predictors.split(","), level=args.level,
+                             log=lambda line: print("  " + line, file=sys.stderr, flush=True))
+    print(f"measured in {time.time() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
+    columns = bench.COLUMNS + ["speed / xz -9e (c, d)"]
+    table = []
+    for r in rows:
+        xz = next(x for x in rows if x.file == r.file and x.tool == "xz -9e")
+        table.append(r.cells() + [f"{xz.compress_s / r.compress_s:.3f}, {xz.decompress_s / r.decompress_s:.4f}"])
+    if args.markdown:
+        print("| " + " | ".join(columns) + " |")
+        print("|:--|:--|" + "|".join("--:" for _ in columns[2:]) + "|")
+        for line in table:
+            print("| " + " | ".join(line) + " |")
+    else:
+        for line in [columns, *table]:
+            print("\t".join(line))
+    if args.json:
+        args.json.write_text(json.dumps([{**r.__dict__, "bpb": r.bpb} for r in rows], indent=1))
+    print(verdict(rows, DEFAULT if f"imo {args.predictors.split(',')[-1]}" == DEFAULT else
+                  f"imo {args.predictors.split(',')[-1]}"))
+    return 0
+
+
+def verdict(rows: list[bench.BenchRow], tool: str) -> str:
+    """The issue's targets for one imo row, with the gaps."""
+    lines = []
+    by = {(r.file, r.tool): r for r in rows}
+    files = sorted({r.file for r in rows}, key=[r.file for r in rows].index)
+    for ref in ("bzip2 -9", "xz -9e", "PPMd H o6 16MB"):
+        gaps = [by[f, tool].bpb - by[f, ref].bpb for f in files if (f, ref) in by and (f, tool) in by]
+        ok = all(g < 0 for g in gaps)
+        lines.append(f"{tool} smaller than {ref} on every file: {'MET' if ok else 'NOT MET'} "
+                     f"(bits/byte difference {', '.join(f'{g:+.3f}' for g in gaps)})")
+    ours = [by[f, tool] for f in files if (f, tool) in by]
+    c = min(r.kbps(r.compress_s) for r in ours)
+    d = min(r.kbps(r.decompress_s) for r in ours)
+    lines.append(f"{tool} >= 10 KB/s: compress min {c:.1f}, decompress min {d:.1f} KB/s: "
+                 f"{'MET' if min(c, d) >= 10 else 'NOT MET'} (under the load printed above)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
