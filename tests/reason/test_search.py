@@ -90,10 +90,21 @@ class Babbler(MockPolicy):
         return [("7" * n, -1.0)] * len(items)
 
 
+class FullLines(MockPolicy):
+    """Every line is exactly as long as the level allows, so a method's reservation is tight: any
+    token counted twice (a verifier re-reading a prefix it has read) overruns the budget."""
+
+    def step(self, items, temperature):
+        n = TASK.max_line(1)
+        self.generated += n * len(items)
+        return [(f"{self.rng.randrange(10**9):0{n - 1}d}\n", -1.0) for _ in items]
+
+
 @pytest.mark.parametrize("method", ALL)
-def test_unfinished_lines_are_not_extended(method):
-    for limit in (96, 500):
-        pol, b = Babbler(), Budget(limit)
+@pytest.mark.parametrize("policy", [Babbler, FullLines])
+def test_worst_case_lines_stay_within_budget(method, policy):
+    for limit in (96, 500, 1000):
+        pol, b = policy(), Budget(limit)
         r = get_method(method)(pol, PROBLEM, Oracle(TASK), b)
         assert b.policy == pol.generated and b.spent <= limit and not r.correct
 

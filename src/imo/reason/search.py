@@ -112,7 +112,8 @@ def extend(policy, problem: Problem, cands: list[Candidate], budget: Budget, tem
         return cands
     outs = policy.step([(prompt or problem.prompt, c.text) for c in open_], temperature)
     budget.charge(policy=sum(len(t.encode()) for t, _ in outs))
-    new = {id(c): Candidate(c.text + t, c.logprob + lp, c.tokens + len(t.encode())) for c, (t, lp) in zip(open_, outs, strict=True)}
+    new = {id(c): Candidate(c.text + t, c.logprob + lp, c.tokens + len(t.encode()), scored=c.scored)
+           for c, (t, lp) in zip(open_, outs, strict=True)}
     return [new.get(id(c), c) for c in cands]
 
 
