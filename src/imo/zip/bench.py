@@ -27,7 +27,6 @@ from imo.zip.settings import ZipSettings
 
 def _baselines() -> dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]]:
     import brotli
-    import pyppmd
     import zstandard
 
     zc, zd = zstandard.ZstdCompressor(level=19), zstandard.ZstdDecompressor()

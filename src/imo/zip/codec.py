@@ -119,6 +119,44 @@ def _noop() -> Iterator[None]:
     yield
 
 
+def _grid(block: bytes, streams: int) -> np.ndarray:
+    """The block as (streams used, L) segments, zero-padded at the end."""
+    n = len(block)
+    length, used = segments(n, streams)
+    padded = np.zeros(used * length, dtype=np.uint8)
+    padded[:n] = np.frombuffer(block, dtype=np.uint8)
+    return padded.reshape(used, length)
+
+
+def _encode_block(pr: Predictor, block: bytes, family, progress) -> tuple[bytes, float]:
+    """(range-coder words, ideal code length in bits) of one block."""
+    grid = _grid(block, pr.s.streams)
+    encoder = constriction.stream.queue.RangeEncoder()
+    bits = 0.0
+
+    def encode(t: int, m: int, freq: np.ndarray) -> np.ndarray:
+        nonlocal bits
+        symbols = grid[:m, t]
+        encoder.encode(symbols.astype(np.int32), family, freq)
+        bits += float(-np.log2(freq[np.arange(m), symbols] / freq.sum(1)).sum())
+        return symbols
+
+    _run_block(pr, len(block), encode, progress)
+    return encoder.get_compressed().astype("<u4").tobytes(), bits
+
+
+def _decode_block(pr: Predictor, n: int, payload: bytes, stored: bool, family, progress) -> bytes:
+    """The n bytes of one block. A stored block is replayed through the predictor too, so that
+    its state stays the encoder's."""
+    if stored:
+        grid = _grid(payload, pr.s.streams)
+        _run_block(pr, n, lambda t, m, freq: grid[:m, t], progress)
+        return payload
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    grid = _run_block(pr, n, lambda t, m, freq: decoder.decode(family, freq), progress)
+    return grid.reshape(-1)[:n].tobytes()
+
+
 def _model_family():
     return constriction.stream.model.Categorical(perfect=False)
 
@@ -163,27 +201,13 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, settings: ZipSettings,
                 break
             digest.update(block)
             n = len(block)
-            length, used = segments(n, settings.streams)
-            padded = np.zeros(used * length, dtype=np.uint8)
-            padded[:n] = np.frombuffer(block, dtype=np.uint8)
-            grid = padded.reshape(used, length)
-            encoder = constriction.stream.queue.RangeEncoder()
-            bits = [0.0]
-
-            def encode(t: int, m: int, freq: np.ndarray) -> np.ndarray:
-                symbols = grid[:m, t]
-                encoder.encode(symbols.astype(np.int32), family, freq)
-                bits[0] += float(-np.log2(freq[np.arange(m), symbols] / freq.sum(1)).sum())
-                return symbols
-
-            _run_block(pr, n, encode, progress)
-            words = encoder.get_compressed().astype("<u4").tobytes()
+            words, bits = _encode_block(pr, block, family, progress)
             stored = len(words) >= n
             st.compressed += C.write_block(dst, n, block if stored else words, stored)
             st.original += n
             st.blocks += 1
             st.stored_blocks += stored
-            st.model_bits += bits[0]
+            st.model_bits += bits
         st.compressed += C.write_trailer(dst, st.original, digest.digest())
     st.seconds = time.perf_counter() - t0
     return st
@@ -225,19 +249,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
             n, payload, stored = C.read_block(src, settings.block_size)
             if n == 0:
                 break
-            if stored:
-                data = np.frombuffer(payload, dtype=np.uint8)
-                length, used = segments(n, settings.streams)
-                padded = np.zeros(used * length, dtype=np.uint8)
-                padded[:n] = data
-                grid = padded.reshape(used, length)
-                _run_block(pr, n, lambda t, m, freq: grid[:m, t], progress)
-                block = payload
-            else:
-                words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-                decoder = constriction.stream.queue.RangeDecoder(words)
-                grid = _run_block(pr, n, lambda t, m, freq: decoder.decode(family, freq), progress)
-                block = grid.reshape(-1)[:n].tobytes()
+            block = _decode_block(pr, n, payload, stored, family, progress)
             digest.update(block)
             dst.write(block)
             st.original += n
