@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 from imo.errors import ConfigError
-from imo.reason.policy import load_policy, problems, train_policy
-from imo.reason.search import Budget, accuracy, get_method, solution_cost
+from imo.reason.policy import greedy_accuracy, load_policy, problems, train_policy
+from imo.reason.search import Budget, get_method, solution_cost
 from imo.reason.verifiers import load_verifier
 from imo.runs.store import RunStore
 from imo.tasks import Problem, split
@@ -56,7 +56,7 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
     pool = fresh_problems(cfg, n_problems)
     _, test = problems(cfg)
     test = test[:eval_n] if eval_n is not None else test
-    out = [{"round": 0, "run": policy.meta["run"], "kept": None, "greedy_test_acc": accuracy(policy, test)}]
+    out = [{"round": 0, "run": policy.meta["run"], "kept": None, "greedy_test_acc": greedy_accuracy(policy, test)}]
     current = policy.meta["run"]
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
@@ -73,6 +73,6 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
                         revision=0.0)
         current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n)
         out.append({"round": r, "run": current, "kept": len(kept), "pool": len(pool),
-                    "greedy_test_acc": accuracy(load_policy(store, current), test),
+                    "greedy_test_acc": greedy_accuracy(load_policy(store, current), test),
                     "seconds": time.perf_counter() - t0})
     return out

@@ -38,8 +38,9 @@ from imo.reason.policy import (
     _check_kind,
     load_policy,
     problems,
+    sample_many,
 )
-from imo.reason.search import Budget, Candidate, rollout, vote
+from imo.reason.search import Candidate, vote
 from imo.registry import Registry
 from imo.runs.store import RunStore, config_hash
 from imo.tasks import Problem
@@ -203,41 +204,43 @@ def rollout_labels(policy, problem: Problem, text: str, rollouts: int, temperatu
     """Math-Shepherd's hard estimate: line k of `text` is good when at least one of `rollouts`
     completions from the prefix ending at line k reaches a correct answer (the answer line's
     label is the oracle's verdict on the whole solution)."""
+    return batch_rollout_labels(policy, [(problem, text)], rollouts, temperature)[0]
+
+
+def batch_rollout_labels(policy, items: list[tuple[Problem, str]], rollouts: int, temperature: float = 1.0
+                         ) -> list[list[bool]]:
+    """rollout_labels for many (problem, solution) pairs, every rollout in one batch."""
     task = policy.task
-    lines = text.split("\n")[:-1]
-    labels = []
-    for k in range(len(lines)):
-        prefix = "".join(line + "\n" for line in lines[: k + 1])
-        if Candidate(prefix).complete:
-            labels.append(task.solution_ok(problem, prefix))
-            break
-        big = Budget(10**12)  # labelling is training, not search: not counted against a search
-        ends = rollout(policy, problem, [Candidate(prefix) for _ in range(rollouts)], big, temperature)
-        labels.append(any(task.solution_ok(problem, e.text) for e in ends))
-    return labels
+    jobs, labels = [], []
+    for n, (problem, text) in enumerate(items):
+        lines = text.split("\n")[:-1]
+        labels.append([None] * len(lines))
+        for k in range(len(lines)):
+            prefix = "".join(line + "\n" for line in lines[: k + 1])
+            if Candidate(prefix).complete:
+                labels[n][k] = task.solution_ok(problem, prefix)
+                del labels[n][k + 1:]
+                break
+            jobs += [(n, k, problem, prefix)] * rollouts
+    ends = sample_many(policy, [(p.prompt, prefix) for _, _, p, prefix in jobs], temperature)
+    for (n, k, p, _), end in zip(jobs, ends, strict=True):
+        labels[n][k] = bool(labels[n][k]) or task.solution_ok(p, end)
+    return [[bool(x) for x in row] for row in labels]
 
 
 def sample_labelled(policy, probs: list[Problem], cfg: "VerifierConfig", quiet: bool = True
                     ) -> list[tuple[str, str, list[bool]]]:
     """(prompt, sampled solution, one label per line) for `samples` solutions of each problem."""
-    out = []
-    progress = Progress(len(probs), enabled=not quiet)
-    for i, p in enumerate(probs):
-        policy.reseed(cfg.seed * 7919 + i)
-        big = Budget(10**12)
-        ends = rollout(policy, p, [Candidate() for _ in range(cfg.samples)], big, cfg.temperature)
-        for e in ends:
-            n_lines = e.text.count("\n")
-            if n_lines == 0:
-                continue
-            if cfg.kind == "orm":
-                labels = [policy.task.solution_ok(p, e.text)] * n_lines
-            else:
-                labels = rollout_labels(policy, p, e.text, cfg.rollouts, cfg.temperature)
-            out.append((p.prompt, "".join(line + "\n" for line in e.text.split("\n")[:n_lines]), labels))
-        progress.update(i + 1, math.nan, None, 0)
-    progress.close()
-    return out
+    policy.reseed(cfg.seed)
+    items = [p for p in probs for _ in range(cfg.samples)]
+    texts = sample_many(policy, [(p.prompt, "") for p in items], cfg.temperature)
+    # a line cut off at the length limit is closed with a newline: it is part of a wrong solution
+    kept = [(p, t if t.endswith("\n") else t + "\n") for p, t in zip(items, texts, strict=True) if t]
+    if cfg.kind == "orm":
+        labels = [[policy.task.solution_ok(p, t)] * t.count("\n") for p, t in kept]
+    else:
+        labels = batch_rollout_labels(policy, kept, cfg.rollouts, cfg.temperature)
+    return [(p.prompt, t, lab) for (p, t), lab in zip(kept, labels, strict=True)]
 
 
 def _label_batch(rows, block: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
