@@ -78,3 +78,15 @@ def test_byte_attack_keeps_the_true_answer(monkeypatch):
     for q in seen:
         assert task.solve(q) == right  # the label source never changes
         assert q.startswith("compare ") and q.endswith("=") and len(q) == len(prompt)
+
+
+def test_test_sets_do_not_depend_on_what_is_trained():
+    from imo.exams.skills import skills_corpus
+
+    a_path, a = skills_corpus(["skill-compare"], TINY, seed=1)
+    b_path, b = skills_corpus(["skill-compare", "skill-copy"], TINY, seed=1)
+    assert a == b and a_path != b_path
+    text = a_path.read_text()
+    assert "compare " in text and "copy " not in text
+    for probs in a.values():  # no test problem is in the training file
+        assert not any(f"{p.prompt}{p.answer}\n" in text for p in probs)
