@@ -4,8 +4,10 @@
     imo quantize 3fa2 --bits 8 --keep lm_head --keep transformer.wte
     imo quantize 3fa2 --bits 4 --group-size 64
     imo inspect-outliers 3fa2 --threshold 6
+    imo lottery --data idx:~/mnist --rounds 10
 """
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -103,7 +105,43 @@ def inspect_outliers_command(
                 title=f"input activations of run {rid} on {windows} x {model.cfg.block_size} validation bytes")
 
 
+def lottery_command(
+    data: Annotated[str, Opt(help="digits (bundled 8x8) or idx:DIR (MNIST-format IDX files).")] = "digits",
+    rounds: Annotated[int, Opt(help="Pruning rounds.")] = 8,
+    rate: Annotated[float, Opt(help="Share of each layer's surviving weights removed a round (output: half).")] = 0.2,
+    criterion: Annotated[str, Opt(help="Mask criterion: large_final, magnitude_increase, large_init_large_final, movement, random.")] = "large_final",
+    rewind_step: Annotated[int, Opt(help="Rewind survivors to their weights after this many steps (0 = init).")] = 0,
+    epochs: Annotated[int, Opt(help="Training epochs per round.")] = 10,
+    hidden: Annotated[str, Opt(help="Hidden widths, comma-separated (LeNet-300-100: 300,100).")] = "300,100",
+    seed: Annotated[int, Opt(help="Seed of the split, initialisation and batches.")] = 0,
+    branches: Annotated[bool, Opt(help="Also train the random re-init and random-pruning branches.")] = True,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Only the table.")] = False,
+) -> None:
+    """Lottery tickets on an MLP: iterative magnitude pruning with rewinding, test accuracy per round."""
+    from imo.compress.lottery import CRITERIA, LotterySetup, iterative_pruning
+    from imo.console import print_table
+    from imo.data.vision import load
+
+    CRITERIA.get(criterion)
+    try:
+        widths = tuple(int(h) for h in hidden.split(",") if h.strip())
+    except ValueError:
+        raise ConfigError(f"hidden must be comma-separated integers such as 300,100, got {hidden!r}") from None
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"hidden widths must be positive integers, got {hidden!r}")
+    setup = LotterySetup(rate=rate, rounds=rounds, rewind_step=rewind_step, epochs=epochs)  # checks first
+    images = load(data, seed=seed)
+    setup = replace(setup, sizes=(images.x_train.shape[1], *widths, images.n_classes))
+    rows = iterative_pruning(images, setup, seed, criterion=criterion, branches=branches,
+                             log=(lambda m: None) if quiet else print)
+    cols = ["round", "weights left", "ticket acc"] + (["re-init acc", "random-prune acc"] if branches else [])
+    print_table(cols, [[r["round"], f"{r['fraction_left']:.2%}", f"{r['acc_ticket']:.4f}"]
+                       + ([f"{r['acc_reinit']:.4f}", f"{r['acc_random']:.4f}"] if branches else [])
+                       for r in rows], title=f"{images.source}, MLP {'-'.join(map(str, setup.sizes))}, {criterion}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("lottery")(lottery_command)
     app.command("prune")(prune_command)
     app.command("quantize")(quantize_command)
     app.command("inspect-outliers")(inspect_outliers_command)
