@@ -206,7 +206,7 @@ SKILLS = {
     "quick": (("count", "compare"), SkillsBudget(block_size=32, steps=150, batch_size=16, lr=1e-2,
                                               n_train=1000, n_test=40)),
     "full": (("count", "copy", "reverse", "sort", "add", "compare", "grid"),
-             SkillsBudget(block_size=32, steps=800, batch_size=32, n_train=2000, n_test=100)),
+             SkillsBudget(block_size=32, steps=600, batch_size=16, n_train=2000, n_test=100)),
 }
 FLOOR = 0.05  # a skill its own training does not lift above this cannot show transfer
 
