@@ -32,7 +32,7 @@ def test_round_trip(data):
 
 @pytest.mark.parametrize("predictor", ["stats", "net", "mix"])
 def test_each_predictor_round_trips_and_compresses_text(predictor):
-    blob = roundtrip(TEXT, ZipSettings.build(level=1, predictor=predictor, streams=8))
+    blob = roundtrip(TEXT, ZipSettings.build(level=1, predictor=predictor, streams=16))
     f = io.BytesIO(blob)
     assert C.read_header(f)["settings"]["predictor"] == predictor
     body = len(blob) - f.tell()
@@ -43,7 +43,7 @@ def test_each_predictor_round_trips_and_compresses_text(predictor):
 
 def test_random_bytes_expand_by_at_most_header_and_one_percent():
     data = np.random.default_rng(0).integers(0, 256, 16384, dtype=np.uint8).tobytes()
-    blob = roundtrip(data, ZipSettings.build(level=1, predictor="mix", streams=64))
+    blob = roundtrip(data, ZipSettings.build(level=1, predictor="stats", streams=64))
     f = io.BytesIO(blob)
     C.read_header(f)
     frames_and_trailer = 8 + 48
@@ -90,8 +90,10 @@ def test_foreign_and_truncated_input(blob):
 
 
 def test_corrupt_payload_fails_the_checksum(blob):
+    f = io.BytesIO(blob)
+    C.read_header(f)
     bad = bytearray(blob)
-    bad[len(blob) - 60] ^= 0x55  # inside the coded words
+    bad[f.tell() + 8 + 2] ^= 0x55  # the first coder word (its last bits may be slack; these are not)
     refuses(bytes(bad))
 
 
@@ -105,7 +107,7 @@ def _with_header(blob: bytes, edit) -> bytes:
 
 
 def test_fingerprint_mismatch_is_refused(blob):
-    refuses(_with_header(blob, lambda h: h.update(fingerprint="0" * 32)), "fingerprint")
+    refuses(_with_header(blob, lambda h: h.update(fingerprint="0" * 16)), "fingerprint")
 
 
 def test_bad_settings_and_version_are_refused(blob):
@@ -125,7 +127,7 @@ def test_decoder_fuzz_never_hangs_or_returns_wrong_bytes(blob):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=25, deadline=None, derandomize=True,
+    @settings(max_examples=12, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.integers(1, 255)), min_size=1, max_size=4),
            st.integers(0, len(blob)))
@@ -143,3 +145,13 @@ def test_decoder_fuzz_never_hangs_or_returns_wrong_bytes(blob):
             assert out == TEXT[:600]
 
     check()
+
+
+@pytest.mark.slow
+def test_five_texts_round_trip_with_the_defaults(shared_data):
+    """An 8 KB slice from the middle of each benchmark text, default settings (the mix)."""
+    for name in ("alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "tinyshakespeare.txt"):
+        data = (shared_data / name).read_bytes()
+        piece = data[len(data) // 2: len(data) // 2 + 8192]
+        blob = roundtrip(piece, ZipSettings.build())
+        assert len(blob) < len(piece) * 0.5, name

@@ -83,7 +83,7 @@ def zip_command(
     model: Annotated[str | None, Opt("--model", help="Pretrained mode: run id, unique prefix or name of a trained imo run.")] = None,
     level: Annotated[int, Opt(help="1 (fastest), 2, 3 (largest tables, highest order).")] = 2,
     predictor: Annotated[str, Opt(help="mix (statistics + network), stats (network off) or net (network alone).")] = "mix",
-    streams: Annotated[int, Opt(help="Parallel segments coded in one batch per block.")] = 32,
+    streams: Annotated[int, Opt(help="Parallel segments coded in one batch per block.")] = 64,
     force: Annotated[bool, Opt("--force", "-f", help="Overwrite an existing output.")] = False,
     bench: Annotated[bool, Opt("--bench", help="Measure imo's three predictors beside gzip, bzip2, xz, zstd, brotli and PPMd.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,

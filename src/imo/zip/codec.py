@@ -177,8 +177,9 @@ def _net_maker(settings: ZipSettings, model: dict | None) -> Callable[[], Any]:
 def header_for(settings: ZipSettings, model: dict | None = None) -> dict[str, Any]:
     with pinned():
         fp = fingerprint(settings, _net_maker(settings, model)())
-    return {"mode": "online" if model is None else "pretrained", "settings": settings.to_dict(),
-            "env": environment(), "fingerprint": fp, "model": model}
+    header = {"mode": "online" if model is None else "pretrained", "settings": settings.to_header(),
+              "env": environment(), "fingerprint": fp}
+    return header if model is None else {**header, "model": model}
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, settings: ZipSettings,
@@ -219,7 +220,7 @@ def check_header(header: dict[str, Any]) -> tuple[ZipSettings, Callable[[], Any]
     mode, model = header.get("mode"), header.get("model")
     if mode not in ("online", "pretrained") or (mode == "pretrained") != isinstance(model, dict):
         raise C.ZipFormatError(f"unknown mode {mode!r} in the header; this imo reads online and pretrained files")
-    settings = ZipSettings.from_dict(header["settings"])
+    settings = ZipSettings.from_header(header["settings"])
     make_net = _net_maker(settings, model)
     with pinned():
         here = fingerprint(settings, make_net())

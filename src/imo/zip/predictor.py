@@ -41,7 +41,7 @@ class Predictor:
         self.use_net = s.predictor in ("net", "mix")
         if self.use_stats:
             self.orders = OrderModels(s.streams, s.max_order, s.table_bits, s.discount, s.count_limit)
-            self.match = MatchModel(s.streams, -(-s.block_size // s.streams))
+            self.match = MatchModel(s.streams, -(-s.block_size // s.streams), min(22, s.table_bits + 2))
         if self.use_net:
             if net is None:
                 from imo.zip.net import OnlineNet
@@ -118,7 +118,7 @@ def probe_bytes(n: int = 4096) -> bytes:
     return bytes(out[:n])
 
 
-def fingerprint(s: ZipSettings, net=None, steps: int = 24) -> str:
+def fingerprint(s: ZipSettings, net=None, steps: int = 12) -> str:
     """Hash of the quantised frequencies a fresh predictor gives on the probe, with its updates.
     Any difference in arithmetic (threads, kernels, library versions) that would make the decoder
     disagree with the encoder shows up here first. `net`: a fresh pretrained net, if any."""
@@ -129,4 +129,4 @@ def fingerprint(s: ZipSettings, net=None, steps: int = 24) -> str:
         freq = quantise(pr.predict(s.streams))
         h.update(freq.astype(np.uint32).tobytes())
         pr.update(probe[:, t].copy())
-    return h.hexdigest()[:32]
+    return h.hexdigest()[:16]

@@ -28,11 +28,11 @@ LEVELS: dict[int, dict[str, int]] = {
 class ZipSettings:
     predictor: str = "mix"
     level: int = 2
-    streams: int = 32
+    streams: int = 64
     block_size: int = 1 << 22
     max_order: int = 5
     table_bits: int = 18
-    discount: float = 0.75
+    discount: float = 0.6
     count_limit: int = 1023
     mixer_lr: float = 0.001
     net_context: int = 12
@@ -79,3 +79,19 @@ class ZipSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_header(self) -> dict[str, Any]:
+        """Level, predictor and the fields that differ from that level's preset (a short header;
+        a preset that changed between versions shows up as a fingerprint mismatch, never as
+        garbage)."""
+        base = ZipSettings.build(self.level, self.predictor).to_dict()
+        return {"level": self.level, "predictor": self.predictor,
+                **{k: v for k, v in self.to_dict().items() if v != base[k]}}
+
+    @classmethod
+    def from_header(cls, d: dict[str, Any]) -> ZipSettings:
+        d = dict(d)
+        level, predictor = d.pop("level", None), d.pop("predictor", None)
+        if not isinstance(level, int) or not isinstance(predictor, str):
+            raise ConfigError("corrupt header: settings without a level and a predictor")
+        return cls.build(level, predictor, **d)

@@ -159,7 +159,7 @@ class MatchModel:
     def __init__(self, streams: int, capacity: int, table_bits: int = 20):
         self.streams, self.table_bits = streams, table_bits
         self.buf = np.zeros(capacity * streams + streams, dtype=np.uint8)  # step-major history
-        self.table = np.full(1 << table_bits, -1, dtype=np.int64)  # context hash -> flat position
+        self.table = np.zeros(1 << table_bits, dtype=np.int64)  # context hash -> flat position + 1 (0: none)
         self.ptr = np.full(streams, -1, dtype=np.int64)  # flat position of the predicted byte
         self.length = np.zeros(streams, dtype=np.int64)
         self.hist = np.zeros(streams, dtype=np.uint64)
@@ -174,7 +174,7 @@ class MatchModel:
         self.ptr[:] = -1
         self.length[:] = 0
         self.hist[:] = 0
-        self.table[:] = -1
+        self.table = np.zeros_like(self.table)  # positions of the last block mean nothing now
         self.step = 0
 
     def predict(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,8 +212,8 @@ class MatchModel:
         key = ((h & np.uint64((1 << (8 * self.MIN_LEN)) - 1)) * _MULT[8]) >> np.uint64(64 - self.table_bits)
         key = key.astype(np.int64)
         here = base + np.arange(m)
-        cand = self.table[key]
+        cand = self.table[key] - 1
         lost = (ptr < 0) & (cand >= 0)
         ptr[lost] = cand[lost] + self.streams
-        self.table[key] = here
+        self.table[key] = here + 1
         self.step += 1
