@@ -133,7 +133,7 @@ def error_and_confidence(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float,
 
 
 def minimal_eps(model: nn.Module, x: Tensor, y: Tensor, attack: str = "fgsm", eps_max: float = 1.0,
-                iters: int = 12) -> Tensor:
+                iters: int = 12, **attack_kw: Any) -> Tensor:
     """Per example, the smallest eps (to eps_max / 2^iters) at which the attack makes the model
     answer wrongly, found by bisection with a per-example eps; 0 where the clean answer is already
     wrong, inf where even eps_max does not flip it. (Bisection assumes a larger eps flips at least
@@ -143,7 +143,7 @@ def minimal_eps(model: nn.Module, x: Tensor, y: Tensor, attack: str = "fgsm", ep
         wrong0 = model(x).argmax(-1) != y
 
     def flips(e: Tensor) -> Tensor:  # (B,) bool: the attack at per-example eps (B, 1) fools the model
-        adv = atk(model, x, y, e)
+        adv = atk(model, x, y, e, **attack_kw)
         with torch.no_grad():
             return model(adv).argmax(-1) != y
 
@@ -202,7 +202,7 @@ def vision_exam(data: str = "digits", eps: Sequence[float] = (0.05, 0.1, 0.25), 
             fit(model, xtr, ytr, budget.epochs, seed, adv_eps=adv_eps if adv else None)
             models[name] = model
             clean_err, clean_conf = error_and_confidence(model, xte, yte)
-            min_eps = minimal_eps(model, xte, yte, attack)
+            min_eps = minimal_eps(model, xte, yte, attack, **kw)
             finite = min_eps[torch.isfinite(min_eps)]
             median = float(min_eps.median()) if len(finite) > len(min_eps) / 2 else float("inf")
             for e in eps:
