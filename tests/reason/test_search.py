@@ -142,3 +142,58 @@ def test_expert_iteration_keeps_only_oracle_accepted_solutions():
     kept = collect(MockPolicy(0), [PROBLEM] * 30, "best-of-n", Vote(TASK), budget=4 * 48, seed=0)
     assert kept and all(TASK.solution_ok(PROBLEM, text) for _, text in kept)
     assert len(kept) < 30  # vote often prefers 18: those searches are dropped, not kept
+
+
+class Recorder(MockPolicy):
+    """Records the prompts it is given (revision feeds its last attempt back)."""
+
+    def __init__(self, seed=0):
+        super().__init__(seed)
+        self.prompts = []
+
+    def step(self, items, temperature):
+        self.prompts += [p for p, _ in items]
+        return super().step(items, temperature)
+
+
+def test_revision_feeds_back_the_attempt_and_the_first_doubted_line():
+    pol, b = Recorder(0), Budget(3000)
+    r = get_method("revision")(pol, PROBLEM, Oracle(TASK), b)
+    assert r.correct and b.policy == pol.generated and b.spent <= 3000
+    assert pol.prompts[0] == PROBLEM.prompt  # the first attempt sees the problem alone
+    # greedy's first attempt goes 3+7=10: a dead end from its first line, so the feedback is !1
+    assert PROBLEM.prompt + "3+7=10\n10+8=18\n=18\n!1\n" in pol.prompts
+    assert r.trace["attempts"] >= 2
+
+
+def test_revision_refuses_verifiers_that_cannot_judge_one_attempt():
+    with pytest.raises(ConfigError, match="revision needs a verifier"):
+        get_method("revision")(MockPolicy(), PROBLEM, Vote(TASK), Budget(3000))
+
+
+def test_revision_keeps_to_its_budget():
+    for limit in (96, 200, 1000):
+        pol, b = MockPolicy(limit), Budget(limit)
+        get_method("revision")(pol, PROBLEM, Oracle(TASK), b)
+        assert b.policy == pol.generated and b.spent <= limit
+
+
+def test_revision_rows_hold_a_wrong_attempt_and_the_worked_solution():
+    import random
+
+    from imo import tasks
+    from imo.reason.revision import revision_rows
+
+    for name, level in (("arith", 2), ("countdown", 1)):
+        task = tasks.get(name)
+        probs = [task.generate(random.Random(i), level) for i in range(30)]
+        rows = revision_rows(task, probs, share=0.5, seed=0)
+        assert len(rows) == 30
+        by_prompt = {p.prompt: p for p in probs}
+        for prompt, solution in rows:
+            head, _, rest = prompt.partition("\n")
+            p = by_prompt[head + "\n"]
+            attempt, flag = rest.rsplit("!", 1)
+            assert not task.solution_ok(p, attempt) and solution == p.solution
+            k = int(flag)
+            assert k == 0 or (not task.step_labels(p, attempt)[k - 1] and all(task.step_labels(p, attempt)[: k - 1]))
