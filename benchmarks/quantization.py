@@ -60,7 +60,7 @@ def tokens_per_s(models: dict[str, torch.nn.Module], batch: int, length: int, re
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200, help="training steps of the float32 model")
-    ap.add_argument("--finetune-steps", type=int, default=50, help="steps after 50%% pruning")
+    ap.add_argument("--finetune-steps", type=int, default=40, help="steps after 50%% pruning (batch 8)")
     ap.add_argument("--eval-bytes", type=int, default=32_768)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
@@ -86,7 +86,7 @@ def main() -> None:
     runs["int4 g64, emb/head float"], _ = quantize_run(store, base, QuantConfig(bits=4, group_size=64), keep=KEEP, **eb)
     runs["prune 50%"], _ = prune_run(store, base, "magnitude", 0.5, finetune_steps=0, **eb)
     runs[f"prune 50% + {args.finetune_steps} ft"], _ = prune_run(
-        store, base, "magnitude", 0.5, finetune_steps=args.finetune_steps, **eb)
+        store, base, "magnitude", 0.5, finetune_steps=args.finetune_steps, batch_size=8, **eb)
     runs[f"prune 50% + {args.finetune_steps} ft + int8"], _ = quantize_run(
         store, runs[f"prune 50% + {args.finetune_steps} ft"], QuantConfig(bits=8, kernel="fbgemm"), **eb)
     runs["prune 50% (no ft) + int8"], _ = quantize_run(store, runs["prune 50%"], QuantConfig(bits=8, kernel="fbgemm"), **eb)

@@ -25,6 +25,7 @@ def prune_command(
     skip: Annotated[list[str] | None, Opt("--skip", help="Glob of layers left dense, e.g. lm_head (repeatable).")] = None,
     finetune_steps: Annotated[int, Opt(help="AdamW steps on the training split after pruning, masks kept.")] = 0,
     lr: Annotated[float, Opt(help="Fine-tuning learning rate.")] = 3e-4,
+    batch_size: Annotated[int, Opt(help="Fine-tuning sequences per step.")] = 16,
     seed: Annotated[int, Opt(help="Seed (random pruning, fine-tuning batches).")] = 0,
     eval_bytes: Annotated[int, Opt(help="Validation bytes scored before and after.")] = 65_536,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the new run id.")] = False,
@@ -37,13 +38,16 @@ def prune_command(
     check_sparsity(sparsity)
     if eval_bytes < 1:
         raise ConfigError(f"eval-bytes must be >= 1, got {eval_bytes}")
+    if batch_size < 1 or finetune_steps < 0 or not lr > 0:
+        raise ConfigError("batch-size must be >= 1, finetune-steps >= 0 and lr > 0")
     from imo.compress.prune import PRUNERS
 
     PRUNERS.get(method)
     store = RunStore.open()
     log = (lambda m: None) if quiet else print
     rid, f = prune_run(store, run, method, sparsity, scope=scope, skip=tuple(skip or ()),
-                       finetune_steps=finetune_steps, lr=lr, seed=seed, eval_bytes=eval_bytes, log=log)
+                       finetune_steps=finetune_steps, lr=lr, batch_size=batch_size, seed=seed,
+                       eval_bytes=eval_bytes, log=log)
     _done(rid, f, quiet)
 
 

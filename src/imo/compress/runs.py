@@ -101,8 +101,8 @@ def _load(store: RunStore, run: str):
 
 
 def prune_run(store: RunStore, run: str, method: str, sparsity: float, *, scope: str = "global",
-              skip: tuple[str, ...] = (), finetune_steps: int = 0, lr: float = 3e-4, seed: int = 0,
-              eval_bytes: int = EVAL_BYTES, log=lambda msg: None) -> tuple[str, dict]:
+              skip: tuple[str, ...] = (), finetune_steps: int = 0, lr: float = 3e-4, batch_size: int = 16,
+              seed: int = 0, eval_bytes: int = EVAL_BYTES, log=lambda msg: None) -> tuple[str, dict]:
     rid, model, meta = _load(store, run)
     corpus = meta["config"]["train"]["corpus"]
     before = scored(model, corpus, eval_bytes)
@@ -110,10 +110,10 @@ def prune_run(store: RunStore, run: str, method: str, sparsity: float, *, scope:
     report = prune_(model, method, sparsity, filter_fn=linear_filter(skip), scope=scope, seed=seed)
     log(report.table())
     pruned = scored(model, corpus, eval_bytes)
-    losses = finetune_(model, corpus, finetune_steps, lr=lr, seed=seed, log=log)
+    losses = finetune_(model, corpus, finetune_steps, lr=lr, batch_size=batch_size, seed=seed, log=log)
     after = scored(model, corpus, eval_bytes) if finetune_steps else pruned
     transform = {"op": "prune", "method": method, "sparsity": sparsity, "scope": scope, "skip": list(skip),
-                 "finetune_steps": finetune_steps, "lr": lr, "seed": seed}
+                 "finetune_steps": finetune_steps, "lr": lr, "batch_size": batch_size, "seed": seed}
     figures = {"val_bpb": after, "parent_val_bpb": before, "pruned_val_bpb_before_finetune": pruned,
                "bpb_delta_rel": after / before - 1, "sparsity": report.sparsity,
                "finetune_steps": finetune_steps, "eval_bytes": eval_bytes,
