@@ -1,0 +1,38 @@
+"""The compression claims run end to end at the smoke budget: figures hold the rule's metric,
+finite and consistent, and their plots write PNGs."""
+
+import math
+
+import pytest
+
+import imo.claims.library.compression  # noqa: F401  (registers the claims)
+from imo.claims.registry import CLAIMS, Context
+from imo.claims.verdict import VERDICTS, decide
+from imo.runs.store import RunStore
+
+
+def smoke(claim_id, tmp_path):
+    claim = CLAIMS.get(claim_id)
+    figures = claim.measure("smoke", 0, Context(store=RunStore.open()))
+    value = figures[claim.rule.metric]
+    assert isinstance(value, float) and math.isfinite(value)
+    assert decide(claim.rule, [value], "smoke").verdict in VERDICTS
+    claim.plot([figures, figures], tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    return figures
+
+
+def test_nn_is_compressor_smoke(tmp_path):
+    f = smoke("nn-is-compressor", tmp_path)
+    m = f["models"][0]
+    assert m["heldout_bpb_with_model"] > m["heldout_bpb"] > 0  # counting the weights only adds
+    assert 0.0 <= m["recall_heldout"] <= 1.0 and 0.0 <= m["recall_train"] <= 1.0
+    assert f["gap_to_xz_bpb"] == pytest.approx(f["xz_given_train_bpb"] - f["best_model_bpb"])
+    assert 0 < f["zip_net_alone_bpb"] < 16
+
+
+def test_compute_per_byte_smoke(tmp_path):
+    f = smoke("compute-per-byte", tmp_path)
+    assert f["time_ratio_xz"] == pytest.approx(f["imo_s_per_byte"] / f["xz_s_per_byte"])
+    assert f["log10_time_ratio_xz"] == pytest.approx(math.log10(f["time_ratio_xz"]))
+    assert f["imo_flops_per_byte"] > 0 and 0 < f["imo_bpb"] < 16
