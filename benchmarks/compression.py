@@ -34,7 +34,6 @@ except ImportError:  # running from a checkout without `pip install -e .`
 from imo.runs.store import short_commit  # noqa: E402
 
 TEXTS = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "tinyshakespeare.txt"]
-DEFAULT = "imo mix"
 
 
 def main() -> int:
@@ -58,11 +57,11 @@ def main() -> int:
     rows = bench.bench_files(files, predictors=args.predictors.split(","), level=args.level,
                              log=lambda line: print("  " + line, file=sys.stderr, flush=True))
     print(f"measured in {time.time() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
-    columns = bench.COLUMNS + ["speed / xz -9e (c, d)"]
+    columns = bench.COLUMNS + ["wall speed / xz -9e's (c, d)"]
     table = []
     for r in rows:
         xz = next(x for x in rows if x.file == r.file and x.tool == "xz -9e")
-        table.append(r.cells() + [f"{xz.compress_s / r.compress_s:.3f}, {xz.decompress_s / r.decompress_s:.4f}"])
+        table.append(r.cells() + [f"{xz.compress_s / r.compress_s:.4f}, {xz.decompress_s / r.decompress_s:.5f}"])
     if args.markdown:
         print("| " + " | ".join(columns) + " |")
         print("|:--|:--|" + "|".join("--:" for _ in columns[2:]) + "|")
@@ -73,8 +72,8 @@ def main() -> int:
             print("\t".join(line))
     if args.json:
         args.json.write_text(json.dumps([{**r.__dict__, "bpb": r.bpb} for r in rows], indent=1))
-    print(verdict(rows, DEFAULT if f"imo {args.predictors.split(',')[-1]}" == DEFAULT else
-                  f"imo {args.predictors.split(',')[-1]}"))
+    for p in args.predictors.split(","):
+        print(verdict(rows, f"imo {p}"))
     return 0
 
 
@@ -89,10 +88,11 @@ def verdict(rows: list[bench.BenchRow], tool: str) -> str:
         lines.append(f"{tool} smaller than {ref} on every file: {'MET' if ok else 'NOT MET'} "
                      f"(bits/byte difference {', '.join(f'{g:+.3f}' for g in gaps)})")
     ours = [by[f, tool] for f in files if (f, tool) in by]
-    c = min(r.kbps(r.compress_s) for r in ours)
-    d = min(r.kbps(r.decompress_s) for r in ours)
-    lines.append(f"{tool} >= 10 KB/s: compress min {c:.1f}, decompress min {d:.1f} KB/s: "
-                 f"{'MET' if min(c, d) >= 10 else 'NOT MET'} (under the load printed above)")
+    for what, c, d in (("wall", "compress_s", "decompress_s"), ("CPU", "compress_cpu_s", "decompress_cpu_s")):
+        cmin = min(r.kbps(getattr(r, c)) for r in ours)
+        dmin = min(r.kbps(getattr(r, d)) for r in ours)
+        lines.append(f"{tool} >= 10 KB/s ({what} time): compress min {cmin:.1f}, decompress min {dmin:.1f} KB/s: "
+                     f"{'MET' if min(cmin, dmin) >= 10 else 'NOT MET'}")
     return "\n".join(lines)
 
 

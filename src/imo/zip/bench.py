@@ -4,8 +4,9 @@ Baselines (all through their Python packages, each decompressed and checked): gz
 xz -9e (the standard library's zlib/bz2/lzma, the same as `imo.baselines`), zstd -19 (`zstandard`),
 brotli 11 (`brotli`), PPMd variant H (7-Zip's PPMd7; `pyppmd`), order 6, 16 MB of memory. imo's
 rows are its three predictors: context statistics alone, the online network alone, and the mix.
-Speeds are KB/s of original bytes (1 KB = 1000 bytes), single-threaded wall time on whatever load
-the machine has: compare ratios measured in the same run, not absolute figures.
+Speeds are KB/s of original bytes (1 KB = 1000 bytes), single-threaded, from wall time on whatever
+load the machine has and from the process's CPU time (what an otherwise idle core would give, up to
+cache sharing): compare ratios measured in the same run, not absolute figures.
 
     rows = bench_files([Path("alice29.txt")], predictors=("stats", "net", "mix"))
 """
@@ -68,6 +69,8 @@ class BenchRow:
     compress_s: float
     decompress_s: float
     flops_per_byte: float | None = None
+    compress_cpu_s: float = 0.0
+    decompress_cpu_s: float = 0.0
     model_bytes: int = 0  # pretrained mode: the size of the model, not in `compressed`
 
     @property
@@ -84,42 +87,53 @@ class BenchRow:
                                    if self.model_bytes else "")
         return [self.file, self.tool, size, bpb,
                 f"{self.kbps(self.compress_s):,.1f}", f"{self.kbps(self.decompress_s):,.1f}",
+                f"{self.kbps(self.compress_cpu_s):,.1f}", f"{self.kbps(self.decompress_cpu_s):,.1f}",
                 f"{self.compress_s / max(self.original, 1) * 1e6:.2f}", flops]
 
 
-COLUMNS = ["file", "tool", "bytes", "bits/byte", "compress KB/s", "decompress KB/s", "µs/byte", "FLOPs/byte"]
+COLUMNS = ["file", "tool", "bytes", "bits/byte", "compress KB/s", "decompress KB/s",
+           "compress KB/s (CPU)", "decompress KB/s (CPU)", "µs/byte", "FLOPs/byte"]
+
+
+class Timer:
+    """Wall and CPU seconds of a block."""
+
+    def __enter__(self) -> Timer:
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
 
 
 def bench_baseline(name: str, data: bytes, file: str = "") -> BenchRow:
     comp, decomp = _baselines()[name]
-    t0 = time.perf_counter()
-    blob = comp(data)
-    t1 = time.perf_counter()
-    back = decomp(blob)
-    t2 = time.perf_counter()
+    with Timer() as tc:
+        blob = comp(data)
+    with Timer() as td:
+        back = decomp(blob)
     if back != data:
         raise RuntimeError(f"{name} did not round-trip {file}")
-    return BenchRow(file, name, len(data), len(blob), t1 - t0, t2 - t1)
+    return BenchRow(file, name, len(data), len(blob), tc.wall, td.wall, None, tc.cpu, td.cpu)
 
 
 def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | None = None) -> BenchRow:
     """imo zip's row; with `model` (pretrained mode) the tool name says so and `model_bytes` is set."""
-    t0 = time.perf_counter()
-    blob = compress_bytes(data, settings, model)
-    t1 = time.perf_counter()
-    back = decompress_bytes(blob)
-    t2 = time.perf_counter()
+    with Timer() as tc:
+        blob = compress_bytes(data, settings, model)
+    with Timer() as td:
+        back = decompress_bytes(blob)
     if back != data:
         raise RuntimeError(f"imo zip ({settings.predictor}) did not round-trip {file}")
     if model is None:
         flops = Predictor(settings).flops_per_byte()
-        return BenchRow(file, f"imo {settings.predictor}", len(data), len(blob), t1 - t0, t2 - t1, flops)
+        return BenchRow(file, f"imo {settings.predictor}", len(data), len(blob), tc.wall, td.wall, flops, tc.cpu, td.cpu)
     from imo.zip.pretrained import load_pretrained
 
     net = load_pretrained(model, settings.streams, settings.net_window)
     flops = Predictor(settings, net=net).flops_per_byte()
-    return BenchRow(file, f"imo pretrained {settings.predictor}", len(data), len(blob), t1 - t0, t2 - t1, flops,
-                    model_bytes=model["model_bytes"])
+    return BenchRow(file, f"imo pretrained {settings.predictor}", len(data), len(blob), tc.wall, td.wall, flops,
+                    tc.cpu, td.cpu, model_bytes=model["model_bytes"])
 
 
 def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("stats", "net", "mix"), level: int = 2,

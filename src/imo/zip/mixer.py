@@ -39,4 +39,8 @@ class Mixer:
         rows = np.arange(len(symbols))
         expected = np.einsum("mij,ij->im", inputs, p)  # (m, M): E_p[l_i]
         got = inputs[:, rows, symbols.astype(np.int64)].T  # (m, M): l_i(x)
-        np.add.at(self.w, self._select, self.lr * (got - expected))
+        step = self.lr * (got - expected)  # (m, M)
+        order = np.argsort(self._select, kind="stable")  # streams that share a weight set add up
+        sel = self._select[order]
+        starts = np.flatnonzero(np.r_[True, sel[1:] != sel[:-1]])
+        self.w[sel[starts]] += np.add.reduceat(step[order], starts, axis=0)
