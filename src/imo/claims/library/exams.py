@@ -101,6 +101,8 @@ def plot_trickability(per_seed: list[dict[str, Any]], path) -> None:
     for f in per_seed:
         ks = range(1, len(f["text_success_within"]) + 1)
         bx.plot(list(ks), f["text_success_within"], "o-", color="C2", alpha=0.8)
+    if per_seed:
+        bx.set_xticks(range(1, len(per_seed[0]["text_success_within"]) + 1))
     bx.set_xlabel("byte substitutions allowed (k)")
     bx.set_ylabel("answers flipped (of those right)")
     bx.set_title("char model on `compare`", fontsize=10)
