@@ -129,9 +129,14 @@ class PrefixTree:
             node.last_used = now
         if n == len(ids):
             return
-        k, v = cache.materialize()  # (n_layer, 1, nh, len(ids), hs)
+        if n >= cache.prefix_len and cache.tail_len:  # the new part lies in the tail: copy just it
+            a = n - cache.prefix_len
+            k, v = cache._k[:, :, :, a : cache.tail_len], cache._v[:, :, :, a : cache.tail_len]
+        else:
+            k, v = cache.materialize()  # (n_layer, 1, nh, len(ids), hs)
+            k, v = k[:, :, :, n:], v[:, :, :, n:]
         parent = path[-1] if path else self.root
-        leaf = Node(tuple(ids[n:]), Segment(_own(k[:, :, :, n:]), _own(v[:, :, :, n:])), parent, last_used=now)
+        leaf = Node(tuple(ids[n:]), Segment(_own(k), _own(v)), parent, last_used=now)
         parent.children[ids[n]] = leaf
         self.tokens += len(leaf.tokens)
         self.stats.inserted_tokens += len(leaf.tokens)
