@@ -197,3 +197,12 @@ def test_revision_rows_hold_a_wrong_attempt_and_the_worked_solution():
             assert not task.solution_ok(p, attempt) and solution == p.solution
             k = int(flag)
             assert k == 0 or (not task.step_labels(p, attempt)[k - 1] and all(task.step_labels(p, attempt)[: k - 1]))
+
+
+def test_weighted_best_of_n_sums_scores_per_answer():
+    from imo.reason.search import Candidate, weighted_best
+
+    cands = [Candidate("3+7=10\n10+8=18\n=18\n", score=0.9)]
+    cands += [Candidate("3*7=21\n21+8=29\n=29\n", score=0.6) for _ in range(2)]
+    assert TASK.answer_of(weighted_best(TASK, cands).text) == "29"  # 1.2 outweighs 0.9
+    assert weighted_best(TASK, cands[:1]) is cands[0]

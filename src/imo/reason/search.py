@@ -169,16 +169,35 @@ def greedy(policy, problem: Problem, verifier, budget: Budget, **_: Any) -> Resu
     return result(policy, problem, c, budget, 1)
 
 
+def weighted_best(task, cands: list[Candidate]) -> Candidate | None:
+    """Weighted voting (Li et al. 2023; Snell et al. 2024's "best-of-N weighted"): the final
+    answer whose candidates' scores sum highest, represented by its best-scored candidate. A few
+    false positives of a verifier then cannot outvote many candidates that agree."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in cands:
+        a = task.answer_of(c.text)
+        if a is not None and not math.isnan(c.score):
+            groups.setdefault(a, []).append(c)
+    if not groups:
+        return best_of(cands)
+    top = max(groups.values(), key=lambda g: sum(c.score for c in g))
+    return best_of(top)
+
+
 @SEARCHES.register("best-of-n")
 def best_of_n(policy, problem: Problem, verifier, budget: Budget, temperature: float = 1.0,
-              **_: Any) -> Result:
-    """n = budget // (one solution's worst-case cost, verifier included), sampled in one batch."""
+              weighted: bool = True, **_: Any) -> Result:
+    """n = budget // (one solution's worst-case cost, verifier included), sampled in one batch.
+    With a verifier whose scores are probabilities (oracle, orm, prm) the pick is by weighted
+    voting unless `weighted` is off; `self` and `vote` pick the top score."""
     per = solution_cost(policy, verifier)
     require(budget, per, "one sampled solution and its score")
     n = budget.limit // per
     cands = rollout(policy, problem, [Candidate() for _ in range(n)], budget, temperature)
     score(verifier, problem, cands, budget)
-    return result(policy, problem, best_of(cands), budget, n, n=n)
+    probabilities = verifier.name.split(":")[0] in ("oracle", "orm", "prm")
+    best = weighted_best(policy.task, cands) if weighted and probabilities else best_of(cands)
+    return result(policy, problem, best, budget, n, n=n)
 
 
 def _frontier_search(policy, problem, verifier, budget, width: int, expand: int, temperature: float,
