@@ -71,6 +71,9 @@ def sdpa_attention(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pat
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # the fused fast path
     if alibi_slopes is None and Tq == 1 and q_offset == Tk - 1:
         return F.scaled_dot_product_attention(q, k, v)  # one decoding query sees every key: no mask
+    if alibi_slopes is None:  # a boolean mask is cheaper than an additive one for torch's CPU kernel
+        qpos = torch.arange(Tq, device=q.device)[:, None] + q_offset
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=torch.arange(Tk, device=q.device)[None, :] <= qpos)
     bias = score_bias(Tq, Tk, q_offset, alibi_slopes, q.device).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
