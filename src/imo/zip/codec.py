@@ -102,21 +102,15 @@ def _run_block(pr: Predictor, n: int, step: StepFn, progress: Callable[[int], No
     length, used = segments(n, pr.s.streams)
     out = np.zeros((used, length), dtype=np.uint8)
     pr.reset_streams()
-    with torch.no_grad() if not pr.use_net else _noop():
-        for t in range(length):
-            m = active(n, length, t, used)
-            freq = quantise(pr.predict(m))
-            symbols = step(t, m, freq).astype(np.uint8)
-            out[:m, t] = symbols
-            pr.update(symbols)
-            if progress is not None:
-                progress(m)
+    for t in range(length):
+        m = active(n, length, t, used)
+        freq = quantise(pr.predict(m))
+        symbols = step(t, m, freq).astype(np.uint8)
+        out[:m, t] = symbols
+        pr.update(symbols)
+        if progress is not None:
+            progress(m)
     return out
-
-
-@contextmanager
-def _noop() -> Iterator[None]:
-    yield
 
 
 def _grid(block: bytes, streams: int) -> np.ndarray:
