@@ -167,7 +167,7 @@ class Grid(SkillTask):
 
     def make(self, rng: random.Random, level: int) -> str:
         w, h = (rng.randint(2, 4), rng.randint(2, 4)) if level == 1 else (rng.randint(3, 6), rng.randint(3, 6))
-        n = rng.randint(3, 5) if level == 1 else rng.randint(6, 9)
+        n = rng.randint(3, 6) if level == 1 else rng.randint(6, 9)
         x = y = 0
         moves = []
         while len(moves) < n:  # only moves that stay inside the grid
