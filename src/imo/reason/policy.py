@@ -72,11 +72,11 @@ class PolicyConfig:
     n_train: int = 3000  # generated problems with worked solutions
     n_test: int = 200
     data_seed: int = 0  # the train/test split (the test set is fixed by this alone)
-    n_layer: int = 3
-    n_embd: int = 96
+    n_layer: int = 2
+    n_embd: int = 64
     n_head: int = 4
     block_size: int = 128
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 3e-3
     warmup: int = 50
