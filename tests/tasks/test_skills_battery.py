@@ -50,3 +50,9 @@ def test_registered_and_levels_checked():
 def test_split_has_no_shared_problem():
     train, test = tasks.split(tasks.get("skill-sort"), 1, n_train=300, n_test=50, seed=0)
     assert not {p.key for p in train} & {p.key for p in test}
+
+
+@pytest.mark.parametrize("name", skill_names())
+def test_level_one_fills_the_exams_default_split(name):
+    train, test = tasks.split(tasks.get(name), 1, n_train=2000, n_test=100, seed=0)
+    assert len(train) == 2000 and len(test) == 100
