@@ -34,7 +34,8 @@ def test_reason_end_to_end_and_bad_input(capsys, tmp_path):
     out = ok(capsys, "solve", policy, "--method", "best-of-n", "--verifier", f"orm:{orm}", "--problem", "7+5",
              "--budget", "80")
     assert out.startswith("7+5\n") and "tokens:" in out
-    out = ok(capsys, "solve", policy, "--method", "beam", "--verifier", "oracle", "--n", "2", "--budget", "120")
+    out = ok(capsys, "solve", policy, "--method", "mcts", "--verifier", "oracle", "--n", "2", "--budget", "120",
+             "--rollouts", "--expand", "2", "--temperature", "0.7")
     assert "accuracy" in out and "on 2 problems" in out
     png = tmp_path / "curve.png"
     out = ok(capsys, "curve", policy, "--methods", "best-of-n", "--multiples", "2", "--n", "2", "--out", str(png), "-q")

@@ -127,6 +127,10 @@ def solve_command(
     problem: Annotated[str | None, Opt(help="One problem, e.g. '347+285' or '3 7 8:29'; else the test set.")] = None,
     n: Annotated[int, Opt(help="Test problems to solve (without --problem).")] = 50,
     harder: Annotated[bool, Opt("--harder", help="Use problems one level harder.")] = False,
+    temperature: Annotated[float, Opt(help="Sampling temperature of the searches (greedy: 0).")] = 1.0,
+    expand: Annotated[int | None, Opt(help="beam/mcts: samples per expansion; tot: proposals per state.")] = None,
+    c_uct: Annotated[float, Opt(help="mcts: exploration constant of UCT.")] = 1.0,
+    rollouts: Annotated[bool, Opt("--rollouts", help="mcts: value a new node by a rollout to the end.")] = False,
     seed: Annotated[int, Opt(help="Sampling seed.")] = 0,
 ) -> None:
     """Solve one problem (showing the solution) or many (printing accuracy and tokens spent)."""
@@ -141,10 +145,17 @@ def solve_command(
     fn = get_method(method)
     ver = load_verifier(verifier, store, pol)
     limit = budget if budget is not None else 8 * solution_cost(pol)
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 (greedy is --method greedy), got {temperature}")
+    if expand is not None and expand < 1:
+        raise ConfigError(f"expand must be >= 1, got {expand}")
+    knobs = {"temperature": temperature, "c_uct": c_uct, "rollouts": rollouts}
+    if expand is not None:
+        knobs["expand" if method != "tot" else "proposals"] = expand
     if problem is not None:
         p = _problem(pol, problem)
         b = Budget(limit)
-        r = fn(pol, p, ver, b)
+        r = fn(pol, p, ver, b, **knobs)
         print(p.prompt + r.text, end="")
         print(f"# {'correct' if r.correct else 'wrong'}  tokens: {b.policy} policy + {b.verifier} verifier "
               f"of {b.limit}  {json.dumps(r.trace)}")
@@ -157,7 +168,7 @@ def solve_command(
         raise ConfigError(f"task {cfg.task} has no level above {cfg.level}")
     if harder:
         pol.level = cfg.level + 1
-    out = run_many(pol, probs, method, ver, limit, seed)
+    out = run_many(pol, probs, method, ver, limit, seed, **knobs)
     print(f"{method} with {verifier}: accuracy {out['accuracy']:.3f} on {out['n']} problems; "
           f"tokens per problem {out['policy_tokens']:.1f} policy + {out['verifier_tokens']:.1f} verifier "
           f"(budget {limit})")
