@@ -163,6 +163,9 @@ def plot_lottery(per_seed: list[dict[str, Any]], path) -> None:
             ax.plot([100 * x for x in f["fraction_left"]], f[key], "o-", color=c, alpha=0.7, ms=3,
                     label=label if j == 0 else None)
     ax.set_xscale("log")
+    ticks = [t for t in (100, 50, 20, 10, 5, 2, 1) if per_seed and t >= 100 * min(per_seed[0]["fraction_left"]) * 0.9]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.invert_xaxis()
     ax.axvline(100 * TICKET_FRACTION, color="k", lw=0.8, ls=":")
     ax.set_xlabel("% of weights left (log)")
@@ -466,7 +469,7 @@ def plot_outliers(per_seed: list[dict[str, Any]], path) -> None:
         ax.plot([i] * len(vals), vals, "k.")
     ax.set_yscale("log")
     ax.set_xticks(range(4), labels, fontsize=8)
-    ax.set_ylabel("bits/byte lost to int8 (weights + activations, vector-wise)")
+    ax.set_ylabel("bits/byte lost to int8 (weights + activations,\nvector-wise; <= 0 drawn at 1e-5)")
     ax.set_title("LLM.int8 outlier split (threshold 6.0)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     save_figure(fig, path)
