@@ -41,7 +41,7 @@ def test_reason_end_to_end_and_bad_input(capsys, tmp_path):
     out = ok(capsys, "curve", policy, "--methods", "best-of-n", "--multiples", "2", "--n", "2", "--out", str(png), "-q")
     assert png.read_bytes()[:4] == b"\x89PNG" and "best-of-n" in out
     assert "exists" in user_error(capsys, "curve", policy, "--n", "2", "--out", str(png))
-    out = ok(capsys, "iterate", policy, "--rounds", "1", "--problems", "3", "--steps", "2", "-q")
+    out = ok(capsys, "iterate", policy, "--rounds", "1", "--problems", "3", "--epochs", "1", "-q")
     assert "greedy test accuracy" in out or "greedy" in out
 
     assert "choose one of" in user_error(capsys, "train", "--task", "nope")

@@ -218,7 +218,8 @@ def iterate_command(
     method: Annotated[str, Opt(help="Search method used to find solutions.")] = "best-of-n",
     verifier: Annotated[str, Opt(help="Verifier guiding the search (the oracle filters either way).")] = "oracle",
     budget: Annotated[int, Opt(help="Search budget in greedy solutions' worth.")] = 8,
-    steps: Annotated[int, Opt(help="Fine-tuning steps per round.")] = 300,
+    epochs: Annotated[float, Opt(help="Fine-tuning passes over each round's kept solutions.")] = 2.0,
+    lr: Annotated[float, Opt(help="Fine-tuning learning rate.")] = 3e-4,
     seed: Annotated[int, Opt(help="Seed.")] = 0,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -229,7 +230,7 @@ def iterate_command(
 
     _threads()
     store = RunStore.open()
-    res = expert_iteration(store, run, rounds, problems, method, verifier, budget, steps, seed=seed,
+    res = expert_iteration(store, run, rounds, problems, method, verifier, budget, epochs, lr, seed=seed,
                            quiet=quiet, log=(lambda m: None) if quiet else print)
     store.put_result("reason-iterate", res[0]["run"], {"rounds": res}, [r["run"] for r in res])
     print_table(["round", "run", "kept", "greedy test accuracy"],

@@ -9,6 +9,7 @@ search": any method works; the oracle is the filter either way).
     rounds = expert_iteration(store, policy_run, rounds=2)   # [{"round": 0, "greedy_test_acc": ...}, ...]
 """
 
+import math
 import time
 from dataclasses import replace
 from typing import Any
@@ -45,10 +46,15 @@ def fresh_problems(cfg, n: int) -> list[Problem]:
 
 def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int = 500,
                      method: str = "best-of-n", verifier: str = "oracle", budget_x: int = 8,
-                     steps: int = 300, lr: float = 1e-3, seed: int = 0, eval_n: int | None = None,
+                     epochs: float = 2.0, lr: float = 3e-4, seed: int = 0, eval_n: int | None = None,
                      quiet: bool = True, log=lambda msg: None) -> list[dict[str, Any]]:
+    """Rounds of search + fine-tuning; each round fine-tunes the current policy for `epochs`
+    passes over the solutions it kept (a few, at a low rate: many passes over a few hundred of its
+    own solutions memorise them and cost accuracy)."""
     if rounds < 1:
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    if not epochs > 0:
+        raise ConfigError(f"epochs must be > 0, got {epochs}")
     if budget_x < 1:
         raise ConfigError(f"budget must be >= 1 times one greedy solution, got {budget_x}")
     policy = load_policy(store, run, seed)
@@ -67,12 +73,28 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
         kept = collect(policy, pool, method, ver, limit, seed + r)
         log(f"round {r}: kept {len(kept)} oracle-accepted solutions; fine-tuning")
         if not kept:  # nothing to learn from: the policy stays as it is this round
-            out.append({**out[-1], "round": r, "kept": 0, "pool": len(pool), "seconds": time.perf_counter() - t0})
+            out.append({**out[-1], "round": r, "kept": 0, "pool": len(pool), "steps": 0,
+                        "seconds": time.perf_counter() - t0})
             continue
+        steps = max(1, math.ceil(epochs * len(kept) / cfg.batch_size))
         child = replace(cfg, init_from=current, steps=steps, lr=lr, warmup=min(30, steps), seed=seed + r,
                         revision=0.0)
         current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n)
-        out.append({"round": r, "run": current, "kept": len(kept), "pool": len(pool),
+        out.append({"round": r, "run": current, "kept": len(kept), "pool": len(pool), "steps": steps,
                     "greedy_test_acc": greedy_accuracy(load_policy(store, current), test),
                     "seconds": time.perf_counter() - t0})
     return out
+
+
+def control(store: RunStore, run: str, steps: int, lr: float = 3e-4, seed: int = 0,
+            eval_n: int | None = None, quiet: bool = True) -> tuple[str, float]:
+    """The same number of fine-tuning steps on the policy's own worked solutions instead of
+    search-found ones: what more training alone would have done."""
+    policy = load_policy(store, run, seed)
+    cfg = policy.meta["config"]
+    _, test = problems(cfg)
+    test = test[:eval_n] if eval_n is not None else test
+    child = replace(cfg, init_from=policy.meta["run"], steps=max(1, steps), lr=lr, warmup=min(30, steps),
+                    seed=seed + 100, revision=0.0)
+    run_id = train_policy(child, store, quiet=quiet, eval_n=eval_n)
+    return run_id, greedy_accuracy(load_policy(store, run_id), test)
