@@ -105,10 +105,10 @@ def prune_run(store: RunStore, run: str, method: str, sparsity: float, *, scope:
               seed: int = 0, eval_bytes: int = EVAL_BYTES, log=lambda msg: None) -> tuple[str, dict]:
     rid, model, meta = _load(store, run)
     corpus = meta["config"]["train"]["corpus"]
-    before = scored(model, corpus, eval_bytes)
     _check_patterns(model, skip)
     report = prune_(model, method, sparsity, filter_fn=linear_filter(skip), scope=scope, seed=seed)
     log(report.table())
+    before = scored(load_model(store.run_dir(rid))[0], corpus, eval_bytes)  # the parent, as stored
     pruned = scored(model, corpus, eval_bytes)
     losses = finetune_(model, corpus, finetune_steps, lr=lr, batch_size=batch_size, seed=seed, log=log)
     after = scored(model, corpus, eval_bytes) if finetune_steps else pruned
@@ -127,9 +127,9 @@ def quantize_run(store: RunStore, run: str, config: QuantConfig, *, keep: tuple[
                  eval_bytes: int = EVAL_BYTES, log=lambda msg: None) -> tuple[str, dict]:
     rid, model, meta = _load(store, run)
     corpus = meta["config"]["train"]["corpus"]
-    before = scored(model, corpus, eval_bytes)
-    report = quantize_(model, config, skip=keep)
+    report = quantize_(model, config, skip=keep)  # refusals come before any evaluation
     log(report.table())
+    before = scored(load_model(store.run_dir(rid))[0], corpus, eval_bytes)
     after = scored(model, corpus, eval_bytes)
     transform = {"op": "quantize", **config.to_dict(), "kernel_used": report.kernel, "keep": list(keep)}
     figures = {"val_bpb": after, "parent_val_bpb": before, "bpb_delta_rel": after / before - 1,
