@@ -22,6 +22,11 @@ from imo.runs.store import RunStore
 from imo.tasks import Problem, split
 
 
+def warmup(steps: int) -> int:
+    """A tenth of a fine-tuning run warms up (a fixed count would be all of a short run)."""
+    return max(1, steps // 10)
+
+
 def collect(policy, probs: list[Problem], method: str, verifier, budget: int, seed: int
             ) -> list[tuple[str, str]]:
     """(prompt, solution) for every problem whose search result the oracle accepts."""
@@ -77,7 +82,7 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
                         "seconds": time.perf_counter() - t0})
             continue
         steps = max(1, math.ceil(epochs * len(kept) / cfg.batch_size))
-        child = replace(cfg, init_from=current, steps=steps, lr=lr, warmup=min(30, steps), seed=seed + r,
+        child = replace(cfg, init_from=current, steps=steps, lr=lr, warmup=warmup(steps), seed=seed + r,
                         revision=0.0)
         current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n)
         out.append({"round": r, "run": current, "kept": len(kept), "pool": len(pool), "steps": steps,
@@ -94,7 +99,7 @@ def control(store: RunStore, run: str, steps: int, lr: float = 3e-4, seed: int =
     cfg = policy.meta["config"]
     _, test = problems(cfg)
     test = test[:eval_n] if eval_n is not None else test
-    child = replace(cfg, init_from=policy.meta["run"], steps=max(1, steps), lr=lr, warmup=min(30, steps),
+    child = replace(cfg, init_from=policy.meta["run"], steps=max(1, steps), lr=lr, warmup=warmup(steps),
                     seed=seed + 100, revision=0.0)
     run_id = train_policy(child, store, quiet=quiet, eval_n=eval_n)
     return run_id, greedy_accuracy(load_policy(store, run_id), test)
