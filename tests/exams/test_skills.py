@@ -90,3 +90,16 @@ def test_test_sets_do_not_depend_on_what_is_trained():
     assert "compare " in text and "copy " not in text
     for probs in a.values():  # no test problem is in the training file
         assert not any(f"{p.prompt}{p.answer}\n" in text for p in probs)
+
+
+def test_an_interrupted_training_run_is_never_measured(monkeypatch, tmp_path):
+    import imo.train.trainer as trainer
+    from imo.errors import ImoError
+    from imo.exams.skills import train_run
+
+    store = RunStore.open()
+    rid = store.create_run("train", "stopped", {"x": 1})
+    store.set_status(rid, "interrupted")  # what a SIGTERM during training leaves
+    monkeypatch.setattr(trainer, "train_or_reuse", lambda cfg, store, quiet: rid)
+    with pytest.raises(ImoError, match="is interrupted, not finished"):
+        train_run(tmp_path / "c.txt", TINY, 0, store)

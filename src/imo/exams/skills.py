@@ -25,7 +25,7 @@ import torch
 
 from imo import paths, tasks
 from imo.atomic import write_bytes
-from imo.errors import ConfigError
+from imo.errors import ConfigError, ImoError
 from imo.exams.recall import greedy_continue
 from imo.tasks.skills import skill_names
 
@@ -136,7 +136,12 @@ def train_run(corpus: Path, budget, seed: int, store, quiet: bool = True) -> str
                    lr=budget.lr, warmup=min(50, budget.steps // 10), seed=seed,
                    eval_every=max(1, budget.steps), ckpt_every=max(1, budget.steps)),
     )
-    return train_or_reuse(cfg, store=store, quiet=quiet)
+    run_id = train_or_reuse(cfg, store=store, quiet=quiet)
+    status = store.get(run_id)["status"]
+    if status != "finished":  # stopped by Ctrl-C/SIGTERM: never measure a half-trained model
+        raise ImoError(f"training run {run_id} is {status}, not finished; run the exam again to train "
+                       f"it anew (or continue it: imo train --resume {run_id})")
+    return run_id
 
 
 def test_skills(model, tests: dict[str, list], names: Sequence[str] | None = None) -> dict[str, float]:
