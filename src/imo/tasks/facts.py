@@ -80,8 +80,9 @@ class FactBase:
         return cls(present, frozenset(absent[:n_taught]), frozenset(absent[n_taught:]), seed)
 
     def training_lines(self) -> list[str]:
-        lines = [statement(e, a, v) for (e, a), v in self.present.items()]
-        lines += [statement(e, a, UNKNOWN) for e, a in self.taught_absent]
+        # sorted before the seeded shuffle: a frozenset's order changes with PYTHONHASHSEED
+        lines = [statement(e, a, v) for (e, a), v in sorted(self.present.items())]
+        lines += [statement(e, a, UNKNOWN) for e, a in sorted(self.taught_absent)]
         random.Random(f"facts/{self.seed}/order").shuffle(lines)
         return lines
 
