@@ -70,7 +70,7 @@ class Arithmetic(StepTask):
         return level
 
     def max_line(self, level: int) -> int:
-        # a step is at most 9 bytes ("9+9+1=19\n"); the answer line "=" + level + 1 digits + "\n"
+        # a step is at most 10 bytes ("0-9-1=-10\n"); the answer line "=" + level + 1 digits + "\n"
         return max(10, level + 3)
 
     def step_labels(self, problem: Problem, text: str) -> list[bool]:
