@@ -36,3 +36,14 @@ def test_compute_per_byte_smoke(tmp_path):
     assert f["time_ratio_xz"] == pytest.approx(f["imo_s_per_byte"] / f["xz_s_per_byte"])
     assert f["log10_time_ratio_xz"] == pytest.approx(math.log10(f["time_ratio_xz"]))
     assert f["imo_flops_per_byte"] > 0 and 0 < f["imo_bpb"] < 16
+
+
+def test_compute_per_byte_seeds_read_different_slices(monkeypatch):
+    """At the full budget each seed must measure its own bytes, not repeat the same slice."""
+    import imo.claims.library.compression as comp
+
+    seen = []
+    monkeypatch.setattr(comp, "measure_compute", lambda data: seen.append(data) or {})
+    for seed in range(3):
+        comp.measure_cpb("full", seed, Context(store=None))
+    assert len(seen) == 3 and len({bytes(d) for d in seen}) == 3 and all(len(d) == comp.CPB_BYTES["full"] for d in seen)
