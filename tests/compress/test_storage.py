@@ -120,6 +120,7 @@ def test_cli_bad_input_exits_2_with_one_line(trained, capsys):
         (("quantize", trained, "--keep", "decoder"), "matches no layer"),
         (("quantize", trained, "--keep", "lm_head"), "tied"),
         (("inspect-outliers", trained, "--threshold", "0"), "threshold"),
+        (("train", "--init-from", q, "--steps", "1", "--quiet"), "pruned or quantized run"),
     ]
     n_runs = len(store.list())
     for args, msg in cases:

@@ -156,7 +156,11 @@ class Trainer:
                 parent = D.broadcast_object(store.resolve(t.init_from) if world.is_main else None, world)
                 cfg = cfg.with_train(init_from=parent)  # the full id, so the config names one run
                 src = D.broadcast_object(str(store.run_dir(parent)) if world.is_main else None, world)
-                _, init, _ = read_checkpoint(checkpoint_dir(src), with_state=False)
+                init_meta, init, _ = read_checkpoint(checkpoint_dir(src), with_state=False)
+                if "compress" in init_meta:  # packed ints / sparse layout: not float weights to train
+                    raise ConfigError(
+                        f"run {parent} is a pruned or quantized run; fine-tune it with `imo prune "
+                        f"--finetune-steps N` (masks kept) or start from its parent run")
                 try:
                     self.model.load_saved_state({k: v.to(self.device) for k, v in init.items()})
                 except RuntimeError as e:
