@@ -66,13 +66,18 @@ def measure_alternatives(engine: Engine, prompts: list[list[int]], answer_len: i
                              scratch_positions=len(prompt) + answer_len - 1, scratch_s=secs,
                              equal=toks == b.tokens))
         s.close()
+    return summarize(rows, answer_len, statistics.mean(len(p) for p in prompts), speculate)
+
+
+def summarize(rows: list[dict], answer_len: int, prompt_len: float, speculate: int) -> dict:
+    """Totals and ratios over per-rejection rows (as measure_alternatives makes them)."""
     if not rows:
-        return {"rejections": 0}
+        return {"rejections": 0, "rows": []}
     tot = lambda k: sum(r[k] for r in rows)  # noqa: E731
     return {
         "rejections": len(rows),
         "answer_len": answer_len,
-        "prompt_len": statistics.mean(len(p) for p in prompts),
+        "prompt_len": prompt_len,
         "speculate": speculate,
         "outputs_equal": sum(r["equal"] for r in rows) / len(rows),
         "mean_branch_position": statistics.mean(r["position"] for r in rows),

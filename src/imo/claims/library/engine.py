@@ -27,7 +27,7 @@ from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
 from imo.data.batches import random_batch  # noqa: E402
 from imo.data.corpora import load_corpus  # noqa: E402
 from imo.engine.decode import Engine  # noqa: E402
-from imo.engine.measure import measure_alternatives  # noqa: E402
+from imo.engine.measure import measure_alternatives, summarize  # noqa: E402
 from imo.train.checkpoint import load_model  # noqa: E402
 from imo.train.config import RunConfig  # noqa: E402
 from imo.train.trainer import train_or_reuse  # noqa: E402
@@ -44,6 +44,9 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_PROMPTS = 4  # prompts drawn at most: this many times the budget's count
+
+
 def measure(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     s = SIZES[budget]
     cfg = RunConfig.build(preset=None, model={**s["model"], "pos": "rope"},
@@ -56,18 +59,30 @@ def measure(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     import torch
 
     gen = torch.Generator().manual_seed(2000 + seed)
-    x, _ = random_batch(load_corpus("python-docs").val, s["prompt"], s["prompts"], gen)
-    prompts = x.tolist()
-    ctx.log(f"{s['prompts']} prompts x {s['rejections']} rejections, lazy and eager")
-    lazy = measure_alternatives(Engine(model), prompts, s["answer"], s["rejections"], speculate=0)
-    eager = measure_alternatives(Engine(model), prompts, s["answer"], s["rejections"], speculate=s["speculate"])
-    if not lazy.get("rejections"):
-        raise RuntimeError("no branch point within the margin: the experiment measured nothing")
+    x, _ = random_batch(load_corpus("python-docs").val, s["prompt"], MAX_PROMPTS * s["prompts"], gen)
+    want = s["prompts"] * s["rejections"]
+    ctx.log(f"prompts until {want} rejections are measured (at most {len(x)} prompts), lazy and eager")
+    # a confident model may have no close call on some prompts: draw prompts until enough
+    # rejections are measured (the same prompts for both modes)
+    rows: dict[str, list] = {"lazy": [], "eager": []}
+    used = 0
+    for prompt in x.tolist():
+        if len(rows["lazy"]) >= want:
+            break
+        used += 1
+        for mode, spec in (("lazy", 0), ("eager", s["speculate"])):
+            rows[mode] += measure_alternatives(Engine(model), [prompt], s["answer"], s["rejections"],
+                                               speculate=spec)["rows"]
+    lazy = summarize(rows["lazy"], s["answer"], s["prompt"], 0)
+    eager = summarize(rows["eager"], s["answer"], s["prompt"], s["speculate"])
+    if not lazy["rejections"]:
+        raise RuntimeError(f"no branch point within the margin on {used} prompts: nothing was measured")
     return {
         "_runs": [run_id],
         "answer_len": s["answer"],
         "prompt_len": s["prompt"],
         "rejections": lazy["rejections"],
+        "prompts_used": used,
         "pass_ratio": float(lazy["pass_ratio"]),
         "position_ratio": float(lazy["position_ratio"]),
         "latency_ratio_lazy": float(lazy["latency_ratio"]),
@@ -119,7 +134,8 @@ def store_layer_state() -> Claim:
         source="source-notes: store the key layers' state and carry it forward; when two words are "
                "about equally likely, compute both; when the user rejects the first answer, serve the next",
         experiment="Briefly trained byte models (RoPE); greedy answers to validation-text prompts with "
-                   "branch points where p2/p1 >= 0.5. Reject several times per prompt; each next answer "
+                   "branch points where p2/p1 >= 0.5. Reject several times per prompt (prompts drawn until "
+                   "the budget's count of rejections is measured); each next answer "
                    "(runner-up at the unused branch point of smallest margin, then greedy) is compared with "
                    "generating that same answer from scratch (prefill + a pass per token). Metric: total "
                    "forward passes from scratch / total passes to serve (speculative passes counted, so "
@@ -131,5 +147,6 @@ def store_layer_state() -> Claim:
         measure=measure,
         plot=plot,
         anchor=None,
+        version=2,  # v2: prompts are drawn until enough rejections are measured
         tags=("engine",),
     )
