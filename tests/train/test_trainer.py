@@ -175,6 +175,18 @@ def test_identical_configs_reuse_the_finished_run():
     assert len(RunStore.open().list()) == 2
 
 
+def test_reuse_never_hands_back_an_interrupted_run(monkeypatch):
+    import imo.train.trainer as T
+
+    real = T.train
+    monkeypatch.setattr(T, "train", lambda c, **kw: real(c, stop_at=2, **kw))  # as SIGTERM would
+    with pytest.raises(KeyboardInterrupt, match="interrupted"):
+        T.train_or_reuse(cfg(steps=6))
+    monkeypatch.setattr(T, "train", real)
+    done = T.train_or_reuse(cfg(steps=6))  # the interrupted run is not reused: a new one finishes
+    assert RunStore.open().get(done)["status"] == "finished"
+
+
 def test_fine_tune_from_a_run_with_longer_context_and_interpolation():
     store = RunStore.open()
     base = train(cfg(steps=3), quiet=True)

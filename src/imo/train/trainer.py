@@ -114,7 +114,13 @@ def train_or_reuse(cfg: RunConfig, store: RunStore | None = None, quiet: bool = 
     (claims and exams use this, so identical experiments are not trained twice)."""
     store = store or RunStore.open()
     found = store.find(KIND, config_hash(cfg.to_dict()))
-    return found[0] if found else train(cfg, store=store, quiet=quiet)
+    if found:
+        return found[0]
+    run_id = train(cfg, store=store, quiet=quiet)
+    if store.get(run_id)["status"] != "finished":
+        # stopped by SIGINT/SIGTERM: the run is resumable, but a caller must not measure it
+        raise KeyboardInterrupt(f"training of run {run_id} was interrupted")
+    return run_id
 
 
 class Trainer:
