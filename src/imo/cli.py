@@ -58,22 +58,16 @@ def _mount() -> None:
     app.command("report")(report_command)
     app.command("demo")(demo_command)
     app.add_typer(runs_app, name="runs")
-    # Packages with several commands (zip/unzip, prune/quantize, serve, reason, exam) mount
+    # Packages with several commands (zip/unzip, prune/quantize/..., serve, reason, exam) mount
     # them through a `register(app)` function in their cli module.
-    import importlib
+    from imo.compress import cli as compress_cli
+    from imo.engine import cli as engine_cli
+    from imo.exams import cli as exams_cli
+    from imo.reason import cli as reason_cli
+    from imo.zip import cli as zip_cli
 
-    for pkg in ("zip", "compress", "engine", "reason", "exams"):
-        module = importlib.import_module(f"imo.{pkg}.cli") if _has_cli(pkg) else None
-        if hasattr(module, "register"):
-            module.register(app)
-
-
-def _has_cli(pkg: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(f"imo.{pkg}") is not None and (
-        importlib.util.find_spec(f"imo.{pkg}.cli") is not None
-    )
+    for module in (zip_cli, compress_cli, engine_cli, reason_cli, exams_cli):
+        module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
