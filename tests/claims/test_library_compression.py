@@ -38,9 +38,12 @@ def test_compute_per_byte_smoke(tmp_path):
     assert f["imo_flops_per_byte"] > 0 and 0 < f["imo_bpb"] < 16
 
 
-def test_compute_per_byte_seeds_read_different_slices(monkeypatch):
-    """At the full budget each seed must measure its own bytes, not repeat the same slice."""
+def test_compute_per_byte_seeds_read_different_slices(monkeypatch, shared_data):
+    """At the full budget each seed must measure its own bytes, not repeat the same slice
+    (the full budget reads tinyshakespeare from ../shared/data)."""
     import imo.claims.library.compression as comp
+
+    monkeypatch.setattr(comp, "SHARED_TEXT", shared_data / "tinyshakespeare.txt")
 
     seen = []
     monkeypatch.setattr(comp, "measure_compute", lambda data: seen.append(data) or {})
