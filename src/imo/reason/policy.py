@@ -323,6 +323,11 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
         store.set_status(run_id, "failed")
         raise
     if not quiet:
-        print("done: " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in figures.items()), flush=True)
+        print_done(figures)
     return run_id
+
+
+def print_done(figures: dict[str, Any]) -> None:
+    """The one summary line a policy or verifier training run prints at its end."""
+    print("done: " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in figures.items()), flush=True)

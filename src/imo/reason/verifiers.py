@@ -37,6 +37,7 @@ from imo.reason.policy import (
     PolicyConfig,
     _check_kind,
     load_policy,
+    print_done,
     problems,
     sample_many,
 )
@@ -326,8 +327,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
         store.set_status(run_id, "failed")
         raise
     if not quiet:
-        print("done: " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in figures.items()), flush=True)
+        print_done(figures)
     return run_id
 
 
