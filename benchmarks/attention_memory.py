@@ -34,12 +34,12 @@ from imo.runs.store import short_commit  # noqa: E402
 
 LENGTHS = [1024, 2048, 4096, 8192]
 B, N_HEAD, HEAD_SIZE = memory.B, memory.N_HEAD, memory.HEAD_SIZE
-BLOCK_SIZE = memory.BLOCK_SIZE
+TILE = memory.TILE
 THREADS = memory.THREADS
 
 
 def run_child(backend: str, T: int) -> dict:
-    return memory.run_point(backend, T, block_size=BLOCK_SIZE, threads=THREADS)
+    return memory.run_point(backend, T, tile=TILE, threads=THREADS)
 
 
 
@@ -54,14 +54,14 @@ def main() -> None:
         backend, T = args.one
         if backend not in ("naive", "tiled"):
             ap.error(f"unknown backend {backend!r}")
-        print(json.dumps(memory.measure_here(backend, int(T), BLOCK_SIZE, THREADS)))
+        print(json.dumps(memory.measure_here(backend, int(T), TILE, THREADS)))
         return
 
     import torch
 
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; torch {torch.__version__}, {THREADS} threads; git {short_commit()}")
-    print(f"shape: B={B}, heads={N_HEAD}, head size={HEAD_SIZE}, fp32, tiled block={BLOCK_SIZE}; "
+    print(f"shape: B={B}, heads={N_HEAD}, head size={HEAD_SIZE}, fp32, tiled block={TILE}; "
           "peak = peak-RSS growth (VmHWM) over forward + backward, fresh process per point")
 
     rows = []

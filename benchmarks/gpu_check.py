@@ -88,7 +88,7 @@ def agreement(B: int = 4) -> tuple[list[list[str]], bool]:
             cfg = ModelConfig.preset(preset, pos=pos)
             torch.manual_seed(0)
             model = GPT(cfg).to(DEVICE)
-            x, y = batch(B, cfg.block_size)
+            x, y = batch(B, cfg.context_length)
             ref_logits, ref_grads = forward_backward(copy.deepcopy(model).double(), "naive", x, y)
             for backend in BACKEND_NAMES:
                 try:
@@ -118,7 +118,7 @@ def tokens_per_s(preset: str, backend: str, bf16: bool, B: int, warmup: int, ste
     torch.manual_seed(0)
     model = GPT(cfg).to(DEVICE).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = batch(B, cfg.block_size)
+    x, y = batch(B, cfg.context_length)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -134,7 +134,7 @@ def tokens_per_s(preset: str, backend: str, bf16: bool, B: int, warmup: int, ste
     for _ in range(steps):
         step()
     sync()
-    return B * cfg.block_size * steps / (time.perf_counter() - t0)
+    return B * cfg.context_length * steps / (time.perf_counter() - t0)
 
 
 def speed(B: int, warmup: int, steps: int) -> list[list[str]]:
@@ -147,7 +147,7 @@ def speed(B: int, warmup: int, steps: int) -> list[list[str]]:
                     cells.append(f"{tokens_per_s(preset, backend, bf16, B, warmup, steps):,.0f}")
                 except Exception as e:  # noqa: BLE001
                     cells.append(one_line(e))
-            T = ModelConfig.preset(preset).block_size
+            T = ModelConfig.preset(preset).context_length
             rows.append([preset, f"{B} x {T}", backend, *cells])
     return rows
 
@@ -170,7 +170,7 @@ def peak_mib(fn) -> float | str:
 
 
 def memory(lengths: list[int]) -> list[list[str]]:
-    cfg = ModelConfig.preset("tiny", pos="rope")  # rope: no position table, so T may exceed block_size
+    cfg = ModelConfig.preset("tiny", pos="rope")  # rope: no position table, so T may exceed context_length
     torch.manual_seed(0)
     model = GPT(cfg).to(DEVICE)
     nh, hs = cfg.n_head, cfg.head_size
@@ -187,7 +187,7 @@ def memory(lengths: list[int]) -> list[list[str]]:
     def attention_step(backend: str, T: int):
         def run():
             q, k, v = (torch.randn(1, nh, T, hs, device=DEVICE, requires_grad=True) for _ in range(3))
-            BACKENDS.get(backend)(q, k, v, block_size=cfg.attn_block).sum().backward()
+            BACKENDS.get(backend)(q, k, v, tile=cfg.attn_tile).sum().backward()
         return run
 
     fmt = lambda m: m if isinstance(m, str) else f"{m:,.0f}"  # noqa: E731
@@ -226,7 +226,7 @@ def main() -> None:
           f"CUDA {torch.version.cuda}; git {short_commit()}\n")
 
     rows, ok = agreement()
-    print(f"### Agreement with a float64 naive reference (fp32, B=4 x block_size; "
+    print(f"### Agreement with a float64 naive reference (fp32, B=4 x context_length; "
           f"pass: logits <= {LOGIT_TOL:g}, grads <= {GRAD_TOL:g} of each grad's max)\n")
     print(markdown(["preset", "pos", "backend", "max abs diff logits", "max rel diff grads", ""], rows))
     print(f"\n{'PASS' if ok else 'FAIL'}: backends agree\n", flush=True)

@@ -36,7 +36,7 @@ KEEP = ("transformer.wte", "lm_head")
 def config(steps: int) -> RunConfig:
     # the `small` preset's width and depth (6 x 256, 8 heads) at context 256, so that a brief
     # training fits a shared 2-core machine
-    return RunConfig.build(preset="small", model={"block_size": 256},
+    return RunConfig.build(preset="small", model={"context_length": 256},
                            train={"steps": steps, "batch_size": 8, "warmup": 20, "eval_every": 100,
                                   "seed": 1337, "device": "cpu"})
 

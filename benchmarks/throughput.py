@@ -86,7 +86,7 @@ def build(preset: str) -> tuple[nn.Module, nn.Module]:
 
 
 def batches(preset: str, n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    B, T = BATCH[preset], ModelConfig.preset(preset).block_size
+    B, T = BATCH[preset], ModelConfig.preset(preset).context_length
     g = torch.Generator().manual_seed(1)
     out = []
     for _ in range(n):

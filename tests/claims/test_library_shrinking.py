@@ -55,7 +55,7 @@ def test_induced_outliers_preserve_the_function():
     from imo.model import GPT, ModelConfig
 
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=2, block_size=16)).eval()
+    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=2, context_length=16)).eval()
     x = torch.randint(0, 256, (2, 16))
     before = model(x)[0]
     shrinking.induce_outliers(model)

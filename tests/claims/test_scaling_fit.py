@@ -64,7 +64,7 @@ def test_flops_count_weights_and_attention():
 @pytest.mark.parametrize("budget", ["quick", "full"])
 def test_sizes_span_thirty_times(budget):
     sizes = scaling.SIZES[budget]
-    params = [non_embedding_params(dict(n_layer=L, n_embd=d, n_head=max(1, d // 16), block_size=64))
+    params = [non_embedding_params(dict(n_layer=L, n_embd=d, n_head=max(1, d // 16), context_length=64))
               for L, d in sizes]  # fmt: skip
     assert len(sizes) >= 6 and params == sorted(params) and params[-1] / params[0] >= 30
 

@@ -87,7 +87,7 @@ def test_outlier_split_recovers_what_activation_quantization_loses():
 
 def test_gpt_tied_head_is_quantized_once_and_kept_together():
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=16))
+    model = GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, context_length=16))
     rep = quantize_(model, QuantConfig(bits=8, kernel="weight-only"))
     assert model.lm_head.qweight is model.transformer.wte.qweight
     assert "transformer.wte = lm_head" in rep.layers
@@ -99,7 +99,7 @@ def test_gpt_tied_head_is_quantized_once_and_kept_together():
 
 def test_keep_list_and_refusals():
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=16))
+    model = GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, context_length=16))
     with pytest.raises(ConfigError, match="tied"):
         quantize_(model, QuantConfig(), skip=["lm_head"])
     with pytest.raises(ConfigError, match="matches no layer"):
@@ -116,4 +116,4 @@ def test_keep_list_and_refusals():
         with pytest.raises(ConfigError):
             QuantConfig(**bad)
     with pytest.raises(ConfigError, match="does not divide"):
-        quantize_(GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=16)), QuantConfig(bits=4, group_size=24))
+        quantize_(GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, context_length=16)), QuantConfig(bits=4, group_size=24))

@@ -18,7 +18,7 @@ from imo.train.checkpoint import checkpoint_dir, load_model
 from imo.train.config import RunConfig
 from imo.train.trainer import train
 
-CFG = ModelConfig(n_layer=2, n_embd=32, n_head=2, block_size=16)
+CFG = ModelConfig(n_layer=2, n_embd=32, n_head=2, context_length=16)
 
 
 def _model(seed=0):
@@ -66,7 +66,7 @@ def test_corrupt_mask_is_refused():
 
 @pytest.fixture
 def trained():
-    cfg = RunConfig.build(preset=None, model=dict(n_layer=2, n_embd=64, n_head=2, block_size=32),
+    cfg = RunConfig.build(preset=None, model=dict(n_layer=2, n_embd=64, n_head=2, context_length=32),
                           train=dict(steps=3, batch_size=2, warmup=1, eval_every=3, eval_batches=1))
     return train(cfg, quiet=True)
 

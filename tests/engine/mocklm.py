@@ -19,9 +19,9 @@ def known_logits(seq: tuple[int, ...], vocab: int, scale: float = 2.0) -> Tensor
 
 
 class MockLM(nn.Module):
-    def __init__(self, vocab: int = 5, block_size: int = 64, scale: float = 2.0) -> None:
+    def __init__(self, vocab: int = 5, context_length: int = 64, scale: float = 2.0) -> None:
         super().__init__()
-        self.cfg = SimpleNamespace(n_layer=1, n_head=1, n_embd=1, block_size=block_size, vocab_size=vocab)
+        self.cfg = SimpleNamespace(n_layer=1, n_head=1, n_embd=1, context_length=context_length, vocab_size=vocab)
         self.scale = scale
         self.dummy = nn.Parameter(torch.zeros(1))  # device and dtype come from the parameters
         self.calls = 0

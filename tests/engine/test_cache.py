@@ -14,7 +14,7 @@ from imo.model.positions import POSITIONS
 
 def tiny(pos: str, attn: str) -> GPT:
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=48, pos=pos, attn=attn, attn_block=8)
+    cfg = ModelConfig(n_layer=2, n_embd=32, n_head=4, context_length=48, pos=pos, attn=attn, attn_tile=8)
     return GPT(cfg).eval()
 
 

@@ -24,7 +24,7 @@ def greedy_by_recompute(model, ids, n):
 @pytest.mark.parametrize("pos", ["learned", "rope", "alibi"])
 def test_greedy_with_cache_equals_recompute_and_slides(pos):
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=32, pos=pos)).eval()
+    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=4, context_length=32, pos=pos)).eval()
     eng = Engine(model)
     [c] = eng.generate([1, 2, 3, 4], GenerationConfig(strategy="greedy", max_tokens=20))
     with torch.no_grad():

@@ -21,7 +21,7 @@ from imo.train.trainer import train
 
 @pytest.fixture
 def run_id():
-    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, block_size=64),
+    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, context_length=64),
                           train=dict(corpus="python-docs", steps=3, batch_size=2, warmup=1, eval_every=3))
     return train(cfg, store=RunStore.open(), quiet=True)
 

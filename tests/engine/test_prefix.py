@@ -12,7 +12,7 @@ from imo.model import GPT, ModelConfig
 
 def test_reuse_is_exact_on_a_real_model_and_counted():
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=64, pos="sinusoidal")).eval()
+    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=4, context_length=64, pos="sinusoidal")).eval()
     tree = PrefixTree(budget_tokens=1000)
     eng, plain = Engine(model, tree), Engine(model)
     shared = list(range(40, 70))

@@ -20,7 +20,7 @@ MODEL = "run-test"
 
 def tiny_engine() -> Engine:
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=64, pos="rope")).eval()
+    model = GPT(ModelConfig(n_layer=2, n_embd=32, n_head=4, context_length=64, pos="rope")).eval()
     return Engine(model, PrefixTree(4096))
 
 

@@ -13,7 +13,7 @@ from imo.runs.store import RunStore
 from imo.train.config import RunConfig
 from imo.train.trainer import train_or_reuse
 
-TINY = dict(n_layer=1, n_embd=32, n_head=4, block_size=16)
+TINY = dict(n_layer=1, n_embd=32, n_head=4, context_length=16)
 
 
 def run(store: RunStore, pos: str) -> str:

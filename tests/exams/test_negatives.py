@@ -9,7 +9,7 @@ from imo.exams.negatives import NegativesBudget, corpus_text, negatives_exam
 from imo.exams.skills import corpus_file
 from imo.tasks.facts import FactBase
 
-TINY = NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, block_size=16, batch_size=4)
+TINY = NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, context_length=16, batch_size=4)
 
 
 def test_every_fact_is_in_the_training_split():

@@ -23,7 +23,7 @@ def random_text(seed: int, n: int) -> bytes:
 def memorised():
     """A tiny model trained until it knows one 96-byte random text by heart."""
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=1, n_embd=48, n_head=4, block_size=16, pos="learned"))
+    model = GPT(ModelConfig(n_layer=1, n_embd=48, n_head=4, context_length=16, pos="learned"))
     text = random_text(1, 96)
     data = torch.tensor(list(text))
     windows = torch.stack([data[i:i + 17] for i in range(len(text) - 16)])
@@ -61,7 +61,7 @@ def test_positions_leave_room_for_prefix_and_continuation():
 
 
 def test_bad_input():
-    model = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=8))
+    model = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, context_length=8))
     with pytest.raises(DataError, match="too short"):
         exact_recall(model, b"abc", prefix=4, k=4)
     with pytest.raises(ConfigError, match="k must be"):
@@ -70,7 +70,7 @@ def test_bad_input():
 
 def test_recall_exam_on_a_run():
     store = RunStore.open()
-    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, block_size=16),
+    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, context_length=16),
                           train=dict(steps=2, batch_size=4, warmup=1, seed=0))
     row = recall_exam(train_or_reuse(cfg, store=store), store, prefix=8, k=4, n=8, max_bytes=4096)
     for key in ("recall_train", "recall_val"):

@@ -12,7 +12,7 @@ from imo.exams.skills import SkillsBudget, answer, check_expressible, check_skil
 from imo.model import GPT, ModelConfig
 from imo.runs.store import RunStore
 
-TINY = SkillsBudget(n_layer=1, n_embd=16, n_head=2, block_size=16, steps=3, batch_size=4,
+TINY = SkillsBudget(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, batch_size=4,
                     n_train=40, n_test=5)
 
 
@@ -32,7 +32,7 @@ class NextByte(torch.nn.Module):
 
     def __init__(self, table: dict[str, str]):
         super().__init__()
-        self.cfg = ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=32)
+        self.cfg = ModelConfig(n_layer=1, n_embd=16, n_head=2, context_length=32)
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.table = {ord(a): ord(b) for a, b in table.items()}
 
@@ -52,10 +52,10 @@ def test_answer_reads_up_to_the_newline():
 def test_bad_input():
     with pytest.raises(ConfigError, match="unknown skill 'juggle'; choose from: count, copy"):
         check_skills(["juggle"])
-    small = GPT(ModelConfig(vocab_size=64, n_layer=1, n_embd=16, n_head=2, block_size=16))
+    small = GPT(ModelConfig(vocab_size=64, n_layer=1, n_embd=16, n_head=2, context_length=16))
     with pytest.raises(ConfigError, match="cannot express"):
         check_expressible(small, ["sort cab=abc"], "task skill-sort")
-    learned = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=4, pos="learned"))
+    learned = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, context_length=4, pos="learned"))
     with pytest.raises(ConfigError, match="learned positions stop at 4"):
         check_expressible(learned, ["sort cab=abc"], "task skill-sort")
 
@@ -72,7 +72,7 @@ def test_byte_attack_keeps_the_true_answer(monkeypatch):
 
     monkeypatch.setattr(trick, "answer_scores", spy)
     torch.manual_seed(0)
-    model = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, block_size=32)).eval()
+    model = GPT(ModelConfig(n_layer=1, n_embd=16, n_head=2, context_length=32)).eval()
     result = trick.min_byte_edits(model, task, prompt, right, k=2, beam=2, alphabet="0123456789?")
     assert result in (0, 1, 2, None)
     for q in seen:

@@ -18,7 +18,7 @@ from imo.model.export import export_hf_gpt2
 from imo.runs.store import RunStore
 from imo.train.checkpoint import save_checkpoint
 
-TINY = dict(n_layer=2, n_embd=32, n_head=4, block_size=16, pos="learned")
+TINY = dict(n_layer=2, n_embd=32, n_head=4, context_length=16, pos="learned")
 
 
 def make_run(run_dir, seed: int = 0, **overrides) -> GPT:

@@ -17,7 +17,7 @@ ATTN = BACKENDS.names()
 
 def tiny(pos="learned", attn="naive", **kw) -> GPT:
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=64, pos=pos, attn=attn, attn_block=8, **kw)
+    cfg = ModelConfig(n_layer=2, n_embd=32, n_head=4, context_length=64, pos=pos, attn=attn, attn_tile=8, **kw)
     return GPT(cfg).eval()
 
 
@@ -53,7 +53,7 @@ def test_backends_agree_with_naive(pos, attn, T):
 
 def one_layer(pos, attn="naive") -> GPT:
     torch.manual_seed(0)
-    return GPT(ModelConfig(n_layer=1, n_embd=32, n_head=4, block_size=64, pos=pos, attn=attn, attn_block=8)).eval()
+    return GPT(ModelConfig(n_layer=1, n_embd=32, n_head=4, context_length=64, pos=pos, attn=attn, attn_tile=8)).eval()
 
 
 def shuffled_prefix(x: torch.Tensor) -> torch.Tensor:
@@ -205,7 +205,7 @@ def test_nanogpt_parameter_names():
 
 def test_multi_token_heads():
     torch.manual_seed(0)
-    base = ModelConfig(n_layer=2, n_embd=32, n_head=4, block_size=16, pos="rope")
+    base = ModelConfig(n_layer=2, n_embd=32, n_head=4, context_length=16, pos="rope")
     one, three = GPT(base), GPT(base.replace(n_future=3))
     assert three.num_params() > one.num_params()
     x = torch.randint(0, 256, (2, 16))

@@ -47,7 +47,7 @@ def make_qkv(B, nh, Tq, Tk, hs, dtype=torch.float32, seed=0):
 def test_forward_matches_reference(T, block, use_alibi):
     q, k, v = make_qkv(2, 4, T, T, 16, seed=T)
     slopes = alibi(4) if use_alibi else None
-    out = tiled_attention(q, k, v, alibi_slopes=slopes, block_size=block)
+    out = tiled_attention(q, k, v, alibi_slopes=slopes, tile=block)
     assert out.shape == q.shape and out.dtype == q.dtype
     torch.testing.assert_close(out.double(), reference(q, k, v, 0, slopes), atol=1e-5, rtol=1e-5)
 
@@ -59,7 +59,7 @@ def test_gradients_match_reference(T, block, use_alibi):
     q, k, v = make_qkv(1, 2, T, T, 8, seed=100 + T)
     slopes = alibi(2) if use_alibi else None
     d_out = torch.randn(1, 2, T, 8, generator=torch.Generator().manual_seed(T))
-    got = torch.autograd.grad(tiled_attention(q, k, v, alibi_slopes=slopes, block_size=block),
+    got = torch.autograd.grad(tiled_attention(q, k, v, alibi_slopes=slopes, tile=block),
                               (q, k, v), d_out)
     want = torch.autograd.grad(reference(q, k, v, 0, slopes), (q, k, v), d_out.double())
     for name, g, w in zip("qkv", got, want, strict=True):
@@ -70,7 +70,7 @@ def test_gradients_match_reference(T, block, use_alibi):
 def test_gradcheck_float64(use_alibi):
     q, k, v = make_qkv(1, 2, 9, 9, 4, dtype=torch.float64, seed=7)
     slopes = alibi(2, torch.float64) if use_alibi else None
-    fn = lambda q, k, v: tiled_attention(q, k, v, alibi_slopes=slopes, block_size=4)  # noqa: E731
+    fn = lambda q, k, v: tiled_attention(q, k, v, alibi_slopes=slopes, tile=4)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (q, k, v))
 
 
@@ -82,7 +82,7 @@ def test_decoding_with_offset(Tq, Tk, use_alibi):
     q, k, v = make_qkv(2, 2, Tq, Tk, 8, seed=Tk)
     slopes = alibi(2) if use_alibi else None
     off = Tk - Tq
-    out = tiled_attention(q, k, v, q_offset=off, alibi_slopes=slopes, block_size=16)
+    out = tiled_attention(q, k, v, q_offset=off, alibi_slopes=slopes, tile=16)
     torch.testing.assert_close(out.double(), reference(q, k, v, off, slopes), atol=1e-5, rtol=1e-5)
     d_out = torch.randn_like(out)
     got = torch.autograd.grad(out, (q, k, v), d_out)
@@ -97,7 +97,7 @@ def test_general_offsets_and_unseen_keys(Tq, Tk, off):
     # must get exactly zero gradient.
     q, k, v = make_qkv(1, 2, Tq, Tk, 8, seed=Tq + Tk)
     slopes = alibi(2)
-    out = tiled_attention(q, k, v, q_offset=off, alibi_slopes=slopes, block_size=16)
+    out = tiled_attention(q, k, v, q_offset=off, alibi_slopes=slopes, tile=16)
     torch.testing.assert_close(out.double(), reference(q, k, v, off, slopes), atol=1e-5, rtol=1e-5)
     d_out = torch.randn_like(out)
     got = torch.autograd.grad(out, (q, k, v), d_out)
@@ -113,7 +113,7 @@ def test_output_and_grads_are_finite_for_large_scores():
     q, k, v = make_qkv(1, 1, 40, 40, 4, seed=3)
     with torch.no_grad():
         q.mul_(100.0)
-    out = tiled_attention(q, k, v, block_size=8)
+    out = tiled_attention(q, k, v, tile=8)
     out.sum().backward()
     assert torch.isfinite(out).all() and all(torch.isfinite(t.grad).all() for t in (q, k, v))
     torch.testing.assert_close(out.double(), reference(q, k, v), atol=1e-4, rtol=1e-4)
@@ -124,7 +124,7 @@ def test_rejects_bad_arguments():
     with pytest.raises(ValueError):
         tiled_attention(q, k[:, :1], v[:, :1])
     with pytest.raises(ValueError):
-        tiled_attention(q, k, v, block_size=0)
+        tiled_attention(q, k, v, tile=0)
     with pytest.raises(ValueError):
         tiled_attention(q, k, v, alibi_slopes=torch.ones(3))
 
@@ -149,7 +149,7 @@ def test_no_T_by_T_tensor_in_forward_or_backward():
     q, k, v = make_qkv(1, 2, T, T, 8, seed=1)
     slopes = alibi(2)
     with ShapeRecorder() as fwd:
-        out = tiled_attention(q, k, v, alibi_slopes=slopes, block_size=block)
+        out = tiled_attention(q, k, v, alibi_slopes=slopes, tile=block)
     with ShapeRecorder() as bwd:
         torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
     assert any(op.startswith("aten.mm") or "bmm" in op or "matmul" in op for op, _ in fwd.shapes)
@@ -172,7 +172,7 @@ def test_the_naive_reference_does_allocate_T_by_T():
 
 def test_bfloat16_inputs_accumulate_in_float32():
     q, k, v = make_qkv(1, 2, 50, 50, 16, dtype=torch.bfloat16, seed=5)
-    out = tiled_attention(q, k, v, block_size=16)
+    out = tiled_attention(q, k, v, tile=16)
     out.float().sum().backward()
     assert out.dtype == torch.bfloat16 and q.grad.dtype == torch.bfloat16
     torch.testing.assert_close(out.double(), reference(q, k, v), atol=2e-2, rtol=2e-2)

@@ -16,7 +16,7 @@ from imo.train.checkpoint import checkpoint_dir, load_model, read_checkpoint
 from imo.train.config import RunConfig
 from imo.train.trainer import train
 
-TINY = dict(n_layer=2, n_embd=32, n_head=4, block_size=32)
+TINY = dict(n_layer=2, n_embd=32, n_head=4, context_length=32)
 
 
 def cfg(**train_kw) -> RunConfig:
@@ -190,12 +190,12 @@ def test_reuse_never_hands_back_an_interrupted_run(monkeypatch):
 def test_fine_tune_from_a_run_with_longer_context_and_interpolation():
     store = RunStore.open()
     base = train(cfg(steps=3), quiet=True)
-    longer = RunConfig.build(preset=None, model=dict(TINY, pos="rope", block_size=128, rope_scale=0.25),
+    longer = RunConfig.build(preset=None, model=dict(TINY, pos="rope", context_length=128, rope_scale=0.25),
                              train=dict(steps=2, batch_size=2, eval_batches=1, init_from=base[:6]))
     child = train(longer, quiet=True)
     run = store.get(child)
     assert run["parent"] == base and run["config"]["train"]["init_from"] == base
-    learned = RunConfig.build(preset=None, model=dict(TINY, pos="learned", block_size=64),
+    learned = RunConfig.build(preset=None, model=dict(TINY, pos="learned", context_length=64),
                               train=dict(steps=1, batch_size=2, eval_batches=1, init_from=base))
     with pytest.raises(ConfigError, match="does not fit"):
         train(learned, quiet=True)

@@ -17,7 +17,7 @@ TEXT = b"the cat sat on the mat. the dog sat on the log. " * 10
 
 
 def test_pretrained_round_trips_names_the_run_and_refuses_other_weights():
-    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, block_size=16),
+    cfg = RunConfig.build(preset=None, model=dict(n_layer=1, n_embd=32, n_head=4, context_length=16),
                           train=dict(corpus="python-docs", steps=3, batch_size=4, warmup=1, seed=0))
     info = run_info(train_or_reuse(cfg, store=RunStore.open(), quiet=True))[1]
     assert info["model_bytes"] > 0

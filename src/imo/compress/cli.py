@@ -101,12 +101,12 @@ def inspect_outliers_command(
     store = RunStore.open()
     rid = store.resolve(run)
     model, meta = load_model(store.run_dir(rid))
-    x = validation_windows(meta["config"]["train"]["corpus"], model.cfg.block_size, windows, seed)
+    x = validation_windows(meta["config"]["train"]["corpus"], model.cfg.context_length, windows, seed)
     stats = outlier_stats(model, x, threshold)
     print_table(["layer", "max |x|", f"columns > {threshold:g}", "width", "values > thr"],
                 [[n, f"{s['max_abs']:.2f}", s["outlier_columns"], s["width"],
                   f"{s['outlier_value_fraction']:.4%}"] for n, s in stats.items()],
-                title=f"input activations of run {rid} on {windows} x {model.cfg.block_size} validation bytes")
+                title=f"input activations of run {rid} on {windows} x {model.cfg.context_length} validation bytes")
 
 
 def lottery_command(

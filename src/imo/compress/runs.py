@@ -51,7 +51,7 @@ def finetune_(model: nn.Module, corpus: str, steps: int, *, lr: float = 3e-4, ba
     model.train()
     losses = []
     for step in range(steps):
-        x, y = random_batch(data, model.cfg.block_size, batch_size, gen)
+        x, y = random_batch(data, model.cfg.context_length, batch_size, gen)
         _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -91,7 +91,7 @@ def save_run(store: RunStore, parent: str, model: nn.Module, kind: str, name: st
 
 
 def scored(model: nn.Module, corpus: str, eval_bytes: int) -> float:
-    return evaluate_split(model, load_corpus(corpus).val, model.cfg.block_size, max_tokens=eval_bytes)
+    return evaluate_split(model, load_corpus(corpus).val, model.cfg.context_length, max_tokens=eval_bytes)
 
 
 def _load(store: RunStore, run: str):
@@ -184,7 +184,7 @@ def outlier_stats(model: nn.Module, x: torch.Tensor, threshold: float = 6.0) -> 
                 "columns": sorted(s["columns"])[:16]} for n, s in stats.items()}
 
 
-def validation_windows(corpus: str, block_size: int, n: int, seed: int = 0) -> torch.Tensor:
+def validation_windows(corpus: str, context_length: int, n: int, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    x, _ = random_batch(load_corpus(corpus).val, block_size, n, gen)
+    x, _ = random_batch(load_corpus(corpus).val, context_length, n, gen)
     return x

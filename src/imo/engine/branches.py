@@ -149,9 +149,9 @@ class Session:
         if gen.strategy not in ("greedy", "sample") or gen.n != 1:
             raise ConfigError("alternatives need strategy greedy or sample with n = 1")
         engine.check_prompt(prompt, gen)
-        if len(prompt) + gen.max_tokens > engine.cfg.block_size:
+        if len(prompt) + gen.max_tokens > engine.cfg.context_length:
             raise ConfigError(f"prompt ({len(prompt)}) + max_tokens ({gen.max_tokens}) exceed the context "
-                              f"of {engine.cfg.block_size}; alternatives keep the whole answer in the cache")
+                              f"of {engine.cfg.context_length}; alternatives keep the whole answer in the cache")
         self.engine, self.prompt, self.gen, self.branch = engine, list(prompt), gen, branch
         self.stops = [s.encode() for s in gen.stop]
         self.seed = gen.seed if gen.seed is not None else int(torch.randint(0, 2**31, (1,)))

@@ -68,7 +68,7 @@ class KVCache:
         cfg = model.cfg
         p = next(model.parameters())
         return cls(cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, batch,
-                   capacity=capacity or cfg.block_size, dtype=p.dtype, device=p.device)
+                   capacity=capacity or cfg.context_length, dtype=p.dtype, device=p.device)
 
     @property
     def length(self) -> int:

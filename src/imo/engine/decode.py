@@ -128,7 +128,7 @@ class Engine:
         return KVCache.for_model(self.model, batch, capacity)
 
     def check_prompt(self, ids: list[int], cfg: GenerationConfig | None = None) -> None:
-        L = self.cfg.block_size
+        L = self.cfg.context_length
         if not ids:
             raise ConfigError("the prompt is empty; give at least one token")
         if len(ids) > L:
@@ -147,9 +147,9 @@ class Engine:
         matched = 0
         cache = None
         if self.tree is not None:
-            matched, cache = self.tree.match(ids[:-1], capacity=self.cfg.block_size)
+            matched, cache = self.tree.match(ids[:-1], capacity=self.cfg.context_length)
         if cache is None:
-            cache = self.new_cache(1, self.cfg.block_size)
+            cache = self.new_cache(1, self.cfg.context_length)
         logits = self.forward(torch.tensor([ids[matched:]]), cache)[0, -1]
         self.stats.prefill_computed += len(ids) - matched
         self.stats.prefill_reused += matched
@@ -165,8 +165,8 @@ class Engine:
 
     def slide(self, seqs: list[list[int]]) -> tuple[KVCache, Tensor]:
         """The context is full: drop the oldest half of every row and prefill the rest again."""
-        keep = self.cfg.block_size // 2
-        cache = self.new_cache(len(seqs), self.cfg.block_size)
+        keep = self.cfg.context_length // 2
+        cache = self.new_cache(len(seqs), self.cfg.context_length)
         logits = self.forward(torch.tensor([s[-keep:] for s in seqs]), cache)[:, -1]
         return cache, logits
 
@@ -204,7 +204,7 @@ class Engine:
             raise ConfigError("the prompts of one batch must have the same length")
         if cfg.max_tokens == 0:
             return
-        cache = self.new_cache(len(prompts), self.cfg.block_size)
+        cache = self.new_cache(len(prompts), self.cfg.context_length)
         logits = self.forward(torch.tensor(prompts), cache)[:, -1]
         self.stats.prefill_computed += sum(map(len, prompts))
         yield from self._rows([list(p) for p in prompts], cfg, [make_generator(cfg.seed)], cache, logits)
@@ -231,7 +231,7 @@ class Engine:
             if len(live) < len(rows):  # finished rows leave the batch and free their cache rows
                 cache = cache.select(live)
                 rows, seqs, tok = [rows[i] for i in live], [seqs[i] for i in live], tok[live]
-            if cache.length + 1 > self.cfg.block_size:
+            if cache.length + 1 > self.cfg.context_length:
                 cache, logits = self.slide(seqs)
             else:
                 logits = self.forward(tok[:, None], cache)[:, -1]
@@ -299,7 +299,7 @@ class Engine:
             if not beams:
                 break
             cache = cache.expand(len(keep)) if cache.batch == 1 and len(beams) > 1 else cache.select(keep)
-            if cache.length + 1 > self.cfg.block_size:
+            if cache.length + 1 > self.cfg.context_length:
                 cache, logits = self.slide([ids + b[0] for b in beams])
             else:
                 logits = self.forward(torch.tensor([[b[0][-1]] for b in beams]), cache)[:, -1]

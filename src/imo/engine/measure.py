@@ -26,7 +26,7 @@ def regenerate(engine: Engine, prompt: list[int], length: int, forced: dict[int,
     (tokens, forward passes, seconds)."""
     t0 = time.perf_counter()
     p0 = engine.stats.passes
-    cache = engine.new_cache(1, engine.cfg.block_size)
+    cache = engine.new_cache(1, engine.cfg.context_length)
     logits = engine.forward(torch.tensor([prompt]), cache)[0, -1]
     out: list[int] = []
     while True:

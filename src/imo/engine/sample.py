@@ -32,7 +32,7 @@ def generate_ids(
     else:
         cfg = GenerationConfig(strategy="sample", max_tokens=max_new_tokens, temperature=temperature,
                                top_k=top_k, seed=seed)
-    ids = ids[-model.cfg.block_size :]  # a longer prompt keeps its last block_size tokens
+    ids = ids[-model.cfg.context_length :]  # a longer prompt keeps its last context_length tokens
     for ev in Engine(model).stream(ids, cfg):
         yield ev.token
 

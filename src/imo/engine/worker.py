@@ -154,7 +154,7 @@ class Worker:
         for entries in by_len.values():
             rows = [e[0] for e in entries]
             caches = [e[1] for e in entries]
-            cache = KVCache.stack(caches, capacity=self.engine.cfg.block_size)
+            cache = KVCache.stack(caches, capacity=self.engine.cfg.context_length)
             for c in {id(c): c for c in caches}.values():
                 self.engine.release(c)  # stacked: the rows own a copy now
             self.groups.append(_Group(rows, cache, torch.stack([e[2] for e in entries])))
@@ -191,7 +191,7 @@ class Worker:
                 self.groups.remove(g)
                 return
             g.cache = g.cache.select(keep)
-        if g.cache.length + 1 > self.engine.cfg.block_size:
+        if g.cache.length + 1 > self.engine.cfg.context_length:
             g.cache, g.logits = self.engine.slide([r.seq for r in g.rows])
         else:
             g.logits = self.engine.forward(torch.tensor(toks)[:, None], g.cache)[:, -1]

@@ -130,7 +130,7 @@ def negatives_command(
     if min(step_list) < 1:
         raise ConfigError(f"--steps must be positive, got {steps!r}")
     budget = NegativesBudget(sizes=tuple(_sizes(sizes)), steps=tuple(step_list), n_entities=entities,
-                             block_size=32)
+                             context_length=32)
     out = negatives_exam(budget, seed=seed, store=_store(), quiet=quiet, log=_log(quiet))
     print_table(["run", "size", "params", "steps", "TPR", "TNR", "present called unknown"],
                 [[r["run"], f"{r['n_layer']}x{r['n_embd']}", f"{r['params']:,}", r["steps"], _pct(r["tpr"]),
@@ -160,7 +160,7 @@ def skills_command(
         if v < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
     budget = SkillsBudget(n_layer=layers, n_embd=width, steps=steps, level=level, n_train=n_train,
-                          n_test=n_test, block_size=32 if level == 1 else 64)
+                          n_test=n_test, context_length=32 if level == 1 else 64)
     out = skills_exam(names, budget, seed=seed, quiet=quiet, run=run, log=_log(quiet))
     trained = set(out["train_skills"])
     print_table(["skill", "trained on", "accuracy"],

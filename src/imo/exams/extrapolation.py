@@ -37,7 +37,7 @@ def extrapolation_curve(
     multiple of the longest context so that no factor scores a shorter last window."""
     model, meta = load_model(store.run_dir(run_id), device=device)
     cfg = meta["config"]
-    L = cfg["model"]["block_size"]
+    L = cfg["model"]["context_length"]
     corpus = load_corpus(cfg["train"]["corpus"])
     longest = L * max(factors)
     if max_tokens is None:

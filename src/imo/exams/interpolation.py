@@ -28,7 +28,7 @@ from imo.train.trainer import train_or_reuse
 
 def finetune_config(base_cfg: dict, base_run_id: str, *, factor: int, rope_scale: float, steps: int,
                     points: int, seed: int, lr: float, batch_size: int, eval_batches: int) -> RunConfig:
-    model = {**base_cfg["model"], "block_size": base_cfg["model"]["block_size"] * factor,
+    model = {**base_cfg["model"], "context_length": base_cfg["model"]["context_length"] * factor,
              "rope_scale": rope_scale}
     train = dict(corpus=base_cfg["train"]["corpus"], steps=steps, seed=seed, init_from=base_run_id,
                  lr=lr, warmup=max(1, steps // 10), batch_size=batch_size,
@@ -60,7 +60,7 @@ def interpolation_curve(
     cfg = meta["config"]
     if cfg["model"]["pos"] != "rope":
         raise ConfigError(f"run {base_run_id} has {cfg['model']['pos']!r} positions; this exam needs rope")
-    L = cfg["model"]["block_size"]
+    L = cfg["model"]["context_length"]
     batch_size = batch_size or max(1, cfg["train"]["batch_size"] // factor)
     corpus = load_corpus(cfg["train"]["corpus"])
     windows = fixed_eval_set(corpus.val, factor * L, batch_size, eval_batches)

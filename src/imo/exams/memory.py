@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 B, N_HEAD, HEAD_SIZE = 1, 4, 32  # the `tiny` preset's attention: width 128, 4 heads
-BLOCK_SIZE = 64
+TILE = 64
 THREADS = 2
 
 
@@ -57,7 +57,7 @@ def reset_peak() -> bool:
         return False
 
 
-def measure_here(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: int = THREADS,
+def measure_here(backend: str, T: int, tile: int = TILE, threads: int = THREADS,
                  seed: int = 0) -> dict:
     """In this process: peak RSS growth (MiB) and seconds of forward + backward at length T.
     Meaningful only in a fresh process (see run_point)."""
@@ -71,7 +71,7 @@ def measure_here(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: in
     def step(n: int, gen: torch.Generator) -> float:
         q, k, v = (torch.randn(B, N_HEAD, n, HEAD_SIZE, generator=gen).requires_grad_() for _ in range(3))
         t0 = time.perf_counter()
-        fn(q, k, v, block_size=block_size).sum().backward()
+        fn(q, k, v, tile=tile).sum().backward()
         return time.perf_counter() - t0
 
     gen = torch.Generator().manual_seed(seed)
@@ -80,20 +80,20 @@ def measure_here(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: in
     hwm = reset_peak()
     baseline = _status_mib("VmRSS") if hwm else maxrss_mib()
     t0 = time.perf_counter()
-    fn(q, k, v, block_size=block_size).sum().backward()
+    fn(q, k, v, tile=tile).sum().backward()
     seconds = time.perf_counter() - t0
     peak = (_status_mib("VmHWM") if hwm else maxrss_mib()) - baseline
     return {"backend": backend, "T": T, "peak_mib": peak, "seconds": seconds,
             "method": "VmHWM" if hwm else "ru_maxrss"}
 
 
-def run_point(backend: str, T: int, block_size: int = BLOCK_SIZE, threads: int = THREADS,
+def run_point(backend: str, T: int, tile: int = TILE, threads: int = THREADS,
               seed: int = 0, timeout: float | None = 600) -> dict:
     """One point in a fresh process: {"backend", "T", "peak_mib", "seconds"}."""
     src = str(Path(__file__).resolve().parents[2])  # the child imports this very imo
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
            "MALLOC_MMAP_THRESHOLD_": str(128 * 1024), "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "imo.exams.memory", backend, str(T), "--block", str(block_size),
+    cmd = [sys.executable, "-m", "imo.exams.memory", backend, str(T), "--tile", str(tile),
            "--threads", str(threads), "--seed", str(seed)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if res.returncode != 0:
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="one attention memory point (prints one JSON line)")
     ap.add_argument("backend")
     ap.add_argument("T", type=int)
-    ap.add_argument("--block", type=int, default=BLOCK_SIZE, help="key block of the tiled backend")
+    ap.add_argument("--tile", type=int, default=TILE, help="key/value tile of the tiled backend")
     ap.add_argument("--threads", type=int, default=THREADS)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    print(json.dumps(measure_here(args.backend, args.T, args.block, args.threads, args.seed)))
+    print(json.dumps(measure_here(args.backend, args.T, args.tile, args.threads, args.seed)))
 
 
 if __name__ == "__main__":

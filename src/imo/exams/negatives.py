@@ -30,7 +30,7 @@ class NegativesBudget:
     steps: tuple[int, ...] = (300, 1000)
     n_entities: int = 40
     n_head: int = 4
-    block_size: int = 64
+    context_length: int = 64
     batch_size: int = 32
     lr: float = 3e-3
 
@@ -40,7 +40,7 @@ class _RunSize:  # what train_run reads
     n_layer: int
     n_embd: int
     n_head: int
-    block_size: int
+    context_length: int
     steps: int
     batch_size: int
     lr: float
@@ -95,7 +95,7 @@ def negatives_exam(budget: NegativesBudget = NegativesBudget(), seed: int = 0, s
     for n_layer, n_embd in budget.sizes:
         for steps in budget.steps:
             log(f"model {n_layer}x{n_embd}, {steps} steps")
-            size = _RunSize(n_layer, n_embd, budget.n_head, budget.block_size, steps, budget.batch_size, budget.lr)
+            size = _RunSize(n_layer, n_embd, budget.n_head, budget.context_length, steps, budget.batch_size, budget.lr)
             run_id = train_run(corpus, size, seed, store, quiet)
             model, _ = load_model(store.run_dir(run_id))
             rows.append({"run": run_id, "n_layer": n_layer, "n_embd": n_embd, "steps": steps,

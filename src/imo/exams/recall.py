@@ -45,7 +45,7 @@ def greedy_continue(model, contexts: torch.Tensor, k: int) -> torch.Tensor:
     x = contexts
     out = []
     for _ in range(k):
-        logits, _ = model(x[:, -model.cfg.block_size:])
+        logits, _ = model(x[:, -model.cfg.context_length:])
         nxt = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
         out.append(nxt)
         x = torch.cat([x, nxt], dim=1)
@@ -114,7 +114,7 @@ def recall_exam(run: str, store=None, prefix: int = 32, k: int = 32, n: int = 64
     corpus = load_corpus(meta["config"]["train"]["corpus"])
     train = bytes(np.asarray(corpus.train[:max_bytes]))
     val = bytes(np.asarray(corpus.val[:max_bytes]))
-    ctx = model.cfg.block_size
+    ctx = model.cfg.context_length
     n_weights = weight_bytes(model)
     row: dict[str, Any] = {
         "run": run_id, "params": model.num_params(), "weight_bytes": n_weights,

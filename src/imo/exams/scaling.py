@@ -8,7 +8,7 @@ grid around the best alpha, finds the global least-squares fit without a startin
 prediction interval at a new N is a residual bootstrap (refit on fitted values plus resampled
 residuals, plus one resampled residual for the new point's own noise).
 
-    points = train_sweep([dict(n_layer=2, n_embd=32, n_head=2, block_size=64)], dict(steps=200), 0, ctx)
+    points = train_sweep([dict(n_layer=2, n_embd=32, n_head=2, context_length=64)], dict(steps=200), 0, ctx)
     E, A, alpha = fit_power_law(N, L); pred, low, high = prediction_interval(N, L, 1e6)
 """
 
@@ -61,7 +61,7 @@ def train_sweep(models: list[dict[str, Any]], train: dict[str, Any], seed: int, 
         points.append({
             "run": run_id, "n_layer": mc.n_layer, "n_embd": mc.n_embd, "n_future": mc.n_future,
             "params": n, "tokens": int(fig["tokens"]), "val_bpb": float(fig["val_bpb"]),
-            "flops": train_flops(n, mc.n_layer, mc.n_embd, mc.block_size, int(fig["tokens"])),
+            "flops": train_flops(n, mc.n_layer, mc.n_embd, mc.context_length, int(fig["tokens"])),
             "seconds": float(fig["seconds"]),
         })  # fmt: skip
     return points

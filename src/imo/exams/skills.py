@@ -53,9 +53,9 @@ def check_expressible(model, texts: Sequence[str], what: str) -> None:
         if b and max(b) >= vocab:
             raise ConfigError(f"the run's tokenizer has {vocab} symbols and cannot express {what} "
                               f"(byte {max(b)} in {t!r}); use a byte-level run (vocab 256)")
-    if model.cfg.pos == "learned" and longest > model.cfg.block_size:
+    if model.cfg.pos == "learned" and longest > model.cfg.context_length:
         raise ConfigError(f"{what} needs {longest} bytes of context; the run's learned positions "
-                          f"stop at {model.cfg.block_size}")
+                          f"stop at {model.cfg.context_length}")
 
 
 @torch.no_grad()
@@ -87,7 +87,7 @@ class SkillsBudget:
     n_layer: int = 2
     n_embd: int = 64
     n_head: int = 4
-    block_size: int = 64
+    context_length: int = 64
     steps: int = 600
     batch_size: int = 32
     lr: float = 3e-3
@@ -131,7 +131,7 @@ def train_run(corpus: Path, budget, seed: int, store, quiet: bool = True) -> str
     cfg = RunConfig.build(
         preset=None,
         model=dict(n_layer=budget.n_layer, n_embd=budget.n_embd, n_head=budget.n_head,
-                   block_size=budget.block_size),
+                   context_length=budget.context_length),
         train=dict(corpus=f"file:{corpus}", steps=budget.steps, batch_size=budget.batch_size,
                    lr=budget.lr, warmup=min(50, budget.steps // 10), seed=seed,
                    eval_every=max(1, budget.steps), ckpt_every=max(1, budget.steps)),

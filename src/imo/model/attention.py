@@ -33,7 +33,7 @@ class Backend(Protocol):
         *,
         q_offset: int = 0,
         alibi_slopes: Tensor | None = None,
-        block_size: int = 64,
+        tile: int = 64,
         pattern_hook: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor: ...
 
@@ -54,7 +54,7 @@ def score_bias(Tq: int, Tk: int, q_offset: int, alibi_slopes: Tensor | None, dev
 
 
 @BACKENDS.register("naive")
-def naive_attention(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pattern_hook=None):
+def naive_attention(q, k, v, *, q_offset=0, alibi_slopes=None, tile=64, pattern_hook=None):
     Tq, Tk, hs = q.size(-2), k.size(-2), q.size(-1)
     att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, Tq, Tk)
     att = att + score_bias(Tq, Tk, q_offset, alibi_slopes, q.device).to(att.dtype)
@@ -65,7 +65,7 @@ def naive_attention(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pa
 
 
 @BACKENDS.register("sdpa")
-def sdpa_attention(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pattern_hook=None):
+def sdpa_attention(q, k, v, *, q_offset=0, alibi_slopes=None, tile=64, pattern_hook=None):
     Tq, Tk = q.size(-2), k.size(-2)
     if alibi_slopes is None and q_offset == 0 and Tq == Tk:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # the fused fast path
@@ -79,5 +79,5 @@ def sdpa_attention(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pat
 
 
 @BACKENDS.register("tiled")
-def tiled_backend(q, k, v, *, q_offset=0, alibi_slopes=None, block_size=64, pattern_hook=None):
-    return tiled_attention(q, k, v, q_offset=q_offset, alibi_slopes=alibi_slopes, block_size=block_size)
+def tiled_backend(q, k, v, *, q_offset=0, alibi_slopes=None, tile=64, pattern_hook=None):
+    return tiled_attention(q, k, v, q_offset=q_offset, alibi_slopes=alibi_slopes, tile=tile)

@@ -9,13 +9,29 @@ from typing import Any
 from imo.config import from_dict
 from imo.errors import ConfigError
 
+# Field names of earlier versions, read from stored configs and config files (see the glossary in
+# docs/architecture.md: "block" was the context, the zip block and the attention tile at once).
+RENAMED: dict[str, str] = {"block_size": "context_length", "attn_block": "attn_tile"}
+
+
+def migrate_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` with the fields of earlier versions under their current names."""
+    d = dict(d)
+    for old, new in RENAMED.items():
+        if old in d:
+            if new in d:
+                raise ConfigError(f"model config gives both {old} (its name before v0.2) and {new}; keep {new}")
+            d[new] = d.pop(old)
+    return d
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # ~0.8M parameters: trains in minutes on 2 CPU cores.
-    "tiny": dict(n_layer=4, n_embd=128, n_head=4, block_size=256),
+    "tiny": dict(n_layer=4, n_embd=128, n_head=4, context_length=256),
     # ~5M parameters.
-    "small": dict(n_layer=6, n_embd=256, n_head=8, block_size=512),
+    "small": dict(n_layer=6, n_embd=256, n_head=8, context_length=512),
     # ~25M parameters: a GPU-sized model; slow on a CPU.
-    "base": dict(n_layer=8, n_embd=512, n_head=8, block_size=1024),
+    "base": dict(n_layer=8, n_embd=512, n_head=8, context_length=1024),
 }
 
 
@@ -25,12 +41,12 @@ class ModelConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    block_size: int = 256  # the training context; a learned position table has exactly this many rows
+    context_length: int = 256  # the training context; a learned position table has exactly this many rows
     pos: str = "rope"  # none | learned | sinusoidal | rope | alibi (export to GPT-2 needs learned)
     rope_scale: float = 1.0  # RoPE position interpolation: positions are multiplied by this (L/L' < 1)
     rope_base: float = 10000.0
     attn: str = "sdpa"  # naive | tiled | sdpa
-    attn_block: int = 64  # key/value block size of the tiled backend
+    attn_tile: int = 64  # key/value tile of the tiled backend
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = True
@@ -42,7 +58,7 @@ class ModelConfig:
 
         POSITIONS.get(self.pos)  # raises with the list of choices
         BACKENDS.get(self.attn)
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "attn_block", "n_future"):
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "context_length", "attn_tile", "n_future"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
@@ -67,11 +83,11 @@ class ModelConfig:
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
+        return cls.from_dict({**PRESETS[name], **migrate_fields(overrides)})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        return from_dict(cls, d, "model")
+        return from_dict(cls, migrate_fields(d), "model")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

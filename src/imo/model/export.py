@@ -38,7 +38,7 @@ A byte-level GPT exported from imo (run step {step}) as a Hugging Face `GPT2LMHe
 - Vocabulary: 256 tokens, the raw bytes of UTF-8 text. There is no tokenizer and no tokenizer
   files: token ids are `list(text.encode())`, and generated ids decode with
   `bytes(ids).decode("utf-8", errors="replace")`.
-- Context: {block_size} tokens (learned position table).
+- Context: {context_length} tokens (learned position table).
 - Shape: {n_layer} layers, {n_head} heads, width {n_embd}; exact (erf) GELU.
 
 ```python
@@ -76,7 +76,7 @@ def gpt2_config(cfg: ModelConfig) -> dict:
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "vocab_size": cfg.vocab_size,
-        "n_positions": cfg.block_size,
+        "n_positions": cfg.context_length,
         "n_embd": cfg.n_embd,
         "n_layer": cfg.n_layer,
         "n_head": cfg.n_head,

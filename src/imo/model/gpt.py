@@ -55,7 +55,7 @@ class CausalSelfAttention(nn.Module):
             q, k, v,
             q_offset=q_offset,
             alibi_slopes=enc.alibi_slopes,
-            block_size=self.cfg.attn_block,
+            tile=self.cfg.attn_tile,
             pattern_hook=self.hook_pattern if self.backend == "naive" else None,
         )
         y = self.hook_z(y)

@@ -45,20 +45,20 @@ class NoPositions(PositionEncoding):
 
 @POSITIONS.register("learned")
 class Learned(PositionEncoding):
-    """A trained table of block_size vectors (GPT-2); cannot go past its length."""
+    """A trained table of context_length vectors (GPT-2); cannot go past its length."""
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.context_length, cfg.n_embd)
 
     def embed(self, pos: Tensor) -> Tensor:
         return self.wpe(pos)
 
     def check_length(self, max_pos: int) -> None:
-        if max_pos > self.cfg.block_size:
+        if max_pos > self.cfg.context_length:
             raise ConfigError(
-                f"context {max_pos} is longer than the learned position table ({self.cfg.block_size}); "
-                f"use a context <= {self.cfg.block_size} or a model with rope/alibi/sinusoidal positions"
+                f"context {max_pos} is longer than the learned position table ({self.cfg.context_length}); "
+                f"use a context <= {self.cfg.context_length} or a model with rope/alibi/sinusoidal positions"
             )
 
 

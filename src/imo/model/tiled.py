@@ -2,13 +2,13 @@
 
 The forward pass walks over blocks of keys/values, keeping a running row maximum, a running
 softmax denominator and a running output (the online softmax), so the full T x T score matrix
-is never materialised: peak extra memory is O(Tq * block_size) per (batch, head). The backward
+is never materialised: peak extra memory is O(Tq * tile) per (batch, head). The backward
 pass recomputes each block's scores from q and k and the saved log-sum-exp instead of storing
 the probabilities. This follows Dao et al. 2022, "FlashAttention", Algorithms 1-2, in spirit
 (queries are kept whole and only keys are tiled; there is no fused kernel, so the gain is memory,
 not speed). Optional ALiBi biases (Press et al. 2022) are added to the scores.
 
-Usage: ``y = tiled_attention(q, k, v, q_offset=cache_len, alibi_slopes=slopes, block_size=64)``
+Usage: ``y = tiled_attention(q, k, v, q_offset=cache_len, alibi_slopes=slopes, tile=64)``
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class _TiledAttention(torch.autograd.Function):
         v: Tensor,
         q_offset: int,
         alibi_slopes: Tensor | None,
-        block_size: int,
+        tile: int,
     ) -> Tensor:
         B, nh, Tq, hs = q.shape
         Tk = k.shape[-2]
@@ -73,11 +73,11 @@ class _TiledAttention(torch.autograd.Function):
         l = torch.zeros((B, nh, Tq), dtype=acc_dtype, device=q.device)  # row sum of exp(s - m)
         acc = torch.zeros((B, nh, Tq, hs), dtype=acc_dtype, device=q.device)  # unnormalised out
 
-        for j0 in range(0, Tk, block_size):
+        for j0 in range(0, Tk, tile):
             r0 = _first_row(j0, q_offset)
             if r0 >= Tq:  # every query precedes this block (and all later ones): fully masked
                 break
-            j1 = min(j0 + block_size, Tk)
+            j1 = min(j0 + tile, Tk)
             k_blk = k[:, :, j0:j1].to(acc_dtype)  # (B, nh, C, hs)
             v_blk = v[:, :, j0:j1].to(acc_dtype)
             s = _block_scores(q[:, :, r0:].to(acc_dtype), k_blk, q_pos[r0:], k_pos_all[j0:j1],
@@ -97,13 +97,13 @@ class _TiledAttention(torch.autograd.Function):
         out = acc / l.clamp_min(torch.finfo(acc_dtype).tiny)[..., None]  # (B, nh, Tq, hs)
         lse = m + torch.log(l)  # (B, nh, Tq); log of the softmax denominator
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.q_offset, ctx.block_size, ctx.scale, ctx.slopes = q_offset, block_size, scale, slopes
+        ctx.q_offset, ctx.tile, ctx.scale, ctx.slopes = q_offset, tile, scale, slopes
         return out.to(q.dtype)
 
     @staticmethod
     def backward(ctx, d_out: Tensor):  # type: ignore[override]
         q, k, v, out, lse = ctx.saved_tensors
-        q_offset, block_size, scale, slopes = ctx.q_offset, ctx.block_size, ctx.scale, ctx.slopes
+        q_offset, tile, scale, slopes = ctx.q_offset, ctx.tile, ctx.scale, ctx.slopes
         Tq, Tk = q.shape[-2], k.shape[-2]
         acc_dtype = out.dtype
         do = d_out.to(acc_dtype)
@@ -117,11 +117,11 @@ class _TiledAttention(torch.autograd.Function):
         dk = torch.zeros(k.shape, dtype=acc_dtype, device=k.device)
         dv = torch.zeros(v.shape, dtype=acc_dtype, device=v.device)
 
-        for j0 in range(0, Tk, block_size):
+        for j0 in range(0, Tk, tile):
             r0 = _first_row(j0, q_offset)
             if r0 >= Tq:
                 break
-            j1 = min(j0 + block_size, Tk)
+            j1 = min(j0 + tile, Tk)
             k_blk = k[:, :, j0:j1].to(acc_dtype)  # (B, nh, C, hs)
             v_blk = v[:, :, j0:j1].to(acc_dtype)
             q_s, do_s = qa[:, :, r0:], do[:, :, r0:]  # (B, nh, R, hs)
@@ -136,7 +136,7 @@ class _TiledAttention(torch.autograd.Function):
             dq[:, :, r0:] += torch.matmul(ds, k_blk) * scale
             dk[:, :, j0:j1] = torch.matmul(ds.transpose(-2, -1), q_s) * scale
 
-        # No gradient for q_offset, alibi_slopes (a constant by design) or block_size.
+        # No gradient for q_offset, alibi_slopes (a constant by design) or tile.
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None
 
 
@@ -147,7 +147,7 @@ def tiled_attention(
     *,
     q_offset: int = 0,
     alibi_slopes: Tensor | None = None,
-    block_size: int = 64,
+    tile: int = 64,
 ) -> Tensor:
     """Causal softmax attention computed block by block; never builds the Tq x Tk matrix.
 
@@ -159,8 +159,8 @@ def tiled_attention(
     if q.dim() != 4 or k.shape != v.shape or k.shape[:2] != q.shape[:2] or k.shape[-1] != q.shape[-1]:
         raise ValueError(f"expected q (B, nh, Tq, hs), k = v (B, nh, Tk, hs); got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if block_size < 1 or q_offset < 0:
-        raise ValueError(f"need block_size >= 1 and q_offset >= 0, got {block_size}, {q_offset}")
+    if tile < 1 or q_offset < 0:
+        raise ValueError(f"need tile >= 1 and q_offset >= 0, got {tile}, {q_offset}")
     if alibi_slopes is not None and alibi_slopes.shape != (q.shape[1],):
         raise ValueError(f"alibi_slopes must have shape ({q.shape[1]},), got {tuple(alibi_slopes.shape)}")
-    return _TiledAttention.apply(q, k, v, q_offset, alibi_slopes, block_size)
+    return _TiledAttention.apply(q, k, v, q_offset, alibi_slopes, tile)

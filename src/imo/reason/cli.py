@@ -54,7 +54,7 @@ def train_command(
 
     _threads()
     cfg = PolicyConfig(task=task, level=level, n_train=n_train, n_test=n_test, data_seed=data_seed,
-                       n_layer=layers, n_embd=width, n_head=heads, block_size=context, steps=steps,
+                       n_layer=layers, n_embd=width, n_head=heads, context_length=context, steps=steps,
                        batch_size=batch_size, lr=lr, seed=seed, init_from=init_from, revision=revision)
     run_id = train_policy(cfg, RunStore.open(), quiet=quiet, reuse=False)
     print(run_id)

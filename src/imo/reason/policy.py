@@ -75,7 +75,7 @@ class PolicyConfig:
     n_layer: int = 2
     n_embd: int = 64
     n_head: int = 4
-    block_size: int = 128
+    context_length: int = 128
     steps: int = 1000
     batch_size: int = 32
     lr: float = 3e-3
@@ -88,7 +88,7 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         task = step_task(self.task)
         task.check_level(self.level)
-        for name in ("n_train", "n_test", "n_layer", "n_embd", "n_head", "block_size", "steps", "batch_size"):
+        for name in ("n_train", "n_test", "n_layer", "n_embd", "n_head", "context_length", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -96,13 +96,13 @@ class PolicyConfig:
         if not 0.0 <= self.revision < 1.0:
             raise ConfigError(f"revision must be a share in [0, 1), got {self.revision}")
         need = 40 + task.max_tokens(self.level) * (2 if self.revision else 1)
-        if self.block_size < need:
-            raise ConfigError(f"block_size {self.block_size} is too short for {self.task} level "
+        if self.context_length < need:
+            raise ConfigError(f"context_length {self.context_length} is too short for {self.task} level "
                               f"{self.level}; use at least {need}")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head,
-                           block_size=self.block_size, pos="rope")
+                           context_length=self.context_length, pos="rope")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PolicyConfig":
@@ -157,7 +157,7 @@ def fit(model: GPT, rows: list[tuple[str, str]], steps: int, batch_size: int, lr
         for g in opt.param_groups:
             g["lr"] = lr_at(step, lr, warmup, steps, 0.1)
         idx = torch.multinomial(probs, batch_size, replacement=True, generator=gen).tolist()
-        x, y = _batch([rows[i] for i in idx], model.cfg.block_size)
+        x, y = _batch([rows[i] for i in idx], model.cfg.context_length)
         _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -186,7 +186,7 @@ class GPTPolicy:
             return []
         limit = self.task.max_line(self.level)
         enc = [list((p + s).encode()) for p, s in items]
-        block = self.model.cfg.block_size
+        block = self.model.cfg.context_length
         if max(map(len, enc)) + limit > block:
             raise ConfigError(f"a prompt of {max(map(len, enc))} bytes plus a step of {limit} does not "
                               f"fit the policy's context of {block}")

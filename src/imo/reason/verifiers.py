@@ -117,9 +117,9 @@ class RewardModel:
         """P(correct) at every newline of each text (one per finished line)."""
         enc = [(list(p.encode()), list(t.encode())) for p, t in zip(prompts, texts, strict=True)]
         T = max(len(p) + len(t) for p, t in enc)
-        if T > self.model.cfg.block_size:
+        if T > self.model.cfg.context_length:
             raise ConfigError(f"a solution of {T} bytes does not fit the verifier's context "
-                              f"{self.model.cfg.block_size}")
+                              f"{self.model.cfg.context_length}")
         x = torch.zeros(len(enc), T, dtype=torch.long)
         for i, (p, t) in enumerate(enc):
             x[i, : len(p) + len(t)] = torch.tensor(p + t)
@@ -295,7 +295,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
             model.load_state_dict(policy.model.state_dict())
         else:
             model = GPT(ModelConfig(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
-                                    block_size=policy.model.cfg.block_size, pos="rope"))
+                                    context_length=policy.model.cfg.context_length, pos="rope"))
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
         progress = Progress(cfg.steps, enabled=not quiet)
@@ -304,7 +304,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.lr, 30, cfg.steps, 0.1)
             idx = torch.randint(len(rows), (cfg.batch_size,), generator=gen).tolist()
-            x, y = _label_batch([rows[i] for i in idx], model.cfg.block_size, cfg.kind)
+            x, y = _label_batch([rows[i] for i in idx], model.cfg.context_length, cfg.kind)
             _, loss = model(x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

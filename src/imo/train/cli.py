@@ -19,7 +19,7 @@ def train_command(
     layers: Annotated[int | None, Opt(help="Number of blocks (n_layer).")] = None,
     width: Annotated[int | None, Opt(help="Embedding width (n_embd).")] = None,
     heads: Annotated[int | None, Opt(help="Attention heads (n_head); must divide width.")] = None,
-    context: Annotated[int | None, Opt(help="Training context length in bytes (block_size).")] = None,
+    context: Annotated[int | None, Opt(help="Training context length in bytes (context_length).")] = None,
     rope_scale: Annotated[float | None, Opt(help="RoPE position scale (position interpolation), e.g. 0.25.")] = None,
     dropout: Annotated[float | None, Opt(help="Dropout rate.")] = None,
     steps: Annotated[int | None, Opt(help="Step budget. [default: 1000 unless --minutes]")] = None,
@@ -48,7 +48,7 @@ def train_command(
         if threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    model = dict(pos=pos, attn=attn, n_layer=layers, n_embd=width, n_head=heads, block_size=context,
+    model = dict(pos=pos, attn=attn, n_layer=layers, n_embd=width, n_head=heads, context_length=context,
                  rope_scale=rope_scale, dropout=dropout)
     tr = dict(corpus=corpus, steps=steps, minutes=minutes, batch_size=batch_size, grad_accum=grad_accum,
               lr=lr, warmup=warmup, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
@@ -82,7 +82,7 @@ def eval_command(
     run_id = store.resolve(run)
     model, meta = load_model(store.run_dir(run_id))
     corpus_name = corpus or meta["config"]["train"]["corpus"]
-    ctx = context if context is not None else model.cfg.block_size
+    ctx = context if context is not None else model.cfg.context_length
     if ctx < 1:
         raise ConfigError(f"context must be >= 1, got {ctx}")
     if max_bytes is not None and max_bytes < 1:

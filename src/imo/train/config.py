@@ -12,7 +12,7 @@ from typing import Any
 
 from imo.config import from_dict
 from imo.errors import ConfigError
-from imo.model.config import ModelConfig
+from imo.model.config import ModelConfig, migrate_fields
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class RunConfig:
             loaded = load_toml(file)
             file_preset = loaded.pop("preset", None)
             preset = preset if preset is not None else file_preset
-            m.update(loaded.pop("model", {}))
+            m.update(migrate_fields(loaded.pop("model", {})))
             t.update(loaded.pop("train", {}))
             if loaded:
                 raise ConfigError(

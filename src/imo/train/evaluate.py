@@ -15,11 +15,11 @@ LN2 = math.log(2)
 EVAL_SEED = 12345  # the fixed validation windows every run logs "val/bpb" on
 
 
-def fixed_eval_set(val: np.ndarray, block_size: int, batch_size: int, eval_batches: int) -> list:
+def fixed_eval_set(val: np.ndarray, context_length: int, batch_size: int, eval_batches: int) -> list:
     """The validation windows a run with this context and batch size is evaluated on during
     training: fixed, so figures compare across steps and across runs."""
     gen = torch.Generator().manual_seed(EVAL_SEED)
-    return [random_batch(val, block_size, batch_size, gen) for _ in range(eval_batches)]
+    return [random_batch(val, context_length, batch_size, gen) for _ in range(eval_batches)]
 
 
 @torch.no_grad()

@@ -180,7 +180,7 @@ class Trainer:
         self.ddp = DistributedDataParallel(self.model) if world.distributed else self.model
         self.autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
                          if t.dtype == "bfloat16" and self.device.startswith("cuda") else nullcontext())
-        self.eval_set = fixed_eval_set(self.corpus.val, cfg.model.block_size, t.batch_size, t.eval_batches)
+        self.eval_set = fixed_eval_set(self.corpus.val, cfg.model.context_length, t.batch_size, t.eval_batches)
         self.last_saved = self.start_step if weights is not None else -1
 
     def rows(self, m: int) -> slice:
@@ -206,7 +206,7 @@ class Trainer:
             group["lr"] = lr
         loss_sum = 0.0
         for m in range(t.grad_accum):
-            x, y = random_batch(self.corpus.train, self.cfg.model.block_size, t.batch_size, self.gen,
+            x, y = random_batch(self.corpus.train, self.cfg.model.context_length, t.batch_size, self.gen,
                                 rows=self.rows(m))
             x, y = x.to(self.device), y.to(self.device)
             last = m == t.grad_accum - 1
@@ -233,7 +233,7 @@ class Trainer:
                     print("  " + "  ".join(f"{k}={v}" for k, v in changed.items()), flush=True)
         total = t.steps  # None until a --minutes budget has been measured
         timing_steps = max(1, min(10, t.warmup))  # their learning rate does not depend on `total`
-        tokens_per_step = t.batch_size * cfg.model.block_size
+        tokens_per_step = t.batch_size * cfg.model.context_length
         progress = Progress(total, enabled=world.is_main and not self.quiet)
         step, train_bpb, interrupted = self.start_step, float("nan"), False
         t_start = time.perf_counter()
@@ -268,7 +268,7 @@ class Trainer:
             store.set_status(self.run_id, "interrupted")
             print(f"stopped at step {step}; continue with: imo train --resume {self.run_id}", flush=True)
             return self.run_id
-        val = evaluate_split(self.model, self.corpus.val, cfg.model.block_size, device=self.device)
+        val = evaluate_split(self.model, self.corpus.val, cfg.model.context_length, device=self.device)
         figures = {
             "val_bpb": val, "train_bpb": train_bpb, "steps": step, "params": self.model.num_params(),
             "tokens": step * tokens_per_step, "seconds": elapsed,
@@ -302,7 +302,7 @@ def _checked_corpus(cfg: RunConfig, world: D.World):
                           f"= {world.size * t.grad_accum}")
     corpus = load_corpus(t.corpus)
     for split in (corpus.train, corpus.val):  # fail now if a split is too short for the context
-        random_batch(split, cfg.model.block_size, 1, torch.Generator())
+        random_batch(split, cfg.model.context_length, 1, torch.Generator())
     return corpus
 
 

@@ -74,5 +74,6 @@ def load_pretrained(info: dict[str, Any], streams: int, window: int, store=None)
         raise CheckpointError(f"run {info['run']}'s weights differ from those the file was compressed with "
                               "(checkpoint SHA-256 mismatch)")
     model, meta = load_model(folder)
-    block = meta.get("config", {}).get("model", {}).get("block_size", window)
+    model_cfg = meta.get("config", {}).get("model", {})
+    block = model_cfg.get("context_length", model_cfg.get("block_size", window))  # block_size: before v0.2
     return PretrainedNet(model, streams, min(window, block))

@@ -49,7 +49,7 @@ def max_errors(T: int, alibi: bool, seed: int) -> tuple[float, float]:
     outs, grads = [], []
     for name in ("naive", "tiled"):
         qi, ki, vi = (t.clone().requires_grad_() for t in (q, k, v))
-        y = BACKENDS.get(name)(qi, ki, vi, alibi_slopes=slopes, block_size=BLOCK)
+        y = BACKENDS.get(name)(qi, ki, vi, alibi_slopes=slopes, tile=BLOCK)
         y.backward(d_out)
         outs.append(y.detach())
         grads.append([t.grad for t in (qi, ki, vi)])
@@ -76,7 +76,7 @@ def measure(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     mib: dict[str, list[float]] = {"naive": [], "tiled": []}
     for T in lengths:
         for name in mib:
-            mib[name].append(run_point(name, T, block_size=BLOCK, threads=torch.get_num_threads(),
+            mib[name].append(run_point(name, T, tile=BLOCK, threads=torch.get_num_threads(),
                                        seed=seed)["peak_mib"])
             ctx.log(f"memory {name} T={T}: {mib[name][-1]:.1f} MiB")
     exact = max(fwd_err, grad_err) <= EXACT_ATOL

@@ -101,7 +101,7 @@ def measure_nn(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
         figures[f"{c}_given_train_bpb"] = conditional_bits(c, train, held) / len(held)
         figures[f"{c}_alone_bpb"] = 8.0 * len(CLASSIC[c](held)) / len(held)
     for layers, width in s["models"]:
-        cfg = RunConfig.build(preset=None, model=dict(n_layer=layers, n_embd=width, n_head=4, block_size=s["block"]),
+        cfg = RunConfig.build(preset=None, model=dict(n_layer=layers, n_embd=width, n_head=4, context_length=s["block"]),
                               train=dict(corpus=name, steps=s["steps"], batch_size=s["batch"], seed=seed,
                                          warmup=max(1, s["steps"] // 10)))
         ctx.log(f"model {layers} x {width} ({budget}, seed {seed})")

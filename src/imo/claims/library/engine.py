@@ -35,11 +35,11 @@ from imo.train.trainer import train_or_reuse  # noqa: E402
 # smoke: seconds, never evidence. quick: a 2-layer model trained for a few seconds of one core, prompts
 # and answers a quarter of the benchmark's (256 + 128). full: the `tiny` preset's shape.
 SIZES: dict[str, dict[str, Any]] = {
-    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=4, block_size=32), steps=3, batch=4,
+    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=4, context_length=32), steps=3, batch=4,
                   prompts=1, prompt=12, answer=8, rejections=2, speculate=16),
-    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, block_size=128), steps=100, batch=8,
+    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, context_length=128), steps=100, batch=8,
                   prompts=2, prompt=64, answer=32, rejections=3, speculate=64),
-    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, block_size=256), steps=600, batch=16,
+    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, context_length=256), steps=600, batch=16,
                  prompts=4, prompt=128, answer=96, rejections=4, speculate=192),
 }
 

@@ -43,11 +43,11 @@ VISION = {
 }
 # the char model attacked by byte edits: trained on the skill `compare` alone
 TEXT = {
-    "smoke": (SkillsBudget(n_layer=1, n_embd=16, n_head=2, block_size=16, steps=3, batch_size=4,
+    "smoke": (SkillsBudget(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, batch_size=4,
                            n_train=40, n_test=5), dict(n=5, k=1, beam=1)),
-    "quick": (SkillsBudget(block_size=32, steps=200, batch_size=16, lr=1e-2, n_train=1000, n_test=30),
+    "quick": (SkillsBudget(context_length=32, steps=200, batch_size=16, lr=1e-2, n_train=1000, n_test=30),
               dict(n=30, k=2, beam=2)),
-    "full": (SkillsBudget(block_size=32, steps=1500, batch_size=32, n_train=3000, n_test=100),
+    "full": (SkillsBudget(context_length=32, steps=1500, batch_size=32, n_train=3000, n_test=100),
              dict(n=100, k=3, beam=4)),
 }
 
@@ -138,11 +138,11 @@ def trickability() -> Claim:
 # --- true-negative-hard ------------------------------------------------------------------------
 
 NEGATIVES = {
-    "smoke": NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, block_size=16, batch_size=4),
-    "quick": NegativesBudget(sizes=((2, 64),), steps=(220,), n_entities=12, block_size=32, batch_size=16,
+    "smoke": NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, context_length=16, batch_size=4),
+    "quick": NegativesBudget(sizes=((2, 64),), steps=(220,), n_entities=12, context_length=32, batch_size=16,
                              lr=1e-2),
     "full": NegativesBudget(sizes=((1, 32), (2, 64), (3, 96)), steps=(300, 1000), n_entities=40,
-                            block_size=32, batch_size=32),
+                            context_length=32, batch_size=32),
 }
 
 
@@ -203,12 +203,12 @@ def true_negative_hard() -> Claim:
 # --- skills-are-separate -----------------------------------------------------------------------
 
 SKILLS = {
-    "smoke": (("copy", "sort"), SkillsBudget(n_layer=1, n_embd=16, n_head=2, block_size=16, steps=3,
+    "smoke": (("copy", "sort"), SkillsBudget(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3,
                                              batch_size=4, n_train=40, n_test=5)),
-    "quick": (("count", "compare"), SkillsBudget(block_size=32, steps=150, batch_size=16, lr=1e-2,
+    "quick": (("count", "compare"), SkillsBudget(context_length=32, steps=150, batch_size=16, lr=1e-2,
                                               n_train=1000, n_test=40)),
     "full": (("count", "copy", "reverse", "sort", "add", "compare", "grid"),
-             SkillsBudget(block_size=32, steps=600, batch_size=16, n_train=2000, n_test=100)),
+             SkillsBudget(context_length=32, steps=600, batch_size=16, n_train=2000, n_test=100)),
 }
 FLOOR = 0.05  # a skill its own training does not lift above this cannot show transfer
 

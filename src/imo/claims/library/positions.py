@@ -52,11 +52,11 @@ ENCODINGS = ("learned", "sinusoidal", "rope", "alibi")
 # 2 cores; full: the `tiny` preset's width and depth at L = 128, 500 steps
 # (~2 minutes a model on a busy machine, so 4 models x 3 seeds fit in 30 minutes).
 SIZES: dict[str, dict[str, Any]] = {
-    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=4, block_size=16), steps=4, batch=4,
+    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=4, context_length=16), steps=4, batch=4,
                   warmup=1, windows=4, eval_tokens=1024, ft_steps=4),
-    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, block_size=32), steps=300, batch=16,
+    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, context_length=32), steps=300, batch=16,
                   warmup=20, windows=16, eval_tokens=8192, ft_steps=48),
-    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, block_size=128), steps=500, batch=16,
+    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, context_length=128), steps=500, batch=16,
                  warmup=50, windows=32, eval_tokens=32768, ft_steps=200),
 }
 
@@ -99,7 +99,7 @@ def measure_symmetry(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     s = SIZES[budget]
     val = load_corpus("python-docs").val
     gen = torch.Generator().manual_seed(1000 + seed)
-    x, _ = random_batch(val, s["model"]["block_size"], s["windows"], gen)  # (N, L) real text
+    x, _ = random_batch(val, s["model"]["context_length"], s["windows"], gen)  # (N, L) real text
     deep = max(2, s["model"]["n_layer"])
     figures: dict[str, Any] = {"_runs": [], "deep_layers": deep}
     for pos in ("none", *ENCODINGS, "none_deep"):
@@ -177,7 +177,7 @@ def unigram_bpb(max_tokens: int) -> float:
 def measure_extrapolation(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     s = SIZES[budget]
     figures: dict[str, Any] = {"_runs": [], "factors": list(FACTORS),
-                               "train_context": s["model"]["block_size"]}
+                               "train_context": s["model"]["context_length"]}
     for pos in ENCODINGS:
         run_id = base_run(pos, budget, seed, ctx)
         figures["_runs"].append(run_id)
@@ -249,7 +249,7 @@ def measure_interpolation(budget: str, seed: int, ctx: Context) -> dict[str, Any
     interp, extrap = curve["interpolation"], curve["extrapolation"]
     return {
         "_runs": [base, *curve["runs"]],
-        "train_context": s["model"]["block_size"],
+        "train_context": s["model"]["context_length"],
         "context": curve["context"],
         "steps": curve["steps"],
         "bpb_interpolation": interp,

@@ -46,7 +46,7 @@ TOLERANCE, MARGIN = 0.04, 0.01
 
 
 def measure(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
-    models = [dict(n_layer=L, n_embd=d, n_head=max(1, d // HEAD_SIZE), block_size=CONTEXT[budget])
+    models = [dict(n_layer=L, n_embd=d, n_head=max(1, d // HEAD_SIZE), context_length=CONTEXT[budget])
               for L, d in SIZES[budget]]  # fmt: skip
     points = train_sweep(models, TRAIN[budget], seed, ctx)
     N = np.array([p["params"] for p in points], dtype=float)

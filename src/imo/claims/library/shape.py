@@ -33,7 +33,7 @@ SHAPES: dict[str, list[tuple[int, int]]] = {
     "full": [(16, 64), (7, 96), (4, 128), (1, 256)],  # ~0.79M, the size of the "tiny" preset
 }
 
-# one training recipe per budget; tokens = steps * batch_size * block_size, the same for every model
+# one training recipe per budget; tokens = steps * batch_size * context_length, the same for every model
 TRAIN: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=8, batch_size=4, warmup=2, eval_batches=1),
     "quick": dict(steps=300, batch_size=8, warmup=30, eval_batches=2),
@@ -58,7 +58,7 @@ WIDTH_MARGIN = 0.05
 HEADS_MARGIN = 0.25
 
 def shape_model(n_layer: int, n_embd: int, context: int) -> dict[str, Any]:
-    return dict(n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // HEAD_SIZE), block_size=context)
+    return dict(n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // HEAD_SIZE), context_length=context)
 
 
 def _label(p: dict[str, Any]) -> str:
@@ -134,7 +134,7 @@ def width_over_depth() -> Claim:
 
 
 def measure_heads(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
-    trunk = dict(HEADS_TRUNK[budget], block_size=CONTEXT[budget])
+    trunk = dict(HEADS_TRUNK[budget], context_length=CONTEXT[budget])
     points = train_sweep([dict(trunk, n_future=k) for k in HEADS], TRAIN[budget], seed, ctx)
     bpb = {p["n_future"]: p["val_bpb"] for p in points}
     gain4 = bpb[1] - bpb[4]

@@ -46,11 +46,11 @@ from imo.train.trainer import train_or_reuse  # noqa: E402
 # --- the char models shared by three claims ---------------------------------------------------------
 
 CHAR: dict[str, dict[str, Any]] = {
-    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=2, block_size=16), steps=4, batch=4,
+    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=2, context_length=16), steps=4, batch=4,
                   eval_bytes=1024, ft=2, lottery_rounds=1, lottery_steps=4),
-    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, block_size=32), steps=200, batch=16,
+    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, context_length=32), steps=200, batch=16,
                   eval_bytes=4096, ft=10, lottery_rounds=0, lottery_steps=0),
-    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, block_size=64), steps=600, batch=16,
+    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, context_length=64), steps=600, batch=16,
                  eval_bytes=32768, ft=50, lottery_rounds=5, lottery_steps=200),
 }
 # the char-model lottery retrains from scratch twice a round, so it uses the quick model's size
@@ -435,7 +435,7 @@ def measure_outliers(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     s = CHAR[budget]
     base = char_run(budget, seed, ctx)
     eb = s["eval_bytes"]
-    x = validation_windows("python-docs", s["model"]["block_size"], 4, seed)
+    x = validation_windows("python-docs", s["model"]["context_length"], 4, seed)
     figures: dict[str, Any] = {"_runs": [base], "outlier_scale": OUTLIER_SCALE, "eval_bytes": eb}
     for variant in ("plain", "induced"):
         model, _ = load_model(ctx.store.run_dir(base))
