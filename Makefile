@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/imo demo
 
 test: install-dev
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --durations=15
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
