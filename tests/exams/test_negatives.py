@@ -5,11 +5,11 @@ import pytest
 
 from imo.data.corpora import load_corpus
 from imo.errors import ConfigError
-from imo.exams.negatives import NegativesBudget, corpus_text, negatives_exam
-from imo.exams.skills import corpus_file
+from imo.exams.negatives import NegativesSize, corpus_text, negatives_exam
+from imo.exams.textmodel import corpus_file
 from imo.tasks.facts import FactBase
 
-TINY = NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, context_length=16, batch_size=4)
+TINY = NegativesSize(sizes=((1, 16),), steps=(3,), n_entities=6, context_length=16, batch_size=4)
 
 
 def test_every_fact_is_in_the_training_split():
@@ -34,6 +34,6 @@ def test_exam_rates_on_a_tiny_run():
 
 def test_bad_sizes():
     with pytest.raises(ConfigError, match="multiple of 4 heads"):
-        negatives_exam(NegativesBudget(sizes=((1, 30),)))
+        negatives_exam(NegativesSize(sizes=((1, 30),)))
     with pytest.raises(ConfigError, match="at least one"):
-        negatives_exam(NegativesBudget(steps=()))
+        negatives_exam(NegativesSize(steps=()))

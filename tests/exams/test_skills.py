@@ -8,11 +8,12 @@ import torch
 import imo.exams.trick as trick
 from imo import tasks
 from imo.errors import ConfigError
-from imo.exams.skills import SkillsBudget, answer, check_expressible, check_skills, skills_exam
+from imo.exams.skills import SkillsSize, check_skills, skills_exam
+from imo.exams.textmodel import answer, check_expressible
 from imo.model import GPT, ModelConfig
 from imo.runs.store import RunStore
 
-TINY = SkillsBudget(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, batch_size=4,
+TINY = SkillsSize(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, batch_size=4,
                     n_train=40, n_test=5)
 
 
@@ -95,7 +96,7 @@ def test_test_sets_do_not_depend_on_what_is_trained():
 def test_an_interrupted_training_run_is_never_measured(monkeypatch, tmp_path):
     import imo.train.trainer as trainer
     from imo.errors import ImoError
-    from imo.exams.skills import train_run
+    from imo.exams.textmodel import train_run
 
     store = RunStore.open()
     rid = store.create_run("train", "stopped", {"x": 1})

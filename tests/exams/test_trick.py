@@ -8,7 +8,7 @@ from torch import nn
 
 from imo.errors import ConfigError, DataError
 from imo.exams.trick import (
-    VisionBudget,
+    VisionSize,
     adversarial_training_effect,
     check_eps,
     fgsm,
@@ -76,7 +76,7 @@ def test_minimal_eps_flips_and_smaller_does_not():
 
 def test_vision_exam_on_digits():
     out = vision_exam("digits", eps=(0.0, 0.25), seed=0, archs=("softmax",),
-                      budget=VisionBudget(epochs=2, max_test=60))
+                      size=VisionSize(epochs=2, max_test=60))
     rows = out["rows"]
     assert len(rows) == 4 and out["n_test"] == 60
     at0 = [r for r in rows if r["eps"] == 0.0]

@@ -92,7 +92,7 @@ def trick_command(
         if max_test is not None and max_test < 1:
             raise ConfigError(f"max-test must be >= 1, got {max_test}")
         out = trick.vision_exam(target, eps=trick.check_eps(_numbers(eps, "--eps")), attack=attack, seed=seed,
-                                budget=trick.VisionBudget(epochs=epochs, pgd_steps=pgd_steps, max_test=max_test),
+                                size=trick.VisionSize(epochs=epochs, pgd_steps=pgd_steps, max_test=max_test),
                                 adv_eps=adv_eps, adversarial=adversarial, log=_log(quiet))
         print_table(["model", "eps", "clean error", "error", "confidence", "median min eps"],
                     [[r["model"], f"{r['eps']:g}", _pct(r["clean_error"]), _pct(r["error"]), _pct(r["confidence"]),
@@ -124,14 +124,14 @@ def negatives_command(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """True positives vs true negatives on a generated fact base, by model size and training length."""
-    from imo.exams.negatives import NegativesBudget, negatives_exam
+    from imo.exams.negatives import NegativesSize, negatives_exam
 
     step_list = _numbers(steps, "--steps", int)
     if min(step_list) < 1:
         raise ConfigError(f"--steps must be positive, got {steps!r}")
-    budget = NegativesBudget(sizes=tuple(_sizes(sizes)), steps=tuple(step_list), n_entities=entities,
+    size = NegativesSize(sizes=tuple(_sizes(sizes)), steps=tuple(step_list), n_entities=entities,
                              context_length=32)
-    out = negatives_exam(budget, seed=seed, store=_store(), quiet=quiet, log=_log(quiet))
+    out = negatives_exam(size, seed=seed, store=_store(), quiet=quiet, log=_log(quiet))
     print_table(["run", "size", "params", "steps", "TPR", "TNR", "present called unknown"],
                 [[r["run"], f"{r['n_layer']}x{r['n_embd']}", f"{r['params']:,}", r["steps"], _pct(r["tpr"]),
                   _pct(r["tnr"]), _pct(r["positives_called_unknown"])] for r in out["rows"]],
@@ -146,22 +146,22 @@ def skills_command(
     steps: Annotated[int, Opt(help="Training steps.")] = 600,
     layers: Annotated[int, Opt(help="Blocks of the model.")] = 2,
     width: Annotated[int, Opt(help="Embedding width of the model.")] = 64,
-    level: Annotated[int, Opt(help="Difficulty level: 1 (short inputs) or 2.")] = 1,
+    difficulty: Annotated[int, Opt(help="Task difficulty: 1 (short inputs) or 2.")] = 1,
     n_train: Annotated[int, Opt(help="Training problems per skill.")] = 2000,
     n_test: Annotated[int, Opt(help="Held-out problems per skill.")] = 100,
     seed: Annotated[int, Opt(help="Seed of the problems and the training.")] = 0,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train a byte model on one or several skills of the battery and test it on each."""
-    from imo.exams.skills import SkillsBudget, check_skills, skills_exam
+    from imo.exams.skills import SkillsSize, check_skills, skills_exam
 
     names = check_skills([s.strip() for s in train.split(",") if s.strip()])
     for name, v in (("steps", steps), ("layers", layers), ("n-train", n_train), ("n-test", n_test)):
         if v < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
-    budget = SkillsBudget(n_layer=layers, n_embd=width, steps=steps, level=level, n_train=n_train,
-                          n_test=n_test, context_length=32 if level == 1 else 64)
-    out = skills_exam(names, budget, seed=seed, quiet=quiet, run=run, log=_log(quiet))
+    size = SkillsSize(n_layer=layers, n_embd=width, steps=steps, difficulty=difficulty, n_train=n_train,
+                      n_test=n_test, context_length=32 if difficulty == 1 else 64)
+    out = skills_exam(names, size, seed=seed, quiet=quiet, run=run, log=_log(quiet))
     trained = set(out["train_skills"])
     print_table(["skill", "trained on", "accuracy"],
                 [[s.removeprefix("skill-"), "yes" if s in trained else "no", _pct(a)] for s, a in out["accuracy"].items()],

@@ -12,7 +12,7 @@ The corpus file ends with a copy of its first lines, at least a tenth of it, so 
 trainer's validation split (the file's last 10%) holds only repeated facts and every fact is in
 the training split.
 
-    rows = negatives_exam(NegativesBudget(sizes=((2, 64),), steps=(300, 600)), seed=0)
+    rows = negatives_exam(NegativesSize(sizes=((2, 64),), steps=(300, 600)), seed=0)
 """
 
 from collections.abc import Callable, Sequence
@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from imo.errors import ConfigError
-from imo.exams.skills import answer, check_expressible, corpus_file, train_run
+from imo.exams.textmodel import RunSize, answer, check_expressible, corpus_file, train_run
 from imo.tasks.facts import UNKNOWN, FactBase
 
 
 @dataclass(frozen=True)
-class NegativesBudget:
+class NegativesSize:
     sizes: tuple[tuple[int, int], ...] = ((1, 32), (2, 64), (4, 128))  # (n_layer, n_embd)
     steps: tuple[int, ...] = (300, 1000)
     n_entities: int = 40
@@ -33,17 +33,6 @@ class NegativesBudget:
     context_length: int = 64
     batch_size: int = 32
     lr: float = 3e-3
-
-
-@dataclass(frozen=True)
-class _RunSize:  # what train_run reads
-    n_layer: int
-    n_embd: int
-    n_head: int
-    context_length: int
-    steps: int
-    batch_size: int
-    lr: float
 
 
 def corpus_text(base: FactBase) -> str:
@@ -76,36 +65,36 @@ def rates(model, base: FactBase) -> dict[str, float]:
     }
 
 
-def negatives_exam(budget: NegativesBudget = NegativesBudget(), seed: int = 0, store=None,
+def negatives_exam(size: NegativesSize = NegativesSize(), seed: int = 0, store=None,
                    quiet: bool = True, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Train one model per (size, steps) on the fact base of `seed` and measure TPR and TNR."""
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
 
-    if not budget.sizes or not budget.steps:
+    if not size.sizes or not size.steps:
         raise ConfigError("give at least one model size and one training length")
-    for n_layer, n_embd in budget.sizes:
-        if n_layer < 1 or n_embd < budget.n_head or n_embd % budget.n_head:
+    for n_layer, n_embd in size.sizes:
+        if n_layer < 1 or n_embd < size.n_head or n_embd % size.n_head:
             raise ConfigError(f"size {n_layer}x{n_embd}: layers must be >= 1 and the width a "
-                              f"multiple of {budget.n_head} heads")
+                              f"multiple of {size.n_head} heads")
     store = store or RunStore.open()
-    base = FactBase.generate(seed, budget.n_entities)
+    base = FactBase.generate(seed, size.n_entities)
     corpus = corpus_file(corpus_text(base), "facts")
     rows = []
-    for n_layer, n_embd in budget.sizes:
-        for steps in budget.steps:
+    for n_layer, n_embd in size.sizes:
+        for steps in size.steps:
             log(f"model {n_layer}x{n_embd}, {steps} steps")
-            size = _RunSize(n_layer, n_embd, budget.n_head, budget.context_length, steps, budget.batch_size, budget.lr)
-            run_id = train_run(corpus, size, seed, store, quiet)
+            run = RunSize(n_layer, n_embd, size.n_head, size.context_length, steps, size.batch_size, size.lr)
+            run_id = train_run(corpus, run, seed, store, quiet)
             model, _ = load_model(store.run_dir(run_id))
             rows.append({"run": run_id, "n_layer": n_layer, "n_embd": n_embd, "steps": steps,
                          "params": model.num_params(), **rates(model, base)})
-    return {"seed": seed, "budget": asdict(budget), "rows": rows,
+    return {"seed": seed, "size": asdict(size), "rows": rows,
             "n_present": len(base.present), "n_taught_absent": len(base.taught_absent),
             "n_held_absent": len(base.held_absent)}
 
 
-def with_sizes(budget: NegativesBudget, sizes: Sequence[tuple[int, int]] | None = None,
-               steps: Sequence[int] | None = None) -> NegativesBudget:
-    return replace(budget, sizes=tuple(sizes) if sizes else budget.sizes,
-                   steps=tuple(steps) if steps else budget.steps)
+def with_sizes(size: NegativesSize, sizes: Sequence[tuple[int, int]] | None = None,
+               steps: Sequence[int] | None = None) -> NegativesSize:
+    return replace(size, sizes=tuple(sizes) if sizes else size.sizes,
+                   steps=tuple(steps) if steps else size.steps)

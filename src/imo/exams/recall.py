@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from imo.errors import ConfigError, DataError
+from imo.exams.textmodel import RunSize, corpus_file, greedy_continue, train_run
 
 
 def recall_positions(length: int, prefix: int, k: int, n: int, seed: int) -> list[int]:
@@ -36,20 +37,6 @@ def recall_positions(length: int, prefix: int, k: int, n: int, seed: int) -> lis
     rng = random.Random(seed)
     picks = rng.sample(range(valid), n) if n < valid else range(valid)
     return sorted(first + i for i in picks)
-
-
-@torch.no_grad()
-def greedy_continue(model, contexts: torch.Tensor, k: int) -> torch.Tensor:
-    """Greedy continuation of a batch of equal-length contexts (B, T) by k tokens -> (B, k).
-    The window slides at the model's block size, as `imo.engine.sample` does."""
-    x = contexts
-    out = []
-    for _ in range(k):
-        logits, _ = model(x[:, -model.cfg.context_length:])
-        nxt = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
-        out.append(nxt)
-        x = torch.cat([x, nxt], dim=1)
-    return torch.cat(out, dim=1)
 
 
 def check_recall_args(prefix: int, k: int, n: int) -> None:
@@ -139,8 +126,6 @@ def recall_sweep(sizes: list[tuple[int, int]], steps: int = 2000, text_bytes: in
     `text_bytes` of python-docs (small, so that memorising is possible), each examined by
     `recall_exam`. Returns one row per size."""
     from imo.data.corpora import CORPORA
-    from imo.exams.negatives import _RunSize
-    from imo.exams.skills import corpus_file, train_run
     from imo.runs.store import RunStore
 
     if text_bytes < 1000:
@@ -155,7 +140,7 @@ def recall_sweep(sizes: list[tuple[int, int]], steps: int = 2000, text_bytes: in
         if n_layer < 1 or n_embd < 4 or n_embd % 4:
             raise ConfigError(f"size {n_layer}x{n_embd}: layers must be >= 1 and the width a multiple of 4")
         log(f"model {n_layer}x{n_embd}, {steps} steps on {text_bytes:,} bytes")
-        run_id = train_run(corpus, _RunSize(n_layer, n_embd, 4, 128, steps, 16, 3e-3), seed, store, quiet)
+        run_id = train_run(corpus, RunSize(n_layer, n_embd, 4, 128, steps, 16, 3e-3), seed, store, quiet)
         rows.append({"n_layer": n_layer, "n_embd": n_embd, "steps": steps, "text_bytes": text_bytes,
                      **recall_exam(run_id, store, seed=seed, **recall_kw)})
     return rows

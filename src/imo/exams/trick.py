@@ -165,7 +165,7 @@ def minimal_eps(model: nn.Module, x: Tensor, y: Tensor, attack: str = "fgsm", ep
 
 
 @dataclass(frozen=True)
-class VisionBudget:
+class VisionSize:
     epochs: int = 30
     hidden: int = 128
     pgd_steps: int = 10
@@ -173,7 +173,7 @@ class VisionBudget:
 
 
 def vision_exam(data: str = "digits", eps: Sequence[float] = (0.05, 0.1, 0.25), attack: str = "fgsm",
-                seed: int = 0, budget: VisionBudget = VisionBudget(), adv_eps: float = 0.25,
+                seed: int = 0, size: VisionSize = VisionSize(), adv_eps: float = 0.25,
                 archs: Sequence[str] = ARCHS, adversarial: bool = True,
                 log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Train each classifier (and, with `adversarial`, its adversarially trained twin), then
@@ -188,18 +188,18 @@ def vision_exam(data: str = "digits", eps: Sequence[float] = (0.05, 0.1, 0.25), 
     d = load(data, seed=seed)
     xtr, ytr = torch.from_numpy(d.x_train), torch.from_numpy(d.y_train)
     xte, yte = torch.from_numpy(d.x_test), torch.from_numpy(d.y_test)
-    if budget.max_test is not None:
-        xte, yte = xte[:budget.max_test], yte[:budget.max_test]
+    if size.max_test is not None:
+        xte, yte = xte[:size.max_test], yte[:size.max_test]
     atk = attack_fn(attack)
-    kw = {"steps": budget.pgd_steps} if attack == "pgd" else {}
+    kw = {"steps": size.pgd_steps} if attack == "pgd" else {}
     rows, models = [], {}
     for arch in archs:
         for adv in ((False, True) if adversarial else (False,)):
             name = arch + (" adv" if adv else "")
             log(f"training {name} on {d.source}")
             torch.manual_seed(seed)
-            model = make_classifier(arch, xtr.shape[1], d.n_classes, budget.hidden)
-            fit(model, xtr, ytr, budget.epochs, seed, adv_eps=adv_eps if adv else None)
+            model = make_classifier(arch, xtr.shape[1], d.n_classes, size.hidden)
+            fit(model, xtr, ytr, size.epochs, seed, adv_eps=adv_eps if adv else None)
             models[name] = model
             clean_err, clean_conf = error_and_confidence(model, xte, yte)
             min_eps = minimal_eps(model, xte, yte, attack, **kw)
@@ -244,7 +244,7 @@ def answer_scores(model, prompts: Sequence[str], answer: str) -> tuple[Tensor, T
     """Teacher-forced scores of `answer` + newline after each prompt (all of one length):
     (log-probability of the answer, whether greedy decoding would reproduce it exactly). Greedy
     decoding reproduces it iff every answer byte is the argmax given the bytes before it."""
-    from imo.exams.skills import LINE_START
+    from imo.exams.textmodel import LINE_START
 
     target = (answer + "\n").encode("utf-8")
     seqs = [list((LINE_START + p).encode("utf-8") + target) for p in prompts]
@@ -295,11 +295,12 @@ def min_byte_edits(model, task, prompt: str, answer: str, k: int = 3, beam: int 
 
 
 def text_exam(run: str, task_name: str = "compare", k: int = 3, beam: int = 4, n: int = 50,
-              seed: int = 0, level: int = 1, store=None) -> dict[str, Any]:
+              seed: int = 0, difficulty: int = 1, store=None) -> dict[str, Any]:
     """Attack a char run on `n` held-out problems of a skill (the test split the skills exam
     uses): minimal byte edits per correctly answered prompt and trickability@1..k."""
     from imo import tasks
-    from imo.exams.skills import LINE_START, check_expressible, check_skills
+    from imo.exams.skills import check_skills
+    from imo.exams.textmodel import LINE_START, check_expressible
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
 
@@ -310,7 +311,7 @@ def text_exam(run: str, task_name: str = "compare", k: int = 3, beam: int = 4, n
     run_id = store.resolve(run)
     model, _ = load_model(store.run_dir(run_id))
     task = tasks.get(name)
-    _, test = tasks.split(task, level, 0, n, seed)
+    _, test = tasks.split(task, difficulty, 0, n, seed)
     check_expressible(model, [LINE_START + p.prompt + p.answer + "\n" for p in test], f"task {name}")
     alphabet = "".join(sorted({c for p in test for c in task.parse(p.prompt)}))
     edits = [min_byte_edits(model, task, p.prompt, p.answer, k, beam, alphabet) for p in test]

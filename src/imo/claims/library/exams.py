@@ -23,11 +23,11 @@ from typing import Any
 
 from imo.claims.plotting import plt, save_figure
 from imo.claims.registry import Claim, Context, Rule, register
-from imo.exams.negatives import NegativesBudget, negatives_exam
-from imo.exams.skills import SkillsBudget, skills_exam
+from imo.exams.negatives import NegativesSize, negatives_exam
+from imo.exams.skills import SkillsSize, skills_exam
 from imo.exams.trick import (
     PAPER_MNIST,
-    VisionBudget,
+    VisionSize,
     adversarial_training_effect,
     text_exam,
     vision_exam,
@@ -37,24 +37,24 @@ from imo.exams.trick import (
 
 EPS = {"smoke": (0.1, 0.25), "quick": (0.05, 0.1, 0.25), "full": (0.02, 0.05, 0.1, 0.15, 0.25, 0.35, 0.5)}
 VISION = {
-    "smoke": VisionBudget(epochs=1, hidden=32, max_test=60),
-    "quick": VisionBudget(epochs=15),
-    "full": VisionBudget(epochs=40),
+    "smoke": VisionSize(epochs=1, hidden=32, max_test=60),
+    "quick": VisionSize(epochs=15),
+    "full": VisionSize(epochs=40),
 }
 # the char model attacked by byte edits: trained on the skill `compare` alone
 TEXT = {
-    "smoke": (SkillsBudget(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, batch_size=4,
+    "smoke": (SkillsSize(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, batch_size=4,
                            n_train=40, n_test=5), dict(n=5, k=1, beam=1)),
-    "quick": (SkillsBudget(context_length=32, steps=200, batch_size=16, lr=1e-2, n_train=1000, n_test=30),
+    "quick": (SkillsSize(context_length=32, steps=200, batch_size=16, lr=1e-2, n_train=1000, n_test=30),
               dict(n=30, k=2, beam=2)),
-    "full": (SkillsBudget(context_length=32, steps=1500, batch_size=32, n_train=3000, n_test=100),
+    "full": (SkillsSize(context_length=32, steps=1500, batch_size=32, n_train=3000, n_test=100),
              dict(n=100, k=3, beam=4)),
 }
 
 
 def measure_trickability(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     ctx.log("digits: softmax and MLP, standard and adversarially trained, FGSM")
-    vis = vision_exam("digits", eps=EPS[budget], attack="fgsm", seed=seed, budget=VISION[budget])
+    vis = vision_exam("digits", eps=EPS[budget], attack="fgsm", seed=seed, size=VISION[budget])
     at = {(r["model"], r["eps"]): r for r in vis["rows"]}
     figures: dict[str, Any] = {"eps": list(EPS[budget]), "_runs": []}
     for name in ("softmax", "softmax adv", "mlp", "mlp adv"):
@@ -138,10 +138,10 @@ def trickability() -> Claim:
 # --- true-negative-hard ------------------------------------------------------------------------
 
 NEGATIVES = {
-    "smoke": NegativesBudget(sizes=((1, 16),), steps=(3,), n_entities=6, context_length=16, batch_size=4),
-    "quick": NegativesBudget(sizes=((2, 64),), steps=(220,), n_entities=12, context_length=32, batch_size=16,
+    "smoke": NegativesSize(sizes=((1, 16),), steps=(3,), n_entities=6, context_length=16, batch_size=4),
+    "quick": NegativesSize(sizes=((2, 64),), steps=(220,), n_entities=12, context_length=32, batch_size=16,
                              lr=1e-2),
-    "full": NegativesBudget(sizes=((1, 32), (2, 64), (3, 96)), steps=(300, 1000), n_entities=40,
+    "full": NegativesSize(sizes=((1, 32), (2, 64), (3, 96)), steps=(300, 1000), n_entities=40,
                             context_length=32, batch_size=32),
 }
 
@@ -203,12 +203,12 @@ def true_negative_hard() -> Claim:
 # --- skills-are-separate -----------------------------------------------------------------------
 
 SKILLS = {
-    "smoke": (("copy", "sort"), SkillsBudget(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3,
+    "smoke": (("copy", "sort"), SkillsSize(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3,
                                              batch_size=4, n_train=40, n_test=5)),
-    "quick": (("count", "compare"), SkillsBudget(context_length=32, steps=150, batch_size=16, lr=1e-2,
+    "quick": (("count", "compare"), SkillsSize(context_length=32, steps=150, batch_size=16, lr=1e-2,
                                               n_train=1000, n_test=40)),
     "full": (("count", "copy", "reverse", "sort", "add", "compare", "grid"),
-             SkillsBudget(context_length=32, steps=600, batch_size=16, n_train=2000, n_test=100)),
+             SkillsSize(context_length=32, steps=600, batch_size=16, n_train=2000, n_test=100)),
 }
 FLOOR = 0.05  # a skill its own training does not lift above this cannot show transfer
 
