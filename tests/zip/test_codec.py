@@ -155,3 +155,42 @@ def test_five_texts_round_trip_with_the_defaults(shared_data):
         piece = data[len(data) // 2: len(data) // 2 + 8192]
         blob = roundtrip(piece, ZipSettings.build())
         assert len(blob) < len(piece) * 0.5, name
+
+
+def test_every_mid_stream_flip_is_refused_cleanly(blob):
+    """Issue 12: single-byte flips inside the coder words (not only the header) used to reach the
+    range decoder's AssertionError. Flips of every third payload byte (two masks, alternating)
+    must give the original or ZipFormatError, nothing else."""
+    f = io.BytesIO(blob)
+    C.read_header(f)
+    start, end = f.tell() + 8, len(blob) - 48  # first coder word .. the end marker
+    assert end - start >= 16
+    outcomes = {"refused": 0, "same": 0}
+    for pos in range(start, end, 3):
+        for mask in ((0xEC, 0x01)[pos % 2],):
+            bad = bytearray(blob)
+            bad[pos] ^= mask
+            try:
+                out = decompress_bytes(bytes(bad))
+            except C.ZipFormatError:
+                outcomes["refused"] += 1
+                continue
+            assert out == TEXT[:600]  # a flip in slack bits of the last word
+            outcomes["same"] += 1
+    assert outcomes["refused"] > outcomes["same"]
+
+
+def test_decoder_assertion_becomes_a_format_error(blob, monkeypatch):
+    """Whatever the entropy decoder raises when words and frequencies disagree (corruption, or a
+    machine whose predictions differ) surfaces as ZipFormatError."""
+    import constriction
+
+    class Broken:
+        def __init__(self, words):
+            pass
+
+        def decode(self, family, freq):
+            raise AssertionError("Tried to decode from compressed data that is invalid")
+
+    monkeypatch.setattr(constriction.stream.queue, "RangeDecoder", Broken)
+    refuses(blob, "range decoder failed")

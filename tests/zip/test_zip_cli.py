@@ -69,3 +69,75 @@ def test_stdin_garbage_is_refused(bad):
     _mount()
     res = CliRunner().invoke(app, ["unzip", "-", "-q"], input=bad)
     assert isinstance(res.exception, ZipFormatError)
+
+
+def test_corrupt_file_from_the_issue_is_one_line_exit_2(tmp_path, capsys, shared_data):
+    """Issue 12's reproduction: the first 2,000 bytes of lcet10.txt, default settings, byte 498
+    flipped with 0xEC: an AssertionError traceback and exit 1 before."""
+    src = tmp_path / "a.txt"
+    src.write_bytes((shared_data / "lcet10.txt").read_bytes()[:2000])
+    assert run_main(["zip", str(src), "-q"], capsys)[0] == 0
+    packed = tmp_path / "a.txt.imz"
+    bad = bytearray(packed.read_bytes())
+    bad[498] ^= 0xEC
+    packed.write_bytes(bytes(bad))
+    src.unlink()
+    code, err = run_main(["unzip", str(packed), "-q"], capsys)
+    assert code == 2 and err.startswith("imo: error: ") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt.imz"]  # nothing half-written
+
+
+def test_directories_are_refused_before_any_work(tmp_path, capsys):
+    src = tmp_path / "a.txt"
+    src.write_bytes(TEXT)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, err = run_main(["zip", str(folder), *ARGS], capsys)
+    assert code == 2 and "is a directory" in err and "no such file" not in err
+    for extra in ([], ["--force"]):
+        code, err = run_main(["zip", str(src), "-o", str(folder), *ARGS, *extra], capsys)
+        assert code == 2 and "is a directory" in err and err.count("\n") == 1, err
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "folder"]
+
+
+def test_sigterm_during_zip_leaves_no_temporary(tmp_path):
+    """SIGTERM unwinds like Ctrl-C: exit 143, no `.NAME.PID.HEX.tmp.imz`, no output."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "big.txt"
+    src.write_bytes(TEXT * 400)  # ~32 KB of the mix at level 1: tens of seconds, far longer than the wait
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "imo", "zip", str(src), "--level", "1", "-q"],
+                            env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".tmp.imz") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    assert any(p.name.endswith(".tmp.imz") for p in tmp_path.iterdir()), "the temporary never appeared"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert b"Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
+
+
+def test_bench_rows_go_to_stdout_when_piped(tmp_path):
+    """Piped, every row (baselines and imo's) is on stdout as tab-separated text; stderr is quiet."""
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "s.txt"
+    src.write_bytes(TEXT[:400])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "imo", "zip", "--bench", str(src), "--level", "1"],
+                          env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert lines[0].startswith("file\ttool\tbytes")
+    tools = [line.split("\t")[1] for line in lines[1:]]
+    assert {"gzip -9", "xz -9e", "imo stats", "imo net", "imo mix"} <= set(tools)
+    assert done.stderr == b""

@@ -1,8 +1,8 @@
 """`imo zip --bench`: imo zip beside the classic compressors on the same files, in one run.
 
-Baselines (all through their Python packages, each decompressed and checked): gzip -9, bzip2 -9,
-xz -9e (the standard library's zlib/bz2/lzma, the same as `imo.baselines`), zstd -19 (`zstandard`),
-brotli 11 (`brotli`), PPMd variant H (7-Zip's PPMd7; `pyppmd`), order 6, 16 MB of memory. imo's
+Baselines: every compressor of `imo.baselines` (gzip -9, bzip2 -9, xz -9e, zstd -19, brotli 11,
+PPMd H through pyppmd; zpaq -m5 and 7-Zip's PPMd where those programs are installed), each
+decompressed and checked. imo's
 rows are its three predictors: context statistics alone, the online network alone, and the mix.
 Speeds are KB/s of original bytes (1 KB = 1000 bytes), single-threaded, from wall time on whatever
 load the machine has and from the process's CPU time (what an otherwise idle core would give, up to
@@ -13,51 +13,20 @@ cache sharing): compare ratios measured in the same run, not absolute figures.
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from imo.baselines import COMPRESSORS, get
 from imo.zip.codec import compress_bytes, decompress_bytes
 from imo.zip.predictor import Predictor
 from imo.zip.settings import ZipSettings
 
-
-def _baselines() -> dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]]:
-    import brotli
-    import zstandard
-
-    zc, zd = zstandard.ZstdCompressor(level=19), zstandard.ZstdDecompressor()
-    return {
-        "gzip -9": (lambda b: gzip.compress(b, compresslevel=9, mtime=0), gzip.decompress),
-        "bzip2 -9": (lambda b: bz2.compress(b, compresslevel=9), bz2.decompress),
-        "xz -9e": (lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
-        "zstd -19": (zc.compress, lambda b: zd.decompress(b)),
-        "brotli 11": (lambda b: brotli.compress(b, quality=11), brotli.decompress),
-        "PPMd H o6 16MB": (_ppmd_compress, _ppmd_decompress),
-    }
-
-
-# 7-Zip's PPMd (variant H, Ppmd7) keeps the original length in the archive header; here it
-# travels beside the stream (8 bytes, counted in the size).
-def _ppmd_compress(data: bytes) -> bytes:
-    import pyppmd
-
-    enc = pyppmd.Ppmd7Encoder(6, 16 << 20)
-    return len(data).to_bytes(8, "little") + enc.encode(data) + enc.flush()
-
-
-def _ppmd_decompress(blob: bytes) -> bytes:
-    import pyppmd
-
-    n = int.from_bytes(blob[:8], "little")
-    return pyppmd.Ppmd7Decoder(6, 16 << 20).decode(blob[8:], n)
-
-
-BASELINES = ("gzip -9", "bzip2 -9", "xz -9e", "zstd -19", "brotli 11", "PPMd H o6 16MB")
+# the rows, by label, from the one table in imo.baselines; external programs (zpaq, 7zz) are
+# skipped where they are not installed
+BASELINES = tuple(c.label for c in COMPRESSORS.values())
 
 
 @dataclass
@@ -95,19 +64,26 @@ COLUMNS = ["file", "tool", "bytes", "bits/byte", "compress KB/s", "decompress KB
            "compress KB/s (CPU)", "decompress KB/s (CPU)", "µs/byte", "FLOPs/byte"]
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the external archivers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class Timer:
     """Wall and CPU seconds of a block."""
 
     def __enter__(self) -> Timer:
-        self.w, self.c = time.perf_counter(), time.process_time()
+        self.w, self.c = time.perf_counter(), _cpu()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
+        self.wall, self.cpu = time.perf_counter() - self.w, _cpu() - self.c
 
 
 def bench_baseline(name: str, data: bytes, file: str = "") -> BenchRow:
-    comp, decomp = _baselines()[name]
+    c = get(name)
+    comp, decomp = c.compress, c.decompress
     with Timer() as tc:
         blob = comp(data)
     with Timer() as td:
@@ -145,7 +121,11 @@ def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("stats", "ne
     for path in files:
         data = path.read_bytes()
         for name in baselines:
+            if not get(name).available():
+                continue
             rows.append(bench_baseline(name, data, path.name))
+            if log:
+                log("\t".join(rows[-1].cells()))
         for pred in predictors:
             rows.append(bench_imo(data, ZipSettings.build(level=level, predictor=pred), path.name))
             if log:

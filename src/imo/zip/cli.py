@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,8 @@ def _open_in(path: str) -> Iterator[BinaryIO]:
         yield sys.stdin.buffer
         return
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path} is a directory; name a file (or - for stdin)")
     if not p.is_file():
         raise DataError(f"no such file: {path}")
     with open(p, "rb") as f:
@@ -51,6 +55,8 @@ def _open_out(path: str, force: bool, inp: str) -> Iterator[BinaryIO]:
     from imo.atomic import atomic_path
 
     target = Path(path)
+    if target.is_dir():  # refused before any work, --force or not
+        raise ConfigError(f"output {path} is a directory; name a file (or - for stdout)")
     if inp != "-" and target.exists() and target.resolve() == Path(inp).resolve():
         raise ConfigError(f"output {path} is the input file")
     if target.exists() and not force:
@@ -59,6 +65,25 @@ def _open_out(path: str, force: bool, inp: str) -> Iterator[BinaryIO]:
         raise DataError(f"no such folder: {target.parent}")
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
         yield f
+
+
+@contextmanager
+def _terminable() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (exit 143), so the temporary output is removed on the way out;
+    Python's default for SIGTERM would kill the process before any cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        print("imo: terminated", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -111,7 +136,8 @@ def zip_command(
     inp = files[0]
     out = _output_for(inp, output, unzip=False)
     total = Path(inp).stat().st_size if inp != "-" and Path(inp).is_file() else None
-    with _open_in(inp) as src, _open_out(out, force, inp) as dst, _progress(quiet, "zip", total) as prog:
+    with _terminable(), _open_in(inp) as src, _open_out(out, force, inp) as dst, \
+            _progress(quiet, "zip", total) as prog:
         st = compress_stream(src, dst, settings, prog, model=info)
     if not quiet:
         with_model = ""
@@ -132,7 +158,8 @@ def unzip_command(
     from imo.zip.codec import decompress_stream
 
     out = _output_for(file, output, unzip=True)
-    with _open_in(file) as src, _open_out(out, force, file) as dst, _progress(quiet, "unzip", None) as prog:
+    with _terminable(), _open_in(file) as src, _open_out(out, force, file) as dst, \
+            _progress(quiet, "unzip", None) as prog:
         st = decompress_stream(src, dst, prog)
     if not quiet:
         print(f"{file} -> {out}: {st.original:,} bytes, checksum ok, "
@@ -140,13 +167,21 @@ def unzip_command(
 
 
 def _bench(files: list[str], level: int, quiet: bool, model: dict | None) -> None:
-    from imo.console import print_table
+    """On a terminal: progress lines on stderr, then the table. Piped: each row goes to stdout as
+    tab-separated text as soon as it is measured (a header line first), nothing on stderr."""
+    from imo.console import is_tty, print_table
     from imo.zip.bench import COLUMNS, bench_files
 
     paths = [Path(f) for f in files]
     for p in paths:
+        if p.is_dir():
+            raise DataError(f"{p} is a directory; name files")
         if not p.is_file():
             raise DataError(f"no such file: {p}")
+    if not is_tty():
+        print("\t".join(COLUMNS), flush=True)
+        bench_files(paths, level=level, log=lambda line: print(line, flush=True), model=model)
+        return
     log = None if quiet else (lambda line: print(line, file=sys.stderr))
     rows = bench_files(paths, level=level, log=log, model=model)
     print_table(COLUMNS, [r.cells() for r in rows], title="imo zip --bench")

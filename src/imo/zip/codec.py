@@ -147,7 +147,18 @@ def _decode_block(pr: Predictor, n: int, payload: bytes, stored: bool, family, p
         _run_block(pr, n, lambda t, m, freq: grid[:m, t], progress)
         return payload
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-    grid = _run_block(pr, n, lambda t, m, freq: decoder.decode(family, freq), progress)
+
+    def decode(t: int, m: int, freq: np.ndarray) -> np.ndarray:
+        try:
+            return decoder.decode(family, freq)
+        except (AssertionError, ValueError, RuntimeError):
+            # constriction asserts when the words cannot come from these frequencies: a corrupt
+            # payload, or predictions that differ from the encoder's
+            raise C.ZipFormatError(
+                f"corrupt input: the range decoder failed at byte {t} of a block's streams (the file is"
+                " corrupt, or this machine's predictions differ from the encoder's)") from None
+
+    grid = _run_block(pr, n, decode, progress)
     return grid.reshape(-1)[:n].tobytes()
 
 

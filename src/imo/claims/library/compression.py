@@ -17,9 +17,6 @@
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import math
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from imo.baselines import COMPRESSORS  # noqa: E402
 from imo.claims.plotting import save_figure  # noqa: E402
 from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
 from imo.errors import DataError  # noqa: E402
@@ -39,18 +37,7 @@ from imo.errors import DataError  # noqa: E402
 SHARED_TEXT = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def _zstd(b: bytes) -> bytes:
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=19).compress(b)
-
-
-CLASSIC = {
-    "gzip": lambda b: gzip.compress(b, compresslevel=9, mtime=0),
-    "bzip2": lambda b: bz2.compress(b, compresslevel=9),
-    "xz": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
-    "zstd": _zstd,
-}
+CLASSIC = {k: COMPRESSORS[k].compress for k in ("gzip", "bzip2", "xz", "zstd")}  # the one table: imo.baselines
 
 
 def conditional_bits(name: str, prefix: bytes, data: bytes) -> float:
