@@ -41,6 +41,7 @@ def _mount() -> None:
     _mounted = True
     from imo.data.cli import corpora_command
     from imo.demo import demo_command
+    from imo.doctor import doctor_command
     from imo.engine.cli import sample_command
     from imo.runs.cli import app as runs_app
     from imo.train.cli import eval_command, train_command
@@ -57,6 +58,7 @@ def _mount() -> None:
     app.command("check")(check_command)
     app.command("report")(report_command)
     app.command("demo")(demo_command)
+    app.command("doctor")(doctor_command)
     app.add_typer(runs_app, name="runs")
     # Packages with several commands (zip/unzip, prune/quantize/..., serve, reason, exam) mount
     # them through a `register(app)` function in their cli module.
