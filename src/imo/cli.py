@@ -1,17 +1,46 @@
 """The `imo` command. Each package keeps its own sub-commands in imo/<pkg>/cli.py; this file
-mounts them and turns an ImoError into one line on stderr and exit code 2."""
+mounts them and turns an ImoError into one line on stderr and exit code 2.
+
+Help strings are plain text: Typer draws them with rich, which would read `[default: 16]` or
+`[model]` as markup and print nothing, so the root group escapes every help string of every
+command before it runs (whether from `main` or typer's CliRunner)."""
 
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from imo import paths
 from imo.errors import ImoError
 
+
+def escape_help(command) -> None:
+    """Escape rich markup in the help of `command`, its parameters and its sub-commands (once)."""
+    from rich.markup import escape
+
+    if getattr(command, "_imo_help_escaped", False):
+        return
+    command._imo_help_escaped = True
+    for owner in (command, *command.params):
+        for attr in ("help", "short_help", "epilog"):
+            text = getattr(owner, attr, None)
+            if isinstance(text, str) and text:
+                setattr(owner, attr, escape(text))
+    for sub in getattr(command, "commands", {}).values():
+        escape_help(sub)
+
+
+class _Root(TyperGroup):
+    def main(self, *args, **kwargs):
+        escape_help(self)
+        return super().main(*args, **kwargs)
+
+
 app = typer.Typer(
     name="imo",
+    cls=_Root,
     help="A laboratory for small transformer language models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

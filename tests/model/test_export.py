@@ -125,3 +125,17 @@ def test_cli_resolves_run_and_checks_format(tmp_path):
     assert res.stdout.strip() == str((tmp_path / "hf").resolve())
     res = runner.invoke(app, ["tiny-learned-export", "--format", "onnx", str(tmp_path / "x")])
     assert isinstance(res.exception, ConfigError) and "hf-gpt2" in str(res.exception)
+
+
+def test_a_missing_parent_folder_is_refused_like_zip_and_report(tmp_path, capsys):
+    from imo.cli import main
+
+    with RunStore.open() as s:
+        rid = s.create_run("train", "tiny-export-parent", {})
+        make_run(s.run_dir(rid))
+    out = tmp_path / "no" / "such" / "hf"
+    with pytest.raises(SystemExit) as e:
+        main(["export", rid, str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "does not exist" in err, err
+    assert not (tmp_path / "no").exists()  # nothing created

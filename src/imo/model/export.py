@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from imo.errors import ConfigError
+from imo.errors import ConfigError, DataError
 from imo.model.config import ModelConfig
 from imo.model.gpt import GPT
 
@@ -117,11 +117,12 @@ def export_hf_gpt2(run_dir: Path, out_dir: Path, force: bool = False) -> Path:
     out_dir = Path(out_dir).expanduser().resolve()
     if out_dir.exists() and not force and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"'{out_dir}' exists; pass --force to overwrite")
+    if not out_dir.parent.is_dir():  # as imo zip and imo report: never create folders on a typo
+        raise DataError(f"folder {out_dir.parent} does not exist")
     model, meta = load_model(Path(run_dir))
     cfg = model.cfg
     check_gpt2_shape(cfg)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
