@@ -136,3 +136,37 @@ def test_wide_beam_finds_the_best_sequence_by_exhaustive_search():
 def test_incoherent_configs_are_refused(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         GenerationConfig(**kw)
+
+
+def test_public_generate_many_prompts_n_samples_shared_prefix():
+    model = MockLM(vocab=6)
+    eng = Engine(model)
+    shared = [1, 2, 3, 4, 5, 1, 2, 3]
+    prompts = [bytes(shared + [4]), bytes(shared + [5]), bytes([0, 1])]
+    outs = eng.generate(prompts, n=3, max_tokens=6, temperature=0.9, seed=5)
+    assert [len(o) for o in outs] == [3, 3, 3]
+    # one prefill per prompt, the shared prefix computed once (a temporary prefix tree)
+    assert eng.stats.prefill_computed == 9 + 1 + 2 and eng.stats.prefill_reused == 8
+    again = Engine(MockLM(vocab=6)).generate(prompts, n=3, max_tokens=6, temperature=0.9, seed=5)
+    assert [[c.data for c in o] for o in outs] == [[c.data for c in o] for o in again]
+    # a row's sample does not depend on the other prompts in the call
+    alone = Engine(MockLM(vocab=6)).generate([prompts[0]], n=3, max_tokens=6, temperature=0.9, seed=5)
+    assert [c.tokens for c in alone[0]] == [c.tokens for c in outs[0]]
+    assert len({c.data for o in outs for c in o}) > 3
+    for p, o in zip(prompts, outs, strict=True):  # logprobs are the model's own after each row's prefix
+        for c in o:
+            assert len(c.tokens) == 6 and c.finish_reason == "length"
+            for i, (t, lp) in enumerate(zip(c.tokens, c.logprobs, strict=True)):
+                want = torch.log_softmax(model.logits_of([*p, *c.tokens[:i]]), -1)[t]
+                assert abs(lp - float(want)) < 1e-5
+    # greedy, bytes stops, and the refusals
+    [[g]] = eng.generate([b"\x01"], max_tokens=8, temperature=0)
+    [ref] = eng.complete([1], GenerationConfig(strategy="greedy", max_tokens=8))
+    assert g.tokens == ref.tokens
+    stop = bytes(g.tokens[2:4])
+    [[s]] = eng.generate([b"\x01"], max_tokens=8, temperature=0, stop=[stop])
+    assert s.finish_reason == "stop" and s.data == bytes(g.tokens[: bytes(g.tokens).find(stop)])
+    with pytest.raises(ConfigError, match="identical"):
+        eng.generate([b"\x01"], n=2, temperature=0)
+    with pytest.raises(ConfigError, match="list of prompts"):
+        eng.generate(b"\x01")

@@ -29,15 +29,35 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 from imo.engine.cache import KVCache
 from imo.engine.config import GenerationConfig
-from imo.engine.decode import Engine, ends_with_stop, make_generator, sample_tokens, strip_stop
+from imo.engine.sampling import (
+    ends_with_stop,
+    make_generator,
+    sample_tokens,
+    stop_bytes,
+    strip_stop,
+)
 from imo.errors import ConfigError, ImoError
 
 MARGINS = ("ratio", "gap")
+
+
+class EngineLike(Protocol):
+    """What a session needs of imo.engine.decode.Engine (named here, not imported: the engine
+    imports this module for Engine.session)."""
+
+    cfg: object
+    stats: object
+
+    def forward(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor: ...
+    def prefill(self, ids: list[int]) -> tuple[KVCache, torch.Tensor]: ...
+    def release(self, cache: KVCache) -> None: ...
+    def check_prompt(self, ids: list[int], cfg: GenerationConfig | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -145,7 +165,7 @@ class _Run:
 class Session:
     """The answers to one prompt: the first, then one more per rejection (see the module text)."""
 
-    def __init__(self, engine: Engine, prompt: list[int], gen: GenerationConfig, branch: BranchConfig) -> None:
+    def __init__(self, engine: EngineLike, prompt: list[int], gen: GenerationConfig, branch: BranchConfig) -> None:
         if gen.strategy not in ("greedy", "sample") or gen.n != 1:
             raise ConfigError("alternatives need strategy greedy or sample with n = 1")
         engine.check_prompt(prompt, gen)
@@ -153,7 +173,7 @@ class Session:
             raise ConfigError(f"prompt ({len(prompt)}) + max_tokens ({gen.max_tokens}) exceed the context "
                               f"of {engine.cfg.context_length}; alternatives keep the whole answer in the cache")
         self.engine, self.prompt, self.gen, self.branch = engine, list(prompt), gen, branch
-        self.stops = [s.encode() for s in gen.stop]
+        self.stops = stop_bytes(gen.stop)
         self.seed = gen.seed if gen.seed is not None else int(torch.randint(0, 2**31, (1,)))
         self.answers: list[Answer] = []
         self.points: list[BranchPoint] = []
@@ -243,7 +263,7 @@ class Session:
         return [p.to_dict() for p in self.points]
 
 
-def session(engine: Engine, prompt: list[int] | str, gen: GenerationConfig | None = None,
+def session(engine: EngineLike, prompt: list[int] | str, gen: GenerationConfig | None = None,
             branch: BranchConfig | None = None) -> Session:
-    ids = list(prompt.encode()) if isinstance(prompt, str) else list(prompt)
+    ids = list(prompt.encode("utf-8", "surrogateescape")) if isinstance(prompt, str) else list(prompt)
     return Session(engine, ids, gen or GenerationConfig(strategy="greedy"), branch or BranchConfig())

@@ -70,7 +70,7 @@ def sample_command(
         _alternatives(eng, prompt, ids, cfg, branch, alternatives, interactive)
         return
     if strategy == "beam" or n > 1:
-        for i, c in enumerate(eng.generate(ids, cfg)):
+        for i, c in enumerate(eng.complete(ids, cfg)):
             score = "" if c.score is None else f", score {c.score:.3f}"
             print(f"--- answer {i + 1} ({c.finish_reason}{score})")
             print(prompt + c.text)

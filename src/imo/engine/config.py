@@ -7,7 +7,7 @@ decoding, n > 1 identical greedy answers, more answers than beams.
     cfg = GenerationConfig(strategy="sample", temperature=0.8, top_p=0.9, seed=0, n=4)
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from imo.errors import ConfigError
@@ -29,7 +29,7 @@ class GenerationConfig:
     n: int = 1  # answers: samples from one prefill, or the best n beams
     beam_width: int = 4  # beam only
     length_penalty: float = 1.0  # beam only: a finished beam scores sum(log p) / length ** this
-    stop: tuple[str, ...] = field(default_factory=tuple)  # generation ends after any of these
+    stop: tuple[str | bytes, ...] = field(default_factory=tuple)  # generation ends after any of these
     on_full: str = "slide"  # when the context is full: slide the window, or refuse up front
 
     def __post_init__(self) -> None:
@@ -49,16 +49,16 @@ class GenerationConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 1 <= self.beam_width <= MAX_N:
             raise ConfigError(f"beam_width must be between 1 and {MAX_N}, got {self.beam_width}")
-        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
-            raise ConfigError("stop must be a list of non-empty strings")
+        if isinstance(self.stop, str | bytes) or not all(isinstance(s, str | bytes) and s for s in self.stop):
+            raise ConfigError("stop must be a list of non-empty strings (or bytes)")
         if len(self.stop) > MAX_STOPS:
             raise ConfigError(f"at most {MAX_STOPS} stop strings, got {len(self.stop)}")
         sampling = {k: getattr(self, k) for k in ("temperature", "top_k", "top_p", "seed")
-                    if getattr(self, k) != getattr(DEFAULTS, k, None)}
+                    if getattr(self, k) != DEFAULTS[k]}
         if self.strategy != "sample" and sampling:
             raise ConfigError(f"{', '.join(sampling)} only apply to strategy sample, not {self.strategy}")
         if self.strategy != "beam":
-            beam = [k for k in ("beam_width", "length_penalty") if getattr(self, k) != getattr(DEFAULTS, k, None)]
+            beam = [k for k in ("beam_width", "length_penalty") if getattr(self, k) != DEFAULTS[k]]
             if beam:
                 raise ConfigError(f"{', '.join(beam)} only apply to strategy beam, not {self.strategy}")
         if self.strategy == "greedy" and self.n > 1:
@@ -73,9 +73,5 @@ class GenerationConfig:
         return asdict(self)
 
 
-class _Defaults:  # the field defaults, read without building (and so validating) a config
-    temperature, top_k, top_p, seed = 1.0, None, 1.0, None
-    beam_width, length_penalty = 4, 1.0
-
-
-DEFAULTS = _Defaults()
+# The field defaults, read from the dataclass itself (building a config would validate it).
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(GenerationConfig) if f.default is not MISSING}

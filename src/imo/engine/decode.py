@@ -6,13 +6,13 @@ pushed through the model), so the savings of caching, branching and the prefix t
 rather than assumed. With a prefix tree (imo.engine.prefix) a prompt's longest cached prefix is
 reused and only the rest is prefilled.
 
-    eng = Engine(model); [c] = eng.generate(list(b"def "), GenerationConfig(strategy="greedy"))
+    eng = Engine(model); outs = eng.generate([b"def ", b"class "], n=4, max_tokens=32, temperature=0.8, seed=0)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -21,7 +21,19 @@ from torch import Tensor
 
 from imo.engine.cache import KVCache
 from imo.engine.config import GenerationConfig
+from imo.engine.prefix import PrefixTree
+from imo.engine.sampling import (  # noqa: F401  (re-exported: the names callers have used)
+    ends_with_stop,
+    make_generator,
+    row_seed,
+    sample_tokens,
+    stop_bytes,
+    strip_stop,
+)
 from imo.errors import ConfigError
+
+MAX_BATCH_ROWS = 256  # rows decoded together by Engine.generate (more prompts x n: several batches)
+Prompt = bytes | str | list[int]
 
 
 @dataclass
@@ -47,6 +59,11 @@ class Completion:
     score: float | None = None  # beam: the length-penalised score
     text: str = field(default="", repr=False)
 
+    @property
+    def data(self) -> bytes:
+        """The tokens as bytes (a byte-level model's output, before any decoding)."""
+        return bytes(self.tokens)
+
 
 @dataclass
 class Event:
@@ -56,47 +73,6 @@ class Event:
     token: int
     logprob: float
     finished: str | None  # None, "stop" or "length"
-
-
-def sample_tokens(logits: Tensor, cfg: GenerationConfig, gens: list[torch.Generator]) -> Tensor:
-    """Next tokens (B,) from logits (B, V): argmax for greedy, else a draw from the tempered,
-    top-k and top-p truncated distribution. One generator for all rows, or one per row."""
-    if cfg.strategy == "greedy":
-        return logits.argmax(dim=-1)
-    logits = logits / cfg.temperature
-    if cfg.top_k is not None and cfg.top_k < logits.size(-1):
-        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if cfg.top_p < 1.0:  # nucleus (Holtzman et al. 2020): drop the tail beyond mass top_p
-        sp, si = probs.sort(dim=-1, descending=True)
-        before = sp.cumsum(dim=-1) - sp  # mass of the tokens ranked above each one
-        sp = sp.masked_fill(before >= cfg.top_p, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, si, sp)
-    if len(gens) == 1:
-        return torch.multinomial(probs, 1, generator=gens[0])[:, 0]
-    return torch.cat([torch.multinomial(p[None], 1, generator=g)[:, 0] for p, g in zip(probs, gens, strict=True)])
-
-
-def make_generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()  # a fresh seed for this generator only; the global RNG is left alone
-    else:
-        g.manual_seed(seed)
-    return g
-
-
-def ends_with_stop(tokens: list[int], stops: list[bytes]) -> bool:
-    tail = bytes(tokens[-max((len(s) for s in stops), default=0):]) if stops else b""
-    return any(tail.endswith(s) for s in stops)
-
-
-def strip_stop(tokens: list[int], stops: list[bytes]) -> list[int]:
-    """The tokens up to (not including) the earliest stop string, as OpenAI's API returns them."""
-    data = bytes(tokens)
-    cut = min((i for i in (data.find(s) for s in stops) if i >= 0), default=len(data))
-    return tokens[:cut]
 
 
 class Engine:
@@ -210,7 +186,7 @@ class Engine:
         yield from self._rows([list(p) for p in prompts], cfg, [make_generator(cfg.seed)], cache, logits)
 
     def _rows(self, seqs, cfg, gens, cache, logits) -> Iterator[Event]:
-        stops = [s.encode() for s in cfg.stop]
+        stops = stop_bytes(cfg.stop)
         rows = list(range(len(seqs)))  # the original row of each live cache row
         outs: list[list[int]] = [[] for _ in rows]
         for step in range(cfg.max_tokens):
@@ -236,8 +212,113 @@ class Engine:
             else:
                 logits = self.forward(tok[:, None], cache)[:, -1]
 
-    def generate(self, ids: list[int], cfg: GenerationConfig) -> list[Completion]:
-        """cfg.n whole answers (stop strings removed, as OpenAI's API does)."""
+    def generate(self, prompts, cfg: GenerationConfig | None = None, *, n: int = 1, max_tokens: int = 128,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
+                 stop: Iterable[str | bytes] = (), seed: int | None = None) -> list:
+        """n sampled continuations of each of several prompts: the public call for sampling.
+
+            outs = engine.generate([b"2+2=", b"3+5="], n=8, max_tokens=16, temperature=0.8,
+                                   stop=[b"\\n"], seed=0)
+            outs[i][j].data, outs[i][j].tokens, outs[i][j].logprobs, outs[i][j].finish_reason
+
+        `prompts`: a list of prompts, each bytes, str (UTF-8) or a list of token ids. Returns one list
+        per prompt, in order, of `n` Completions: `.tokens` (ids; for a byte model the bytes, also as
+        `.data`), `.logprobs` (log p of each token at temperature 1), `.finish_reason` ("stop" or
+        "length"), `.text` (decoded, invalid UTF-8 replaced). A stop string ends its row and is
+        removed, as OpenAI's API does. `temperature=0` is greedy (then n must be 1).
+
+        Cost: each prompt is prefilled once (its keys/values copied into its n rows); prompts that
+        share a prefix reuse its keys/values through the prefix tree (the engine's own, or a
+        temporary one for this call), so a shared problem statement is computed once. All rows of
+        prompts of the same length decode as one batch (at most MAX_BATCH_ROWS rows a batch), one
+        forward pass per token with the KV cache. With a seed, every (prompt, sample) row has its
+        own generator (`row_seed(seed, i, j)`): the same call gives the same samples, whatever the
+        batching.
+
+        The older form `generate(ids, cfg)` (one prompt's ids and a GenerationConfig, returning
+        that prompt's cfg.n Completions, beam search included) is `complete(ids, cfg)`."""
+        if isinstance(cfg, GenerationConfig):
+            return self.complete(prompts, cfg)
+        if cfg is not None:
+            raise ConfigError("generate(prompts, ...) takes its options by name; a GenerationConfig goes to complete()")
+        if isinstance(prompts, bytes | str) or (prompts and isinstance(prompts[0], int)):
+            raise ConfigError("generate takes a list of prompts (e.g. [b'2+2=']); for one prompt's ids use complete()")
+        if temperature == 0:
+            if n > 1:
+                raise ConfigError("n > 1 with temperature 0 (greedy) gives n identical answers")
+            gcfg = GenerationConfig(strategy="greedy", max_tokens=max_tokens, stop=tuple(stop))
+        else:
+            gcfg = GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature,
+                                    top_k=top_k, top_p=top_p, seed=seed, n=n, stop=tuple(stop))
+        return self.generate_batch([_ids(p) for p in prompts], gcfg)
+
+    def generate_batch(self, prompts: list[list[int]], cfg: GenerationConfig) -> list[list[Completion]]:
+        """`generate` with a GenerationConfig (greedy or sample): cfg.n Completions per prompt."""
+        if cfg.strategy == "beam":
+            return [self.beam(p, cfg) for p in prompts]
+        for p in prompts:
+            self.check_prompt(p, cfg)
+        out: list[list[Completion]] = [[] for _ in prompts]
+        if not prompts:
+            return out
+        own_tree = self.tree is None and len(prompts) > 1
+        if own_tree:  # shared prefixes of this call's prompts are computed once
+            self.tree = PrefixTree(sum(map(len, prompts)))
+        try:
+            by_len: dict[int, list[int]] = {}
+            for i, p in enumerate(prompts):
+                by_len.setdefault(len(p), []).append(i)
+            per = max(1, MAX_BATCH_ROWS // cfg.n)
+            for idx in by_len.values():
+                for lo in range(0, len(idx), per):
+                    part = idx[lo : lo + per]
+                    for i, comps in zip(part, self._batch([prompts[i] for i in part], part, cfg), strict=True):
+                        out[i] = comps
+        finally:
+            if own_tree:
+                self.tree = None
+        return out
+
+    def _batch(self, prompts: list[list[int]], index: list[int], cfg: GenerationConfig) -> list[list[Completion]]:
+        """Prompts of one length, n rows each, decoded together; index: their places in the call."""
+        n = cfg.n
+        if cfg.max_tokens == 0:
+            return [[Completion([], [], "length") for _ in range(n)] for _ in prompts]
+        caches, logits = [], []
+        for p in prompts:
+            c, lg = self.prefill(p)
+            caches.append(c)
+            logits.append(lg)
+        cache = KVCache.stack([c for c in caches for _ in range(n)], capacity=self.cfg.context_length)
+        for c in caches:
+            self.release(c)  # stacked: the rows own a copy now
+        rows_logits = torch.stack([lg for lg in logits for _ in range(n)])
+        gens = [make_generator(row_seed(cfg.seed, i, j)) for i in index for j in range(n)]
+        seqs = [list(p) for p in prompts for _ in range(n)]
+        R = len(seqs)
+        toks: list[list[int]] = [[] for _ in range(R)]
+        lps: list[list[float]] = [[] for _ in range(R)]
+        reasons = ["length"] * R
+        if R == 1:  # one row: its own generator either way
+            gens = gens[:1]
+        for ev in self._rows(seqs, cfg, gens, cache, rows_logits):
+            toks[ev.row].append(ev.token)
+            lps[ev.row].append(ev.logprob)
+            if ev.finished:
+                reasons[ev.row] = ev.finished
+        comps = self._completions(toks, lps, reasons, stop_bytes(cfg.stop))
+        return [comps[k * n : (k + 1) * n] for k in range(len(prompts))]
+
+    @staticmethod
+    def _completions(toks, lps, reasons, stops: list[bytes]) -> list[Completion]:
+        out = []
+        for t, lp, why in zip(toks, lps, reasons, strict=True):
+            kept = strip_stop(t, stops)
+            out.append(Completion(kept, lp[: len(kept)], why, text=bytes(kept).decode("utf-8", "replace")))
+        return out
+
+    def complete(self, ids: list[int], cfg: GenerationConfig) -> list[Completion]:
+        """cfg.n whole answers to one prompt (any strategy; stop strings removed)."""
         if cfg.strategy == "beam":
             return self.beam(ids, cfg)
         toks: list[list[int]] = [[] for _ in range(cfg.n)]
@@ -248,12 +329,7 @@ class Engine:
             lps[ev.row].append(ev.logprob)
             if ev.finished:
                 reasons[ev.row] = ev.finished
-        stops = [s.encode() for s in cfg.stop]
-        out = []
-        for t, lp, why in zip(toks, lps, reasons, strict=True):
-            kept = strip_stop(t, stops)
-            out.append(Completion(kept, lp[: len(kept)], why, text=bytes(kept).decode("utf-8", "replace")))
-        return out
+        return self._completions(toks, lps, reasons, stop_bytes(cfg.stop))
 
     # --- beam search -----------------------------------------------------------------------------
 
@@ -268,7 +344,7 @@ class Engine:
         self.check_prompt(ids, cfg)
         if cfg.max_tokens == 0:
             return [Completion([], [], "length", 0.0)]
-        stops = [s.encode() for s in cfg.stop]
+        stops = stop_bytes(cfg.stop)
         cache, logits = self.prefill(ids)
         self.release(cache)  # the beams share its segments by reference; the tree may evict them
         logits = logits[None]  # (1, V)
@@ -311,3 +387,11 @@ class Engine:
             c.text = bytes(c.tokens).decode("utf-8", "replace")
             out.append(c)
         return out
+
+
+def _ids(prompt: Prompt) -> list[int]:
+    if isinstance(prompt, bytes):
+        return list(prompt)
+    if isinstance(prompt, str):
+        return list(prompt.encode("utf-8", "surrogateescape"))
+    return [int(t) for t in prompt]

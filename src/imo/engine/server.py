@@ -29,7 +29,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from imo.engine.branches import BranchConfig
 from imo.engine.config import MAX_N, MAX_STOPS, GenerationConfig
-from imo.engine.decode import Engine, strip_stop
+from imo.engine.decode import Engine
+from imo.engine.sampling import stop_bytes, strip_stop
 from imo.engine.worker import Job, Task, Worker
 from imo.errors import ImoError
 
@@ -122,7 +123,7 @@ class _Collector:
 
     def __init__(self, n: int, cfg: GenerationConfig, logprobs: int | None) -> None:
         self.cfg, self.logprobs = cfg, logprobs
-        self.stops = [s.encode() for s in cfg.stop]
+        self.stops = stop_bytes(cfg.stop)
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.tokens = [[] for _ in range(n)]
         self.lps = [[] for _ in range(n)]

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from imo.engine.cache import KVCache
 from imo.engine.config import GenerationConfig
-from imo.engine.decode import Engine, ends_with_stop, make_generator, sample_tokens
+from imo.engine.decode import Engine
+from imo.engine.sampling import ends_with_stop, make_generator, sample_tokens, stop_bytes
 
 GATHER_S = 0.005  # when idle, wait this long after a request for others arriving with it
 
@@ -174,7 +175,7 @@ class Worker:
             if r.job.top_logprobs:
                 v, ix = lp[i].topk(r.job.top_logprobs)
                 top = list(zip(ix.tolist(), v.tolist(), strict=True))
-            stops = [s.encode() for s in cfg.stop]
+            stops = stop_bytes(cfg.stop)
             finish = "stop" if ends_with_stop(r.out, stops) else "length" if len(r.out) >= cfg.max_tokens else None
             r.job.emit(("token", r.choice, t, float(lp[i, t]), top, finish))
             self.engine.stats.generated += 1
