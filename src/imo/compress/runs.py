@@ -23,7 +23,8 @@ from imo.data.corpora import load_corpus
 from imo.errors import ConfigError
 from imo.runs.store import RunStore
 from imo.train.checkpoint import POINTER, checkpoint_dir, load_model, save_checkpoint
-from imo.train.evaluate import LN2, evaluate_split
+from imo.train.evaluate import evaluate_split
+from imo.train.loop import FitConfig, StepInfo, fit
 
 EVAL_BYTES = 65_536  # validation bytes the parent and the transformed model are both scored on
 
@@ -37,31 +38,30 @@ def checkpoint_bytes(run_dir: Path) -> int | None:
 
 
 def finetune_(model: nn.Module, corpus: str, steps: int, *, lr: float = 3e-4, batch_size: int = 16,
-              seed: int = 0, log=lambda msg: None) -> list[float]:
-    """A few AdamW steps on the training split with every pruning mask re-applied after each step
-    (the zeros stay zeros). Returns the training loss (bits/byte) of each step."""
+              seed: int = 0, log=lambda msg: None, quiet: bool = True) -> list[float]:
+    """AdamW steps (imo.train.loop.fit: constant rate, no clipping, no weight decay) on the
+    training split, every pruning mask re-applied after each step (the zeros stay zeros). Returns
+    the training loss (bits/byte) of each step; a Ctrl-C stops early, cleanly, with fewer."""
     if steps < 0:
         raise ConfigError(f"fine-tuning steps must be >= 0, got {steps}")
     if steps == 0:
         return []
     data = load_corpus(corpus).train
-    gen = torch.Generator().manual_seed(seed)
+    cfg = FitConfig(steps=steps, lr=lr, warmup=0, min_lr_ratio=1.0, weight_decay=0.0, grad_clip=0.0, seed=seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     hook = keep_masks(opt, model)
-    model.train()
-    losses = []
-    for step in range(steps):
-        x, y = random_batch(data, model.cfg.context_length, batch_size, gen)
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item() / LN2)
-        if (step + 1) % 50 == 0:
-            log(f"fine-tune step {step + 1}/{steps}: {losses[-1]:.3f} bits/byte")
-    hook.remove()
-    model.eval()
-    return losses
+
+    def report(info: StepInfo) -> None:
+        if info.step % 50 == 0:
+            log(f"fine-tune step {info.step}/{steps}: {info.loss_bits:.3f} bits/byte")
+
+    try:
+        result = fit(model, lambda gen, m: random_batch(data, model.cfg.context_length, batch_size, gen), cfg,
+                     optimizer=opt, callbacks=[report], quiet=quiet, label="fine-tune",
+                     tokens_per_step=batch_size * model.cfg.context_length)
+    finally:
+        hook.remove()
+    return result.losses
 
 
 def save_run(store: RunStore, parent: str, model: nn.Module, kind: str, name: str, transform: dict,
