@@ -1,38 +1,41 @@
-"""Training throughput (tokens/s) of imo's GPT against Hugging Face's GPT2LMHeadModel of the
-identical shape, measured in the same process.
+"""Training throughput (tokens/s) and MFU: imo at its default precision against imo in fp32 and
+against Hugging Face's GPT2LMHeadModel of the identical shape at HF's best, in the same process.
 
-Both models: the preset's shape, learned positions, biases, tied embeddings, exact GELU, dropout
-0, fp32, SDPA attention (imo attn="sdpa", HF attn_implementation="sdpa"), the same AdamW
-(lr 1e-3, foreach), the same cross-entropy over all B*T positions, and the same weights (HF gets
-imo's initial weights through the hf-gpt2 export mapping, and the first losses are checked
-equal). A step is zero_grad + forward + backward + optimizer step. After warm-up steps the two
-models are timed in alternating rounds of one step (imo, HF, HF, imo, ...) and each reports the
-median of its rounds, so drift in machine speed hits both alike. Then the same for
-`torch.compile(model)` (default mode; the compiled module includes the loss for both; an empty
-on-disk inductor cache per model unless --warm-cache, so "compile s" is a first compile, though HF,
-compiled second in the same process, may reuse kernels built in memory for imo).
+Models: the preset's shape, learned positions, biases, tied embeddings, exact GELU, dropout 0,
+SDPA attention (imo attn="sdpa", HF attn_implementation="sdpa"), the same weights (HF gets imo's
+initial weights through the hf-gpt2 export mapping, and the first losses are checked equal).
+A step is what `imo train` does: forward under the run's autocast, backward, gradient clipping at
+1.0, AdamW (nanoGPT's decay groups, lr 1e-3), zero_grad. Variants, per preset:
 
-On a shared machine, other processes only ever slow a round down, and with 2 OpenMP threads on 2
-cores every parallel op waits for a descheduled thread: one busy neighbour has slowed a tiny step
-from 0.25 s to 3 s. So the table also gives the ratio of the best rounds, the load average is
-printed, `--threads 1` gives numbers a single busy neighbour cannot move, and `--profile` compares
-what each model executes (op call counts are exact; self times are the better of a few profiles).
+  imo fp32 foreach   the step before issue 14 (fp32, foreach AdamW)
+  imo fp32           --dtype float32 (fused AdamW)
+  imo auto           --dtype auto: bf16 mixed precision where the CPU has native bf16, else fp32
+  HF best            HF with the same dtype as imo auto, sdpa, fused AdamW
 
-Target: imo / HF >= 1.0.
+After warm-up steps the variants are timed in alternating rounds (forward and reversed order),
+each reporting the median of its rounds and its best round, so drift in machine speed hits all
+alike. MFU = tokens/s x FLOPs per token (imo.train.flops: 6N + 12LCT) / the peak matmul FLOP/s
+that `imo doctor` measures at the model's own matmul shapes for that dtype and thread count.
+`--threads 1 2` repeats imo auto at each thread count (interleaved) for the 1-vs-2 row.
 
-    python benchmarks/throughput.py                 # both presets, eager + compile
-    python benchmarks/throughput.py --markdown      # table for benchmarks/RESULTS.md
-    python benchmarks/throughput.py --profile tiny  # op counts and times of imo beside HF
+On a shared 2-core machine other processes only ever slow a round down, and with 2 OpenMP threads
+every parallel op waits for a descheduled thread: run it under `flock /tmp/imo-heavy.lock`.
+
+Targets (native bf16): imo auto / imo fp32 >= 1.5 (small), >= 1.3 (tiny); imo auto / HF best
+>= 1.2; MFU of small >= 50% in fp32, >= 30% in bf16.
+
+    python benchmarks/throughput.py --markdown                  # tiny, small (+ base MFU rows)
+    python benchmarks/throughput.py --profile tiny --dtype auto # top ops of imo's step
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,16 +47,22 @@ from imo.runs.store import short_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
+    from imo.doctor import machine, peak
     from imo.model import GPT, ModelConfig
     from imo.model.export import gpt2_config, gpt2_state_dict
+    from imo.train.flops import flops_per_token
+    from imo.train.precision import autocast, resolve_dtype
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "src"))
+    from imo.doctor import machine, peak
     from imo.model import GPT, ModelConfig
     from imo.model.export import gpt2_config, gpt2_state_dict
+    from imo.train.flops import flops_per_token
+    from imo.train.precision import autocast, resolve_dtype
 
-THREADS = 2
+THREADS = 1
 LR = 1e-3
-BATCH = {"tiny": 16, "small": 8}  # small at 8 x 512 (not 16) keeps the run short; same tokens/step as tiny
+BATCH = {"tiny": 16, "small": 16, "base": 2}  # the train default (16); base at 2 x 1024 keeps a step to seconds
 
 
 class HFLoss(nn.Module):
@@ -96,197 +105,208 @@ def batches(preset: str, n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 class Trainer:
-    """One model, its optimizer and its batches; `run(n)` returns seconds per step."""
+    """One model as `imo train` steps it; `run(n)` returns seconds per step."""
 
-    def __init__(self, model: nn.Module, data: list) -> None:
-        self.model, self.data, self.i = model, data, 0
-        self.opt = torch.optim.AdamW(model.parameters(), lr=LR, foreach=True)
+    def __init__(self, model: nn.Module, data: list, dtype: str, fused: bool) -> None:
+        self.model, self.data, self.i, self.dtype = model, data, 0, dtype
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        kind = {"fused": True} if fused else {"foreach": True}
+        self.opt = torch.optim.AdamW(groups, lr=LR, betas=(0.9, 0.99), **kind)
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
         x, y = self.data[self.i % len(self.data)]
         self.i += 1
-        self.opt.zero_grad(set_to_none=True)
-        _, loss = self.model(x, y)
+        with autocast(self.dtype, "cpu"):
+            _, loss = self.model(x, y)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
-        return loss.item()
+        self.opt.zero_grad(set_to_none=True)
+        return loss
 
     def run(self, n: int) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
-            self.step()
+            loss = self.step()
+        loss.item()
         return (time.perf_counter() - t0) / n
 
 
-def interleaved(trainers: dict[str, Trainer], rounds: int, steps: int, tokens: int) -> dict[str, list[float]]:
-    """Tokens/s of each trainer in each of `rounds` rounds of `steps` steps, who goes first
-    alternating (A B B A A B ...)."""
+def interleaved(trainers: dict[str, Trainer], rounds: int, steps: int, tokens: int,
+                threads: dict[str, int] | None = None) -> dict[str, list[float]]:
+    """Tokens/s of each trainer in each of `rounds` rounds, the order reversed every other round."""
     rates: dict[str, list[float]] = {k: [] for k in trainers}
     for r in range(rounds):
-        names = list(trainers) if r % 2 == 0 else list(trainers)[::-1]
-        for name in names:
+        for name in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
+            if threads:
+                torch.set_num_threads(threads[name])
             rates[name].append(tokens / trainers[name].run(steps))
     return rates
 
 
-def measure(preset: str, rounds: int, steps: int, warmup: int, compile: bool, cache_root: str | None) -> dict:
+def variants(preset: str, auto: str, with_hf: bool, compile: bool) -> dict[str, tuple[nn.Module, str, bool]]:
+    """name -> (model, dtype, fused); every imo variant starts from the same weights."""
     imo, hf = build(preset)
+    out = {"imo fp32 foreach": (imo, "float32", False)}
+    for name in ("imo fp32", "imo auto"):
+        m = copy.deepcopy(imo)
+        out[name] = (m, "float32" if name == "imo fp32" else auto, True)
+    if with_hf:
+        out["HF best"] = (hf, auto, True)
+    if compile:
+        out["imo auto compiled"] = (torch.compile(copy.deepcopy(imo)), auto, True)
+        if with_hf:
+            out["HF best compiled"] = (torch.compile(copy.deepcopy(hf)), auto, True)
+    return out
+
+
+def measure(preset: str, auto: str, rounds: int, steps: int, warmup: int, with_hf: bool, compile: bool) -> dict:
+    vs = variants(preset, auto, with_hf, compile)
     data = batches(preset)
     tokens = data[0][0].numel()
-    row: dict = {"preset": preset, "B": BATCH[preset], "T": data[0][0].size(1)}
-    # same weights, same batch: the first losses must agree, or the comparison is of different models
-    with torch.no_grad():
-        l_imo, l_hf = imo(*data[0])[1].item(), hf(*data[0])[1].item()
-    if abs(l_imo - l_hf) > 1e-4:
-        raise SystemExit(f"{preset}: imo loss {l_imo:.6f} != HF loss {l_hf:.6f}; not the same model")
-
-    eager = {"imo": Trainer(imo, data), "hf": Trainer(hf, data)}
-    for t in eager.values():
-        t.run(warmup)
-    row["eager"] = interleaved(eager, rounds, steps, tokens)
-    if not compile:
-        return row
-
-    compiled, row["compile_s"], row["compile_error"] = {}, {}, None
-    try:
-        for name, model in (("imo", imo), ("hf", hf)):
-            if cache_root:  # an empty on-disk cache per model, so compile seconds are a first compile's
-                os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_root, f"{preset}-{name}")
-            t0 = time.perf_counter()
-            tr = Trainer(torch.compile(model), data)
-            tr.run(1)  # first step compiles forward and backward
-            row["compile_s"][name] = time.perf_counter() - t0
-            tr.run(warmup)
-            compiled[name] = tr
-    except Exception as e:  # noqa: BLE001 - a compile failure is a result to report, not a crash
-        msg = str(e).strip().splitlines()
-        row["compile_error"] = f"{type(e).__name__}: {msg[0][:200] if msg else ''}"
-        return row
-    row["compiled"] = interleaved(compiled, rounds, steps, tokens)
-    return row
+    if with_hf:  # same weights, same batch: the first losses must agree, or the models differ
+        with torch.no_grad():
+            l_imo, l_hf = vs["imo fp32"][0](*data[0])[1].item(), vs["HF best"][0](*data[0])[1].item()
+        if abs(l_imo - l_hf) > 1e-4:
+            raise SystemExit(f"{preset}: imo loss {l_imo:.6f} != HF loss {l_hf:.6f}; not the same model")
+    trainers = {k: Trainer(m, data, dtype, fused) for k, (m, dtype, fused) in vs.items()}
+    compile_s = {}
+    for k, tr in trainers.items():
+        t0 = time.perf_counter()
+        tr.run(warmup)
+        compile_s[k] = time.perf_counter() - t0
+    rates = interleaved(trainers, rounds, steps, tokens)
+    cfg = ModelConfig.preset(preset)
+    fpt = flops_per_token(cfg)
+    peaks = {d: peak(d, "cpu", cfg, tokens) for d in {"float32", auto}}
+    return {"preset": preset, "B": BATCH[preset], "T": data[0][0].size(1), "rates": rates,
+            "dtype": {k: v[1] for k, v in vs.items()}, "fpt": fpt, "peaks": peaks,
+            "warmup_s": {k: v for k, v in compile_s.items() if "compiled" in k}}
 
 
-def profile(preset: str, steps: int = 3, reps: int = 3, rows: int = 40) -> None:
-    """Ops of imo beside HF's over `steps` eager training steps: call counts (exact; they show
-    any extra work one model does) and self CPU ms (each model's fastest of `reps` profiles)."""
+def threads_row(preset: str, auto: str, rounds: int, steps: int, warmup: int, counts: list[int]) -> dict:
+    imo, _ = build(preset)
+    data = batches(preset)
+    trainers = {f"{n} thread(s)": Trainer(copy.deepcopy(imo), data, auto, True) for n in counts}
+    threads = {f"{n} thread(s)": n for n in counts}
+    for k, tr in trainers.items():
+        torch.set_num_threads(threads[k])
+        tr.run(warmup)
+    rates = interleaved(trainers, rounds, steps, data[0][0].numel(), threads)
+    return {"preset": preset, "rates": rates}
+
+
+def profile(preset: str, dtype: str, steps: int = 3, rows: int = 10) -> str:
+    """The top ops (self CPU time) of imo's step over `steps` steps, as a Markdown table."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
 
-    imo, hf = build(preset)
-    data = batches(preset)
-    trainers = {"imo": Trainer(imo, data), "hf": Trainer(hf, data)}
-    for tr in trainers.values():
-        tr.run(2)
-    best: dict[str, dict[str, tuple[int, float]]] = {}
-    for r in range(reps):
-        for name in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
-            with prof(activities=[ProfilerActivity.CPU]) as p:
-                trainers[name].run(steps)
-            ops = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in p.key_averages()}
-            if name not in best or sum(v[1] for v in ops.values()) < sum(v[1] for v in best[name].values()):
-                best[name] = ops
-    a, b = best["imo"], best["hf"]
-    names = sorted(set(a) | set(b), key=lambda k: -max(a.get(k, (0, 0))[1], b.get(k, (0, 0))[1]))
-    print(f"{preset}, {steps} steps; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'op':64} {'imo calls':>9} {'imo ms':>8} {'HF calls':>9} {'HF ms':>8}")
-    for k in names[:rows]:
-        (na, ta), (nb, tb) = a.get(k, (0, 0.0)), b.get(k, (0, 0.0))
-        print(f"{k[:64]:64} {na:9d} {ta:8.1f} {nb:9d} {tb:8.1f}{'  <- count differs' if na != nb else ''}")
-    print(f"{'total self CPU':64} {'':9} {sum(v[1] for v in a.values()):8.1f} {'':9} "
-          f"{sum(v[1] for v in b.values()):8.1f}")
-
+    cfg = ModelConfig.preset(preset)  # imo's own default model (RoPE), as `imo train` runs it
+    torch.manual_seed(0)
+    tr = Trainer(GPT(cfg).train(), batches(preset), dtype, fused=True)
+    tr.run(2)
+    with prof(activities=[ProfilerActivity.CPU]) as p:
+        tr.run(steps)
+    ops = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    lines = [f"{preset}, {dtype}, B x T = {BATCH[preset]} x {cfg.context_length}, {steps} steps, "
+             f"{torch.get_num_threads()} thread(s); self CPU total {total / 1e3 / steps:.0f} ms/step", "",
+             "| op | calls/step | self ms/step | share |", "|:--|--:|--:|--:|"]
+    for e in ops[:rows]:
+        lines.append(f"| `{e.key}` | {e.count / steps:.0f} | {e.self_cpu_time_total / 1e3 / steps:.1f} | "
+                     f"{e.self_cpu_time_total / total:.0%} |")
+    return "\n".join(lines)
 
 
 def fmt_rate(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
-def ratios(rates: dict[str, list[float]]) -> tuple[float, float, float, float]:
-    """(imo median, HF median, ratio of medians, ratio of best rounds). On a shared machine noise
-    only ever slows a round down, so the best rounds are a second, contention-free estimate."""
-    mi, mh = statistics.median(rates["imo"]), statistics.median(rates["hf"])
-    return mi, mh, mi / mh, max(rates["imo"]) / max(rates["hf"])
-
-
 def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["preset", "B x T", "mode", "imo tok/s", "HF tok/s", "imo / HF", "imo / HF (best rounds)",
-              "compile / eager (imo, HF)", "compile s (imo / HF)"]
+    header = ["preset", "B x T", "variant", "dtype", "tok/s (median)", "tok/s (best)", "vs imo fp32",
+              "MFU (at its shapes)"]
     lines = []
     for r in rows:
-        shape = f"{r['B']} x {r['T']}"
-        ei, eh, er, eb = ratios(r["eager"])
-        lines.append([r["preset"], shape, "eager", fmt_rate(ei), fmt_rate(eh), f"{er:.3f}", f"{eb:.3f}", "-", "-"])
-        if "compiled" in r:
-            ci, ch, cr, cb = ratios(r["compiled"])
-            s = r["compile_s"]
-            lines.append([r["preset"], shape, "compile", fmt_rate(ci), fmt_rate(ch), f"{cr:.3f}", f"{cb:.3f}",
-                          f"{ci / ei:.2f}, {ch / eh:.2f}", f"{s['imo']:.0f} / {s['hf']:.0f}"])
-        elif r.get("compile_error"):
-            lines.append([r["preset"], shape, "compile", "failed", "failed", "-", "-", "-", r["compile_error"]])
+        med = {k: statistics.median(v) for k, v in r["rates"].items()}
+        for k, rate in med.items():
+            d = r["dtype"][k]
+            lines.append([r["preset"], f"{r['B']} x {r['T']}", k, d, fmt_rate(rate), fmt_rate(max(r["rates"][k])),
+                          f"{rate / med['imo fp32']:.2f}x", f"{rate * r['fpt'] / r['peaks'][d]:.0%}"])
     return header, lines
+
+
+def markdown(header: list[str], lines: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join([":--"] * 4 + ["--:"] * (len(header) - 4)) + "|"]
+    return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=sorted(BATCH))
-    ap.add_argument("--rounds", type=int, default=8, help="alternating rounds per model (median)")
+    ap.add_argument("--mfu-presets", nargs="*", default=["base"], choices=sorted(BATCH),
+                    help="presets measured for MFU only (imo variants, no HF)")
+    ap.add_argument("--rounds", type=int, default=6, help="alternating rounds per variant (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds")
     ap.add_argument("--steps", type=int, default=1, help="steps per round")
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    ap.add_argument("--warm-cache", action="store_true",
-                    help="let torch.compile use its usual on-disk cache (default: an empty one per model)")
-    ap.add_argument("--threads", type=int, default=THREADS,
-                    help="torch threads (1 is immune to a busy neighbour on a 2-core machine)")
-    ap.add_argument("--markdown", action="store_true", help="print a Markdown table for RESULTS.md")
-    ap.add_argument("--profile", metavar="PRESET", choices=sorted(BATCH),
-                    help="print imo's and HF's ops side by side (torch.profiler) instead of benchmarking")
+    ap.add_argument("--compile", action="store_true", help="add torch.compile variants (slow to compile)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[THREADS],
+                    help="torch threads; with two counts, also a row of imo auto at each (tiny)")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="imo auto's dtype")
+    ap.add_argument("--markdown", action="store_true", help="print Markdown tables for RESULTS.md")
+    ap.add_argument("--profile", metavar="PRESET", nargs="+", choices=sorted(BATCH),
+                    help="print the top-10 ops of imo's step (torch.profiler) instead of benchmarking")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
+    auto = resolve_dtype(args.dtype, "cpu")
+    if args.profile:
+        for preset in args.profile:
+            print(profile(preset, auto), end="\n\n", flush=True)
+        return
     try:
         import transformers
     except ImportError:
         raise SystemExit("transformers is not installed: pip install -e '.[bench]'") from None
-    if args.profile:
-        profile(args.profile)
-        return
-
-    machine = (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-               f"{os.cpu_count()} CPUs, {args.threads} threads; python {platform.python_version()}, "
-               f"torch {torch.__version__}, transformers {transformers.__version__}; git {short_commit()}")
-    print(f"machine: {machine}")
-    print(f"fp32, SDPA, AdamW(lr={LR}, foreach); {args.rounds} interleaved rounds of {args.steps} "
-          f"step(s) per model, median; {args.warmup} warm-up steps; load average "
-          f"{os.getloadavg()[0]:.1f} at start", flush=True)
-
+    m = machine()
+    print(f"machine: {m['cpu']}, {m['cores']} cores, flags {' '.join(m['flags'])}; {platform.platform()}; "
+          f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}; "
+          f"git {short_commit()}; {args.threads[0]} thread(s); imo auto = {auto}")
+    print(f"{args.rounds} interleaved rounds of {args.steps} step(s), median; {args.warmup} warm-up steps; "
+          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
     rows = []
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="imo-bench-inductor-") as tmp:
-        for preset in args.presets:
-            t0 = time.perf_counter()
-            row = measure(preset, args.rounds, args.steps, args.warmup, compile=not args.no_compile,
-                          cache_root=None if args.warm_cache else tmp)
-            rows.append(row)
-            print(f"  {preset}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-
+    for preset in args.presets + [p for p in args.mfu_presets if p not in args.presets]:
+        t0 = time.perf_counter()
+        full = preset in args.presets
+        rows.append(measure(preset, auto, args.rounds if full else max(2, args.rounds // 2), args.steps,
+                            args.warmup if full else 1, with_hf=full, compile=args.compile and full))
+        print(f"  {preset}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     header, lines = table(rows)
     if args.markdown:
-        print()
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join([":--", ":--", ":--"] + ["--:"] * (len(header) - 3)) + "|")
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
+        print("\n" + markdown(header, lines))
     else:
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-        for line in lines:
-            print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
-    eager_ratios = [ratios(r["eager"])[2] for r in rows]
-    ok = all(x >= 1.0 for x in eager_ratios)
-    print(f"{'PASS' if ok else 'BELOW TARGET'}: eager imo/HF = "
-          + ", ".join(f"{r['preset']} {x:.3f}" for r, x in zip(rows, eager_ratios, strict=True))
-          + f" (target >= 1.0); total {time.perf_counter() - t_start:.0f}s; load average "
-          + f"{os.getloadavg()[0]:.1f} at end")
+        for line in [header, *lines]:
+            print("  ".join(line))
+    for r in rows:
+        if r["warmup_s"]:
+            print(f"{r['preset']}: compile + {args.warmup} warm-up steps: "
+                  + ", ".join(f"{k} {v:.0f}s" for k, v in r["warmup_s"].items()))
+    if len(args.threads) > 1:
+        tr = threads_row("tiny", auto, args.rounds, args.steps, args.warmup, args.threads)
+        med = {k: statistics.median(v) for k, v in tr["rates"].items()}
+        print("threads (tiny, imo auto): " + ", ".join(f"{k} {fmt_rate(v)} tok/s (best {fmt_rate(max(tr['rates'][k]))})"
+                                                     for k, v in med.items()))
+        torch.set_num_threads(args.threads[0])
+    verdicts = []
+    for r in rows:
+        med = {k: statistics.median(v) for k, v in r["rates"].items()}
+        if "HF best" in med:
+            verdicts.append(f"{r['preset']}: auto/fp32 {med['imo auto'] / med['imo fp32']:.2f}x, "
+                            f"auto/HF {med['imo auto'] / med['HF best']:.2f}x")
+    print("; ".join(verdicts) + f"; total {time.perf_counter() - t_start:.0f}s; load average "
+          f"{os.getloadavg()[0]:.1f} at end")
 
 
 if __name__ == "__main__":
