@@ -31,7 +31,7 @@ from imo.train.precision import cpu_flags, hardware_bf16, native_bf16
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
          "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "bf16", "i8mm")
 SQUARE = (512, 1024, 2048)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: shapes timed in autograd's layouts
 
 
 def cpu_model() -> str:
@@ -76,16 +76,18 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _time_matmul(m: int, k: int, n: int, dtype: torch.dtype, device: str, budget_s: float) -> float:
-    """Best seconds of one (m, k) @ (k, n) matmul over repeats filling about budget_s."""
+def _time_matmul(m: int, k: int, n: int, dtype: torch.dtype, device: str, budget_s: float,
+                 ta: bool = False, tb: bool = False) -> float:
+    """Best seconds of one (m, k) @ (k, n) matmul over repeats filling about budget_s; ta/tb: the
+    operand is a transposed view (as autograd hands them to the BLAS)."""
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(m, k, generator=g).to(device, dtype)
-    b = torch.randn(k, n, generator=g).to(device, dtype)
+    a = torch.randn(k, m, generator=g).to(device, dtype).t() if ta else torch.randn(m, k, generator=g).to(device, dtype)
+    b = torch.randn(n, k, generator=g).to(device, dtype).t() if tb else torch.randn(k, n, generator=g).to(device, dtype)
     out = torch.empty(m, n, dtype=dtype, device=device)
     torch.matmul(a, b, out=out)  # warm-up: first call picks kernels / packs
     _sync(device)
     best, spent, reps = float("inf"), 0.0, 0
-    while reps < 3 or (spent < budget_s and reps < 200):
+    while reps < 5 or (spent < budget_s and reps < 200):
         t0 = time.perf_counter()
         torch.matmul(a, b, out=out)
         _sync(device)
@@ -99,13 +101,13 @@ def square_peak(dtype: torch.dtype, device: str = "cpu", budget_s: float = 0.3) 
     return max(2 * s**3 / _time_matmul(s, s, s, dtype, device, budget_s) for s in SQUARE)
 
 
-def shapes_peak(shapes: list[tuple[int, int, int]], dtype: torch.dtype, device: str = "cpu",
-                budget_s: float = 0.05) -> float:
+def shapes_peak(shapes: list[tuple[int, int, int, bool, bool]], dtype: torch.dtype, device: str = "cpu",
+                budget_s: float = 0.1) -> float:
     """FLOP/s over a step's matmuls: total FLOPs / total best time (each distinct shape timed once)."""
     flops = seconds = 0.0
-    for (m, k, n), count in Counter(shapes).items():
+    for (m, k, n, ta, tb), count in Counter(shapes).items():
         flops += count * 2 * m * k * n
-        seconds += count * _time_matmul(m, k, n, dtype, device, budget_s)
+        seconds += count * _time_matmul(m, k, n, dtype, device, budget_s, ta, tb)
     return flops / seconds
 
 

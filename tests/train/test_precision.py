@@ -83,7 +83,7 @@ def test_flops_are_6n_plus_attention(kw):
     assert flops_per_token(cfg) == 6 * n + 12 * 2 * 32 * 16
     assert flops_per_token(cfg, context=32) - flops_per_token(cfg) == 12 * 2 * 32 * 16
     # the step's weight matmuls (3 per weight) are exactly the 6N part, lm_head included
-    matmul = sum(2 * m * k * n_ for m, k, n_ in step_matmuls(cfg, tokens=10))
+    matmul = sum(2 * m * k * n_ for m, k, n_, _, _ in step_matmuls(cfg, tokens=10))
     assert matmul == 10 * 6 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     assert mfu(1000.0, cfg, peak_flops=1000.0 * flops_per_token(cfg)) == pytest.approx(1.0)
 

@@ -28,16 +28,17 @@ def flops_per_token(cfg: ModelConfig, context: int | None = None) -> int:
     return 6 * matmul_params(cfg) + 12 * L * cfg.n_embd * T
 
 
-def step_matmuls(cfg: ModelConfig, tokens: int) -> list[tuple[int, int, int]]:
-    """(M, K, N) of every weight matmul of a training step over `tokens` rows: per weight the
-    forward X @ W, the input gradient dY @ W^T and the weight gradient X^T @ dY. `imo doctor`
-    times these to give a peak at the model's own shapes."""
+def step_matmuls(cfg: ModelConfig, tokens: int) -> list[tuple[int, int, int, bool, bool]]:
+    """(M, K, N, a transposed, b transposed) of every weight matmul of a training step over
+    `tokens` rows, in the layouts autograd uses for nn.Linear (weight W stored N x K): forward
+    X @ W^T, input gradient dY @ W, weight gradient dY^T @ X. `imo doctor` times these to give a
+    peak at the model's own shapes."""
     C, V = cfg.n_embd, cfg.vocab_size
     weights = [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)] * (cfg.n_layer + cfg.n_future - 1)
     weights += [(C, V)] * cfg.n_future
     out = []
     for k, n in weights:
-        out += [(tokens, k, n), (tokens, n, k), (k, tokens, n)]
+        out += [(tokens, k, n, False, True), (tokens, n, k, False, False), (n, tokens, k, True, False)]
     return out
 
 
