@@ -74,3 +74,34 @@ def test_expand_and_select_keep_rows():
     k, _ = stacked.materialize()
     k0, _ = picked.materialize()
     assert torch.equal(k[:, 2], k0[:, 1])
+
+
+@torch.no_grad()
+def test_steps_after_forks_read_views_and_fork_chains_stay_one_segment():
+    """Regression: a cache with segments concatenated all of them in every layer at every step
+    (an O(length) copy per token), and each fork of a fork added one more segment."""
+    model = tiny("rope", "sdpa")
+    x = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(3))
+    ref = KVCache.for_model(model)
+    want = torch.cat([model(x[:, :8], cache=ref)[0]] + [model(x[:, t : t + 1], cache=ref)[0] for t in range(8, 40)], 1)
+    cache = KVCache.for_model(model)
+    parts = [model(x[:, :8], cache=cache)[0]]
+    for t in range(8, 40):  # fork at every step and go on in the child: a chain of 32 forks
+        cache = cache.fork()
+        assert len(cache.segments) <= 1  # never a growing chain
+        parts.append(model(x[:, t : t + 1], cache=cache)[0])
+        assert cache.segments == () and cache.length == t + 1  # flattened once, at the first write
+    torch.testing.assert_close(torch.cat(parts, 1), want, atol=2e-5, rtol=1e-4)
+    # a step returns views of the cache's own buffer: nothing is concatenated per step
+    k_new = torch.zeros(1, cache.n_head, 1, cache.head_size)
+    cache.update(0, k_new, k_new)
+    k_all, _ = cache.update(1, k_new, k_new)
+    assert k_all.untyped_storage().data_ptr() == cache._k.untyped_storage().data_ptr()
+    assert k_all.size(2) == 41
+    # expand: n rows from one prefill, each row written after the shared copy
+    one = KVCache.for_model(model)
+    model(x[:, :8], cache=one)
+    four = one.expand(4)
+    logits, _ = model(x[:, 8:9].expand(4, -1), cache=four)
+    assert four.segments == () and four.length == 9
+    torch.testing.assert_close(logits[3], want[0, 8:9], atol=2e-5, rtol=1e-4)

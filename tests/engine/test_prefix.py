@@ -65,3 +65,21 @@ def test_lru_eviction_spares_locked_leaves():
     tree.release(held)
     tree.evict(budget=0)
     assert not tree.root.children and tree.tokens == 0
+
+
+def test_a_split_under_a_held_path_is_unlocked_on_release():
+    """Regression: `_split` gave the new upper node the held path's locks, but `release` only
+    unlocked the nodes recorded at match time, so the upper node stayed locked for ever."""
+    tree = PrefixTree(budget_tokens=100)
+    eng = Engine(MockLM(vocab=8), tree)
+    fill(tree, eng, [1, 2, 3, 4, 5])
+    n, held = tree.match([1, 2, 3, 4, 5])  # locks the edge (1 2 3 4 5)
+    assert n == 5
+    fill(tree, eng, [1, 2, 7])  # splits the held edge at 2: a new upper node (1 2)
+    [top] = tree.root.children.values()
+    assert top.tokens == (1, 2) and top.locks == 1
+    tree.release(held)
+    tree.release(held)  # a second release is a no-op, not a negative count
+    assert top.locks == 0 and all(c.locks == 0 for c in top.children.values())
+    tree.evict(budget=0)
+    assert not tree.root.children and tree.tokens == 0

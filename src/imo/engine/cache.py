@@ -4,13 +4,16 @@ more token costs one position instead of the whole prefix.
 A cache is a chain of read-only *segments* shared by reference, followed by a private, growing
 *tail*. Writes only ever go to the tail, and only after what it holds. `fork()` gives the child
 the parent's segments plus a view of the parent's tail as it is now, and a fresh empty tail of
-its own; the parent keeps appending to its buffer, which never changes the viewed positions:
-copy-on-write without the copy, so a branch costs only the tokens it adds (the shared-prefix idea of SGLang's
-`fork` and vLLM's paged blocks, kept in plain tensors). `expand(n)` does the same for n rows from
-one prefill (nanochat's engine copies the prefilled cache into N rows; here the rows share it).
+its own; the parent keeps appending to its buffer, which never changes the viewed positions, so
+holding a fork costs nothing (the shared-prefix idea of SGLang's `fork`, kept in plain tensors).
+`expand(n)` does the same for n rows from one prefill.
 
-Without segments (plain generation) attention reads views of the preallocated tail, with no
-copy per step; with segments it reads their concatenation, rebuilt per step.
+Segments are only read, never attended to in pieces: the first write to a cache that has them
+copies them once into its own buffer (`_flatten`, each shared row into all rows: nanochat's copy
+of one prefill into N rows), and from then on a step writes one position into a preallocated,
+doubling buffer and attention reads a view of it: O(1) amortised per step, in every layer. A fork
+shares at most one segment (a view of its parent's buffer), so chains of forks never grow. A fork
+that is never decoded (a branch point nobody takes) copies nothing.
 
     cache = KVCache.for_model(model); logits, _ = model(ids, cache=cache)  # prefill
     logits, _ = model(next_id, cache=cache)                                # one decode step
@@ -82,21 +85,43 @@ class KVCache:
     # --- writing (called by the model's attention layers) ---------------------------------------
 
     def _reserve(self, n: int) -> None:
+        if self.segments:  # the first write after a fork, expand or a prefix-tree match
+            self._flatten(n)
         need = self.tail_len + n
         if self._k is not None and need <= self._k.size(3):
             return
         cap = max(need, self._capacity if self._k is None else 2 * self._k.size(3))
-        shape = (self.n_layer, self.batch, self.n_head, cap, self.head_size)
-        k = torch.empty(shape, dtype=self.dtype, device=self.device)
-        v = torch.empty(shape, dtype=self.dtype, device=self.device)
+        k, v = self._alloc(cap)
         if self._k is not None and self.tail_len:  # grow: keep what is there
             k[:, :, :, : self.tail_len] = self._k[:, :, :, : self.tail_len]
             v[:, :, :, : self.tail_len] = self._v[:, :, :, : self.tail_len]
         self._k, self._v = k, v
 
+    def _alloc(self, cap: int) -> tuple[Tensor, Tensor]:
+        shape = (self.n_layer, self.batch, self.n_head, cap, self.head_size)
+        return (torch.empty(shape, dtype=self.dtype, device=self.device),
+                torch.empty(shape, dtype=self.dtype, device=self.device))
+
+    def _flatten(self, n: int) -> None:
+        """Copy the shared segments into this cache's own buffer (each one-row segment into every
+        row), once: from then on a step writes one position and attention reads a view, so a step
+        costs O(1) amortised instead of concatenating the whole prefix in every layer, and forks of
+        this cache share one segment, not a growing chain. (A cache with segments has no tail yet:
+        forks, expand and tree matches start empty, and every write comes here first.)"""
+        L = self.prefix_len
+        k, v = self._alloc(max(L + n, self._capacity, L + FORK_CAPACITY))
+        at = 0
+        for s in self.segments:
+            k[:, :, :, at : at + s.length] = s.k  # (n_layer, 1 or B, nh, len, hs): rows broadcast
+            v[:, :, :, at : at + s.length] = s.v
+            at += s.length
+        self._k, self._v = k, v
+        self.segments, self.prefix_len, self.tail_len = (), 0, L
+
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store layer `layer`'s new keys/values k, v (B, nh, T, hs) after the cached ones and
-        return all of them, (B, nh, length + T, hs) each. The length grows on `advance(T)`."""
+        return all of them, (B, nh, length + T, hs) each, as views of the buffer (no copy). The
+        length grows on `advance(T)`."""
         B, _, T, _ = k.shape
         if B != self.batch:
             raise ValueError(f"cache has {self.batch} rows, the input {B}")
@@ -106,12 +131,7 @@ class KVCache:
         end = self.tail_len + T
         self._k[layer, :, :, self.tail_len : end] = k
         self._v[layer, :, :, self.tail_len : end] = v
-        tk, tv = self._k[layer, :, :, :end], self._v[layer, :, :, :end]  # views, no copy
-        if not self.segments:
-            return tk, tv
-        ks = [s.k[layer].expand(B, -1, -1, -1) for s in self.segments]
-        vs = [s.v[layer].expand(B, -1, -1, -1) for s in self.segments]
-        return torch.cat([*ks, tk], dim=2), torch.cat([*vs, tv], dim=2)  # (B, nh, length + T, hs)
+        return self._k[layer, :, :, :end], self._v[layer, :, :, :end]  # views, no copy
 
     def advance(self, T: int) -> None:
         """Called once per forward pass, after every layer has written its T new positions."""

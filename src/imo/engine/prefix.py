@@ -99,21 +99,29 @@ class PrefixTree:
         path, n = self._walk(ids)
         now = next(self._clock)
         for node in path:
-            node.locks += 1
             node.last_used = now
         if not path:
             return 0, None
+        self._lock(path[-1], +1)
         self.stats.lookup_hits += 1
         cache = KVCache.from_tensors(path[0].seg.k, path[0].seg.v, capacity=capacity)
         cache.segments = tuple(p.seg for p in path)
         cache.prefix_len = n
-        cache.tree_nodes = path  # type: ignore[attr-defined]
+        cache.tree_node = path[-1]  # type: ignore[attr-defined]
         return n, cache
 
+    @staticmethod
+    def _lock(node: Node | None, delta: int) -> None:
+        """Lock (or unlock) a node and all its ancestors. The deepest node stands for the path:
+        a later split inserts a new upper node (with the same lock count) between it and the root,
+        and walking the parents at release reaches that node too (SGLang's radix cache does so)."""
+        while node is not None and node.parent is not None:
+            node.locks += delta
+            node = node.parent
+
     def release(self, cache: KVCache) -> None:
-        for node in getattr(cache, "tree_nodes", ()):
-            node.locks -= 1
-        cache.tree_nodes = []  # type: ignore[attr-defined]
+        self._lock(getattr(cache, "tree_node", None), -1)
+        cache.tree_node = None  # type: ignore[attr-defined]
 
     def record(self, hit: int, miss: int) -> None:
         self.stats.hit_tokens += hit
