@@ -4,7 +4,7 @@ benchmarks, the claims, the exams), each with its settings, a compressor and a d
 In-process (always present, or pulled in by imo's own dependencies): gzip -9, bzip2 -9, xz -9e
 (the standard library), zstd -19 (`zstandard`), brotli 11 (`brotli`), PPMd variant H order 6 with
 16 MB (`pyppmd`, 7-Zip's Ppmd7). External programs, used where installed and otherwise reported
-absent (`available()`): `zpaq -m5` (Debian `zpaq`) and 7-Zip's PPMd order 16 with 256 MB
+absent (`available()`; pyppmd too, a dev/bench extra): `zpaq -m5` (Debian `zpaq`) and 7-Zip's PPMd order 16 with 256 MB
 (Debian `7zip`, `7zz`); their sizes are whole archives, as a user would store them.
 
 `conditional_bpb` is the fair comparison with a language model: the model has seen the training
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import importlib.util
 import lzma
 import shutil
 import subprocess
@@ -37,8 +38,11 @@ class Compressor:
     compress: Callable[[bytes], bytes]
     decompress: Callable[[bytes], bytes]
     program: str | None = None  # an external executable it needs, if any
+    module: str | None = None  # an optional Python package it needs, if any
 
     def available(self) -> bool:
+        if self.module is not None and importlib.util.find_spec(self.module) is None:
+            return False
         return self.program is None or shutil.which(self.program) is not None
 
 
@@ -110,7 +114,7 @@ _TABLE = [
     Compressor("xz", "xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
     Compressor("zstd", "zstd -19", _zstd_compress, _zstd_decompress),
     Compressor("brotli", "brotli 11", _brotli, lambda b: _brotli(b, inverse=True)),
-    Compressor("ppmd", "PPMd H o6 16MB", _ppmd_compress, _ppmd_decompress),
+    Compressor("ppmd", "PPMd H o6 16MB", _ppmd_compress, _ppmd_decompress, module="pyppmd"),
     Compressor("zpaq", "zpaq -m5", *_zpaq, program="zpaq"),
     Compressor("7z-ppmd", "7z PPMd o16 256MB", *_7z, program="7zz"),
 ]

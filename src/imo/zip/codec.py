@@ -26,13 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import constriction
 import numpy as np
-import torch
 
 from imo.errors import ConfigError
 from imo.zip import container as C
-from imo.zip.predictor import Predictor, fingerprint, quantise
+from imo.zip.predictor import Predictor, fingerprint, probe_bytes, quantise
 from imo.zip.settings import ZipSettings
 
 StepFn = Callable[[int, int, np.ndarray], np.ndarray]  # (t, m, freq (m, 256)) -> symbols (m,)
@@ -57,6 +55,8 @@ class CodingStats:
 
 def environment() -> dict[str, Any]:
     """What exact decoding depends on; stored in the header."""
+    import torch
+
     return {"torch": torch.__version__, "numpy": np.__version__,
             "constriction": _version("constriction"), "dtype": "float32", "threads": 1,
             "deterministic": True, "machine": platform.machine()}
@@ -72,6 +72,8 @@ def _version(pkg: str) -> str:
 def pinned() -> Iterator[None]:
     """One torch thread, deterministic algorithms, float32 default: what the codec's arithmetic
     assumes. Restores the caller's settings afterwards."""
+    import torch  # imported here: the cm predictor never needs it, and start-up stays short
+
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     dtype = torch.get_default_dtype()
     torch.set_num_threads(1)
@@ -124,6 +126,8 @@ def _grid(block: bytes, streams: int) -> np.ndarray:
 
 def _encode_block(pr: Predictor, block: bytes, family, progress) -> tuple[bytes, float]:
     """(range-coder words, ideal code length in bits) of one block."""
+    import constriction
+
     grid = _grid(block, pr.s.streams)
     encoder = constriction.stream.queue.RangeEncoder()
     bits = 0.0
@@ -146,6 +150,8 @@ def _decode_block(pr: Predictor, n: int, payload: bytes, stored: bool, family, p
         grid = _grid(payload, pr.s.streams)
         _run_block(pr, n, lambda t, m, freq: grid[:m, t], progress)
         return payload
+    import constriction
+
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
 
     def decode(t: int, m: int, freq: np.ndarray) -> np.ndarray:
@@ -163,6 +169,8 @@ def _decode_block(pr: Predictor, n: int, payload: bytes, stored: bool, family, p
 
 
 def _model_family():
+    import constriction
+
     return constriction.stream.model.Categorical(perfect=False)
 
 
@@ -180,6 +188,8 @@ def _net_maker(settings: ZipSettings, model: dict | None) -> Callable[[], Any]:
 
 
 def header_for(settings: ZipSettings, model: dict | None = None) -> dict[str, Any]:
+    if settings.predictor == "cm":  # integer arithmetic: nothing about the machine matters
+        return {"mode": "online", "settings": settings.to_header(), "fingerprint": cm_fingerprint(settings)}
     with pinned():
         fp = fingerprint(settings, _net_maker(settings, model)())
     header = {"mode": "online" if model is None else "pretrained", "settings": settings.to_header(),
@@ -191,9 +201,11 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, settings: ZipSettings,
                     progress: Callable[[int], None] | None = None, model: dict | None = None) -> CodingStats:
     """Read src to its end, write the .imz container to dst; memory bounded by the block size.
     `model`: pretrained mode, the run named by imo.zip.pretrained.run_info."""
-    if model is not None and settings.predictor == "stats":
-        raise ConfigError("pretrained mode needs the network: use predictor net or mix, not stats")
+    if model is not None and settings.predictor in ("stats", "cm"):
+        raise ConfigError(f"pretrained mode needs the network: use predictor net or mix, not {settings.predictor}")
     t0 = time.perf_counter()
+    if settings.predictor == "cm":
+        return _compress_cm(src, dst, settings, progress, t0)
     st = CodingStats()
     st.header_bytes = C.write_header(dst, header_for(settings, model))
     st.compressed = st.header_bytes
@@ -226,6 +238,13 @@ def check_header(header: dict[str, Any]) -> tuple[ZipSettings, Callable[[], Any]
     if mode not in ("online", "pretrained") or (mode == "pretrained") != isinstance(model, dict):
         raise C.ZipFormatError(f"unknown mode {mode!r} in the header; this imo reads online and pretrained files")
     settings = ZipSettings.from_header(header["settings"])
+    if settings.predictor == "cm":
+        if mode != "online":
+            raise C.ZipFormatError("corrupt header: the cm predictor has no pretrained mode")
+        if cm_fingerprint(settings) != header.get("fingerprint"):
+            raise C.ZipFormatError("model fingerprint mismatch: this imo's cm model differs from the encoder's"
+                                   " (a different imo version)")
+        return settings, lambda: None
     make_net = _net_maker(settings, model)
     with pinned():
         here = fingerprint(settings, make_net())
@@ -247,12 +266,14 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
     st = CodingStats()
     header = C.read_header(src)
     settings, make_net = check_header(header)
+    if settings.predictor == "cm":
+        return _decompress_cm(src, dst, settings, header["format"], progress, t0)
     digest = hashlib.sha256()
     family = _model_family()
     with pinned():
         pr = Predictor(settings, net=make_net())
         while True:
-            n, payload, stored = C.read_block(src, settings.block_size)
+            n, payload, stored = C.read_block(src, settings.block_size, header["format"])
             if n == 0:
                 break
             block = _decode_block(pr, n, payload, stored, family, progress)
@@ -262,6 +283,81 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
             st.compressed += 8 + len(payload)
             st.blocks += 1
         length, expected = C.read_trailer(src)
+    if length != st.original:
+        raise C.ZipFormatError(f"corrupt input: the trailer says {length} bytes, the blocks hold {st.original}")
+    if digest.digest() != expected:
+        raise C.ZipFormatError("checksum mismatch: the decoded bytes are not the original (corrupt input)")
+    st.seconds = time.perf_counter() - t0
+    return st
+
+
+# --- the integer cm predictor (imo.zip.cm): one sequential stream per file, compiled -----------
+
+def cm_fingerprint(settings: ZipSettings) -> str:
+    """Hash of the cm coder's output on the fixed probe: checks the model's version, not the CPU
+    (its arithmetic is integer, the same everywhere)."""
+    from imo.zip import cm
+
+    return hashlib.sha256(cm.encode(cm.State.new(12), probe_bytes(2048))).hexdigest()[:16]
+
+
+def _cm_state(settings: ZipSettings):
+    from imo.zip import cm
+
+    return cm.State.new(cm_table_bits(settings))
+
+
+def cm_table_bits(settings: ZipSettings) -> int:
+    """Slots per hashed context for cm: 2^20 at level 1, 2^22 at level 2 (8 x 16 MB), 2^23 at 3."""
+    return min(settings.table_bits + 4, 23)
+
+
+def _compress_cm(src: BinaryIO, dst: BinaryIO, settings: ZipSettings, progress, t0: float) -> CodingStats:
+    from imo.zip import cm
+
+    st = CodingStats()
+    st.header_bytes = st.compressed = C.write_header(dst, header_for(settings))
+    digest = hashlib.sha256()
+    state = _cm_state(settings)
+    while block := C.read_up_to(src, settings.block_size):
+        digest.update(block)
+        payload = cm.encode(state, block)  # a stored block was still learnt from, as the decoder will
+        stored = len(payload) >= len(block)
+        st.compressed += C.write_block(dst, len(block), block if stored else payload, stored)
+        st.original += len(block)
+        st.blocks += 1
+        st.stored_blocks += stored
+        if progress is not None:
+            progress(len(block))
+    st.compressed += C.write_trailer(dst, st.original, digest.digest())
+    st.seconds = time.perf_counter() - t0
+    return st
+
+
+def _decompress_cm(src: BinaryIO, dst: BinaryIO, settings: ZipSettings, version: int, progress,
+                   t0: float) -> CodingStats:
+    from imo.zip import cm
+
+    st = CodingStats()
+    digest = hashlib.sha256()
+    state = _cm_state(settings)
+    while True:
+        n, payload, stored = C.read_block(src, settings.block_size, version)
+        if n == 0:
+            break
+        if stored:
+            cm.encode(state, payload)  # learn from it exactly as the encoder did
+            block = payload
+        else:
+            block = cm.decode(state, payload, n)
+        digest.update(block)
+        dst.write(block)
+        st.original += n
+        st.compressed += 8 + len(payload)
+        st.blocks += 1
+        if progress is not None:
+            progress(n)
+    length, expected = C.read_trailer(src)
     if length != st.original:
         raise C.ZipFormatError(f"corrupt input: the trailer says {length} bytes, the blocks hold {st.original}")
     if digest.digest() != expected:

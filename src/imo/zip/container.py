@@ -2,10 +2,14 @@
 `imo zip - < in > out.imz` works without knowing the length first.
 
     magic  b"IMOZ"  | format version (1 byte) | header length (u32) | header (JSON, UTF-8, zlib)
-    block: raw length n (u32, 1..block_size) | words w (u32) | w little-endian u32 range-coder words
+    block: raw length n (u32, 1..block_size) | payload size w (u32) | the coded payload
            (w = 0xFFFFFFFF: a stored block, n raw bytes follow; used when coding would expand it)
     ...
     end:   0 (u32) | original length (u64) | SHA-256 of the original (32 bytes) | b"ZOMI"
+
+Versions: 2 (this one) counts the payload in bytes (the integer `cm` coder writes bytes); 1
+counted it in u32 range-coder words. Version 1 files still decode; any other version is refused
+by number.
 
 The JSON header names the mode, the settings, what exactness depends on (threads, dtype, library
 versions) and the model fingerprint on the fixed probe (imo.zip.predictor.fingerprint).
@@ -23,7 +27,8 @@ from imo.errors import ImoError
 
 MAGIC = b"IMOZ"
 END_MAGIC = b"ZOMI"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_HEADER = 1 << 20
 
 
@@ -56,6 +61,7 @@ def read_up_to(f: BinaryIO, n: int) -> bytes:
 
 
 def write_header(f: BinaryIO, header: dict[str, Any]) -> int:
+    header = {k: v for k, v in header.items() if k != "format"}  # the version byte says that
     body = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"), 9)
     f.write(MAGIC + bytes([FORMAT_VERSION]) + struct.pack("<I", len(body)) + body)
     return 9 + len(body)
@@ -66,8 +72,9 @@ def read_header(f: BinaryIO) -> dict[str, Any]:
     if start != MAGIC:
         raise ZipFormatError("not an imo zip file (missing the IMOZ signature)")
     version = read_exact(f, 1, "header")[0]
-    if version != FORMAT_VERSION:
-        raise ZipFormatError(f"imz format version {version} is not supported; this imo reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ZipFormatError(f"imz format version {version} is not supported; this imo reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))} (a newer imo wrote it?)")
     (size,) = struct.unpack("<I", read_exact(f, 4, "header"))
     if size > MAX_HEADER:
         raise ZipFormatError(f"corrupt header: length {size} exceeds {MAX_HEADER}")
@@ -82,6 +89,7 @@ def read_header(f: BinaryIO) -> dict[str, Any]:
         raise ZipFormatError("corrupt header: it is not compressed JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("settings"), dict):
         raise ZipFormatError("corrupt header: no settings")
+    header["format"] = version  # not stored in the JSON: the byte above is the version
     return header
 
 
@@ -89,11 +97,11 @@ STORED = 0xFFFFFFFF
 
 
 def write_block(f: BinaryIO, n: int, payload: bytes, stored: bool = False) -> int:
-    f.write(struct.pack("<II", n, STORED if stored else len(payload) // 4) + payload)
+    f.write(struct.pack("<II", n, STORED if stored else len(payload)) + payload)
     return 8 + len(payload)
 
 
-def read_block(f: BinaryIO, block_size: int) -> tuple[int, bytes, bool]:
+def read_block(f: BinaryIO, block_size: int, version: int = FORMAT_VERSION) -> tuple[int, bytes, bool]:
     """(n, payload, stored) of the next block; n == 0 at the end marker."""
     (n,) = struct.unpack("<I", read_exact(f, 4, "block header"))
     if n == 0:
@@ -103,9 +111,10 @@ def read_block(f: BinaryIO, block_size: int) -> tuple[int, bytes, bool]:
     (w,) = struct.unpack("<I", read_exact(f, 4, "block header"))
     if w == STORED:
         return n, read_exact(f, n, "stored block"), True
-    if 4 * w > n + 64:  # a longer coding would have been stored instead
-        raise ZipFormatError(f"corrupt input: {w} coder words for a block of {n} bytes")
-    return n, read_exact(f, 4 * w, "block data"), False
+    size = 4 * w if version == 1 else w  # version 1 counted u32 words
+    if size > n + 64:  # a longer coding would have been stored instead
+        raise ZipFormatError(f"corrupt input: {size} payload bytes for a block of {n} bytes")
+    return n, read_exact(f, size, "block data"), False
 
 
 def write_trailer(f: BinaryIO, length: int, digest: bytes) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from imo.errors import ConfigError
 
-PREDICTORS = ("stats", "net", "mix")
+PREDICTORS = ("stats", "net", "mix", "cm")
 
 # level -> (max_order, table_bits, net width); level 2 is the default.
 LEVELS: dict[int, dict[str, int]] = {

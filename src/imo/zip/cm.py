@@ -1,0 +1,308 @@
+"""`--predictor cm`: a bitwise context-mixing model and binary arithmetic coder in integer
+arithmetic only, so a file decodes to the same bytes on every machine (PAQ's and lpaq's way,
+Mahoney 2002-2007; this is a small model of that family written for imo, not a port).
+
+Each byte is coded as 8 binary decisions, high bit first. For each bit:
+
+* seven context models give a probability that the bit is 1: order 0 (the bits of the current
+  byte so far), orders 1, 2, 3, 4 and 6 (the previous bytes, hashed into 2^table_bits slots
+  together with the partial byte) and a word context (a hash of the letters of the current word).
+  Each slot is a 32-bit counter: a 22-bit probability and a 10-bit count, updated by
+  p += (bit - p) / (count + 1.5) (integer reciprocal table) with the count capped at `limit`;
+* a match model: the byte that followed the last occurrence of the current 6-byte context
+  predicts this byte; its bit's probability is learned per (match length, predicted bit);
+* a mixer adds the models' stretched probabilities (stretch(p) = ln(p / (1 - p)), from a table)
+  with weights chosen by the partial byte, squashes the sum back and takes one integer gradient
+  step on the coding cost (logistic mixing);
+* an adaptive probability map (SSE) refines the mix in the order-1 context, and the two are
+  averaged.
+
+The coder is a 32-bit carry-less binary arithmetic coder with 12-bit probabilities. Every
+quantity is an integer with explicit masks, so the numba-compiled kernel and the same function
+run by the Python interpreter (`py_func`, used by the tests) give identical bytes; nothing reads
+a float, a vector unit's rounding or a thread count.
+
+    state = State.new(table_bits=22)
+    payload = encode(state, data)          # the decoder: decode(State.new(22), payload, len(data))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # the same code, interpreted: identical bytes, about 1000x slower
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+
+M32 = 0xFFFFFFFF
+N_CTX = 9  # order 0, orders 1 2 3 4 5 6, word, word + previous word
+N_IN = N_CTX + 2  # + match model + bias
+LIMIT = 60  # counter count cap: higher adapts slower, predicts stationary text better
+
+
+def _squash_table() -> np.ndarray:
+    """squash(d) = 4096 / (1 + e^(-d/256)) for d in -2047..2047, by linear interpolation between
+    33 integer knots (the knots are the rounded function itself)."""
+    knots = [int(round(4096 / (1 + np.exp(-(i - 16) * 128 / 256)))) for i in range(33)]
+    knots = [min(max(k, 1), 4095) for k in knots]
+    out = np.zeros(4095, dtype=np.int64)
+    for d in range(-2047, 2048):
+        w, i = d & 127, (d >> 7) + 16
+        out[d + 2047] = (knots[i] * (128 - w) + knots[i + 1] * w + 64) >> 7
+    return out
+
+
+SQUASH = _squash_table()
+
+
+def _stretch_table() -> np.ndarray:
+    """The inverse of squash: the smallest d with squash(d) >= p, for p in 0..4095."""
+    out = np.zeros(4096, dtype=np.int64)
+    pi = 0
+    for d in range(-2047, 2048):
+        v = int(SQUASH[d + 2047])
+        for j in range(pi, v + 1):
+            out[j] = d
+        pi = v + 1
+    out[pi:] = 2047
+    return out
+
+
+STRETCH = _stretch_table()
+RECIP = np.array([(1 << 17) // (2 * n + 3) for n in range(1024)], dtype=np.int64)  # 65536 / (n + 1.5)
+
+
+@dataclass
+class State:
+    """Everything the model has learned; the encoder and the decoder each start from `new`."""
+
+    tables: np.ndarray  # (N_CTX - 1, 2^bits) uint32 counters for the hashed contexts
+    order0: np.ndarray  # (256,) counters for order 0
+    match_sm: np.ndarray  # (64,) counters for the match model
+    weights: np.ndarray  # (256, N_IN) int64 mixer weights (16.16 fixed point), chosen by the partial byte
+    weights2: np.ndarray  # (256, N_IN) the second mixer's, chosen by the previous byte
+    apm: np.ndarray  # (2 * 65536 * 33,) int32 SSE tables (16-bit probabilities)
+    buf: np.ndarray  # (2^22,) uint8 history ring for the match model
+    match_table: np.ndarray  # (2^20,) int64 last position of each 6-byte context hash
+    regs: np.ndarray  # (8,) int64: position, match pointer, match length, c4 low, c4 high, word hash
+    bits: int
+
+    @classmethod
+    def new(cls, table_bits: int) -> State:
+        half = np.uint32((1 << 31) | 0)  # p = 0.5, count 0
+        w = np.zeros((256, N_IN), dtype=np.int64)
+        w[:, :] = (1 << 16) * 3 // 10
+        apm = np.zeros(2 * 65536 * 33, dtype=np.int32)  # order 1, then order 2 hashed to 8 bits
+        for j in range(33):
+            apm[j::33] = SQUASH[min(max((j - 16) * 128, -2047), 2047) + 2047] * 16
+        return cls(np.full((N_CTX - 1, 1 << table_bits), half, dtype=np.uint32),
+                   np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), w, w.copy(), apm,
+                   np.zeros(1 << 22, dtype=np.uint8), np.zeros(1 << 20, dtype=np.int64),
+                   np.zeros(8, dtype=np.int64), table_bits)
+
+    def arrays(self) -> tuple:
+        return (self.tables, self.order0, self.match_sm, self.weights, self.weights2, self.apm, self.buf, self.match_table,
+                self.regs, self.bits, SQUASH, STRETCH, RECIP)
+
+
+@njit(cache=True, nogil=True)
+def _update_counter(t, i, y, recip):
+    v = int(t[i])
+    n = v & 1023
+    p = v >> 10
+    target = y << 22
+    p += ((target - p) >> 3) * int(recip[n]) >> 13
+    if p < 0:
+        p = 0
+    if p > (1 << 22) - 1:
+        p = (1 << 22) - 1
+    if n < LIMIT:
+        n += 1
+    t[i] = (p << 10) | n
+
+
+@njit(cache=True, nogil=True)
+def _squash(d, sq):
+    if d > 2047:
+        d = 2047
+    if d < -2047:
+        d = -2047
+    return int(sq[d + 2047])
+
+
+@njit(cache=True, nogil=True)
+def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weights2, apm, buf, match_table, regs,
+          bits, sq, st, recip):
+    """THE coding loop for encoder (encode=1: inp holds the n_in bytes, out receives the payload)
+    and decoder (encode=0: inp is the payload, out receives n_out bytes). Returns the number of
+    bytes written to `out`."""
+    mask = (1 << bits) - 1
+    x1, x2, x = 0, M32, 0
+    ip, op = 0, 0
+    if encode == 0:
+        for _ in range(4):
+            c = int(inp[ip]) if ip < n_in else 0
+            ip += 1
+            x = ((x << 8) | c) & M32
+    # Python ints in the interpreter (numpy scalars would warn on the hashes' wrap-around)
+    pos, mptr, mlen, c4, c8 = int(regs[0]), int(regs[1]), int(regs[2]), int(regs[3]), int(regs[4])
+    word, pword = int(regs[5]), int(regs[6])
+    n_bytes = n_in if encode == 1 else n_out
+    idx = np.zeros(N_CTX, dtype=np.int64)
+    hashes = np.zeros(N_CTX, dtype=np.int64)
+    stv = np.zeros(N_IN, dtype=np.int64)
+    for k in range(n_bytes):
+        # byte boundary: context hashes from the previous bytes
+        hashes[1] = (c4 & 0xFF) + 0x100
+        hashes[2] = (c4 & 0xFFFF) + 0x20000
+        hashes[3] = ((c4 & 0xFFFFFF) * 0x2F0B3A49) & M32
+        hashes[4] = ((c4 & M32) * 0x6F4F2A35 + 0x1B873593) & M32
+        hashes[5] = (((c4 & M32) * 0x9E3779B1) ^ ((c8 & 0xFF) * 0x85EBCA77 + 0x165667B1)) & M32
+        hashes[6] = (((c4 & M32) * 0x9E3779B1) ^ ((c8 & 0xFFFF) * 0x85EBCA77)) & M32
+        hashes[7] = (word * 0xC2B2AE3D + 0x27D4EB2F) & M32
+        hashes[8] = ((word * 0xC2B2AE3D) ^ (pword * 0x165667B1 + 0x3C6EF372)) & M32
+        expected = int(buf[mptr & 0x3FFFFF]) + 256 if mlen > 0 else 0
+        c0 = 1
+        byte = int(inp[k]) if encode == 1 else 0
+        for b in range(8):
+            # predictions of the bit
+            idx[0] = c0
+            stv[0] = int(st[int(order0[idx[0]]) >> 20])
+            for i in range(1, N_CTX):
+                h = ((int(hashes[i]) ^ (c0 * 0x2545F491)) * 0x9E3779B1) & M32
+                idx[i] = h >> (32 - bits) if bits < 32 else h
+                stv[i] = int(st[int(tables[i - 1, idx[i] & mask]) >> 20])
+            ms = -1
+            if mlen > 0 and (expected >> (8 - b)) == c0:
+                ebit = (expected >> (7 - b)) & 1
+                ln = mlen if mlen < 31 else 31
+                ms = ln * 2 + ebit
+                stv[N_CTX] = int(st[int(match_sm[ms]) >> 20])
+            else:
+                stv[N_CTX] = 0
+            stv[N_CTX + 1] = 256
+            dot1 = 0
+            dot2 = 0
+            c1 = c4 & 0xFF
+            for i in range(N_IN):
+                dot1 += int(weights[c0, i]) * stv[i]
+                dot2 += int(weights2[c1, i]) * stv[i]
+            p1 = _squash(dot1 >> 16, sq)
+            p2 = _squash(dot2 >> 16, sq)
+            dot = (dot1 + dot2) >> 1
+            pm = _squash(dot >> 16, sq)
+            # SSE in the order-1 context: interpolate between the two nearest of 33 buckets
+            s = dot >> 16
+            if s > 2047:
+                s = 2047
+            if s < -2047:
+                s = -2047
+            s += 2048
+            lo = s >> 7
+            wgt = s & 127
+            actx = ((c4 & 0xFF) * 256 + c0) * 33 + lo
+            pa = (int(apm[actx]) * (128 - wgt) + int(apm[actx + 1]) * wgt) >> 11
+            actx2 = ((((c4 & 0xFFFF) * 0x9E3779B1) & M32) >> 24) * 256 + c0
+            actx2 = (65536 + actx2) * 33 + lo
+            pb = (int(apm[actx2]) * (128 - wgt) + int(apm[actx2 + 1]) * wgt) >> 11
+            p = (2 * pm + 3 * pa + 3 * pb) >> 3
+            if p < 1:
+                p = 1
+            if p > 4095:
+                p = 4095
+            # code the bit
+            xmid = x1 + ((x2 - x1) >> 12) * p
+            if encode == 1:
+                y = (byte >> (7 - b)) & 1
+            else:
+                y = 1 if x <= xmid else 0
+            if y == 1:
+                x2 = xmid
+            else:
+                x1 = xmid + 1
+            while ((x1 ^ x2) & 0xFF000000) == 0:
+                if encode == 1:
+                    out[op] = x2 >> 24
+                    op += 1
+                else:
+                    c = int(inp[ip]) if ip < n_in else 0
+                    ip += 1
+                    x = ((x << 8) | c) & M32
+                x1 = (x1 << 8) & M32
+                x2 = ((x2 << 8) & M32) | 255
+            # learn from it
+            err1 = (y << 12) - p1
+            err2 = (y << 12) - p2
+            for i in range(N_IN):
+                weights[c0, i] += (stv[i] * err1) >> 12
+                weights2[c1, i] += (stv[i] * err2) >> 12
+            target = y << 16
+            j = actx if wgt < 64 else actx + 1
+            apm[j] += (target - int(apm[j])) >> 6
+            j = actx2 if wgt < 64 else actx2 + 1
+            apm[j] += (target - int(apm[j])) >> 6
+            _update_counter(order0, idx[0], y, recip)
+            for i in range(1, N_CTX):
+                _update_counter(tables[i - 1], idx[i] & mask, y, recip)
+            if ms >= 0:
+                _update_counter(match_sm, ms, y, recip)
+            c0 = (c0 << 1) | y
+        byte = c0 & 0xFF
+        if encode == 0:
+            out[k] = byte
+        # byte boundary: histories, word hash, match model
+        c8 = ((c8 << 8) | (c4 >> 24)) & M32
+        c4 = ((c4 << 8) | byte) & M32
+        if (65 <= byte <= 90) or (97 <= byte <= 122):
+            lower = byte | 32
+            word = ((word + lower) * 0x01000193) & M32
+        elif word != 0:
+            pword = word
+            word = 0
+        buf[pos & 0x3FFFFF] = byte
+        pos += 1
+        if mlen > 0 and expected - 256 == byte:
+            mlen += 1
+            mptr += 1
+        else:
+            mlen = 0
+        if pos >= 6:
+            h6 = (((c4 & M32) * 0x2E3779B1 + (c8 & 0xFFFF) * 0x7FEB352D) & M32) >> 12
+            if mlen == 0:
+                cand = int(match_table[h6])
+                if cand > 0 and pos - cand < 0x3FFFFF:
+                    ln = 0
+                    while ln < 32 and ln < cand and buf[(cand - 1 - ln) & 0x3FFFFF] == buf[(pos - 1 - ln) & 0x3FFFFF]:
+                        ln += 1
+                    if ln >= 6:
+                        mlen = ln
+                        mptr = cand
+            match_table[h6] = pos
+    if encode == 1:
+        for _ in range(4):  # enough of x1 to pin the final interval
+            out[op] = (x1 >> 24) & 0xFF
+            op += 1
+            x1 = (x1 << 8) & M32
+    regs[0], regs[1], regs[2], regs[3], regs[4], regs[5], regs[6] = pos, mptr, mlen, c4, c8, word, pword
+    return op if encode == 1 else n_bytes
+
+
+def encode(state: State, data: bytes, interpreted: bool = False) -> bytes:
+    """The payload for `data`; `state` learns from it (the next block continues from there)."""
+    inp = np.frombuffer(data, dtype=np.uint8)
+    out = np.zeros(len(data) + len(data) // 8 + 64, dtype=np.uint8)
+    fn = _code.py_func if interpreted and hasattr(_code, "py_func") else _code
+    size = fn(1, inp, len(data), out, 0, *state.arrays())
+    return out[:size].tobytes()
+
+
+def decode(state: State, payload: bytes, n: int, interpreted: bool = False) -> bytes:
+    inp = np.frombuffer(payload, dtype=np.uint8)
+    out = np.zeros(n, dtype=np.uint8)
+    fn = _code.py_func if interpreted and hasattr(_code, "py_func") else _code
+    fn(0, inp, len(payload), out, n, *state.arrays())
+    return out.tobytes()
