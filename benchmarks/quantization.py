@@ -6,14 +6,19 @@ imo's GPT, so they are one matrix here and are quantized together):
   int4 (g64)  within 5%, <= 18%
   50% pruning + int8: >= 6x smaller, within 3% (fine-tuning steps after pruning are reported)
   int8 CPU kernels: tokens/s ratio vs float32 in the same process (aim >= 1.5x)
+With --torchao, torchao's int8/int4 weight-only configs (and its int8 dynamic-activation one) run
+beside imo's formats on the same float32 model, the same layers quantized (every Linear of the
+blocks; embedding/head float): bits/byte and forward tokens/s (`pip install -e '.[bench]'`).
 Variants that keep the embedding/head in float are measured beside them. Every row goes through
 the real path: `prune_run` / `quantize_run` write a new run, and the figures are of the model
 loaded back from its checkpoint.
 
     python benchmarks/quantization.py [--steps 200] [--markdown]
+    python benchmarks/quantization.py --torchao
 """
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -57,6 +62,79 @@ def tokens_per_s(models: dict[str, torch.nn.Module], batch: int, length: int, re
     return {k: batch * length / statistics.median(v) for k, v in times.items()}
 
 
+def torchao_variants(base: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """imo's in-memory formats beside torchao's configs, each on a copy of `base`, the same
+    Linears quantized in every variant (the tied embedding/head stays float)."""
+    import warnings
+
+    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
+    from torchao.quantization import (
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+    )
+    from torchao.quantization import quantize_ as ao_quantize_
+
+    from imo.compress.quantize import quantize_
+
+    def blocks_only(module, fqn):  # torchao's filter: (module, name)
+        return isinstance(module, torch.nn.Linear) and fqn != "lm_head"
+
+    out = {"float32": base}
+    for name, cfg in (("imo int8 (fbgemm)", QuantConfig(bits=8, kernel="fbgemm")),
+                      ("imo int8 (weight-only)", QuantConfig(bits=8, kernel="weight-only")),
+                      ("imo int4 g64 (weight-only)", QuantConfig(bits=4, group_size=64)),
+                      ("imo int4 g64 (tinygemm)", QuantConfig(bits=4, group_size=64, kernel="tinygemm"))):
+        out[name] = copy.deepcopy(base)
+        quantize_(out[name], cfg, skip=KEEP)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, cfg in (("torchao Int8WeightOnlyConfig", Int8WeightOnlyConfig(set_inductor_config=False)),
+                          ("torchao Int8DynamicActivationInt8WeightConfig",
+                           Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)),
+                          ):
+            out[name] = copy.deepcopy(base)
+            ao_quantize_(out[name], cfg, filter_fn=blocks_only)
+        # the CPU int4 path (Int4OpaqueTensor, tinygemm's _weight_int4pack_mm_for_cpu; the plain
+        # Int4WeightOnlyConfig formats need CUDA libraries here). Its kernel is written for
+        # bfloat16 activations (float32 ran at 0.01x of float32 in a trial), so each quantized
+        # Linear takes bfloat16 in and gives float32 back; the rest of the model stays float32.
+        name = "torchao int4 g64 (CPU tinygemm, bf16 in the Linears)"
+        out[name] = copy.deepcopy(base)
+        int4 = PrototypeInt4WeightOnlyConfig(group_size=64, set_inductor_config=False)
+        for fqn, module in list(out[name].named_modules()):
+            if blocks_only(module, fqn):
+                lin = copy.deepcopy(module).to(torch.bfloat16)
+                ao_quantize_(lin, int4, filter_fn=lambda m, f: isinstance(m, torch.nn.Linear))
+                parent, _, child = fqn.rpartition(".")
+                setattr(out[name].get_submodule(parent), child, _InBfloat16(lin))
+    return out
+
+
+class _InBfloat16(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.to(torch.bfloat16)).float()
+
+
+def torchao_bench(base: torch.nn.Module, corpus: str, args) -> None:
+    import torchao
+
+    models = torchao_variants(base)
+    bpb = {k: scored(m, corpus, args.eval_bytes) for k, m in models.items()}
+    long = tokens_per_s(models, 4, 256, args.repeats)
+    short = tokens_per_s(models, 1, 16, args.repeats * 4)
+    lines = [f"torchao {torchao.__version__}; every Linear of the blocks quantized, embedding/head float32",
+             "| variant | bits/byte | delta | tokens/s 4 x 256 | vs float32 | tokens/s 1 x 16 | vs float32 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for k in models:
+        lines.append(f"| {k} | {bpb[k]:.4f} | {bpb[k] / bpb['float32'] - 1:+.2%} | {long[k]:,.0f} | "
+                     f"{long[k] / long['float32']:.2f}x | {short[k]:,.0f} | {short[k] / short['float32']:.2f}x |")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200, help="training steps of the float32 model")
@@ -67,6 +145,7 @@ def main() -> None:
     ap.add_argument("--store", default="/tmp/compress/bench/store.sqlite")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--torchao", action="store_true", help="only the comparison with torchao's configs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     paths.set_store(Path(args.store))
@@ -75,6 +154,10 @@ def main() -> None:
     base = train_or_reuse(config(args.steps), store=store, quiet=False)
     print(f"float32 run {base} ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.train_only:
+        return
+    if args.torchao:
+        torchao_bench(load_model(store.run_dir(base))[0], config(args.steps).train.corpus, args)
+        print(machine_line(args))
         return
     eb = dict(eval_bytes=args.eval_bytes)
     runs = {"float32": base}
@@ -114,10 +197,14 @@ def main() -> None:
         lines.append(f"| {k} | {speed_long[k]:,.0f} | {speed_long[k] / speed_long['float32']:.2f}x | "
                      f"{speed_short[k]:,.0f} | {speed_short[k] / speed_short['float32']:.2f}x |")
     print("\n".join(lines))
+    print(machine_line(args))
+
+
+def machine_line(args) -> str:
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                f"torch {torch.__version__}, {args.threads} thread(s), commit {short_commit()}, "
                f"load average {os.getloadavg()[0]:.1f}")
-    print(f"\n{machine}; bits/byte on the first {args.eval_bytes:,} validation bytes; runs in {args.store}")
+    return f"\n{machine}; bits/byte on the first {args.eval_bytes:,} validation bytes; runs in {args.store}"
 
 
 if __name__ == "__main__":

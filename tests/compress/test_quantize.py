@@ -1,5 +1,7 @@
 """Quantization: round trips within their bound, packing, the outlier split, filters and refusals."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -13,6 +15,7 @@ from imo.compress.quantize import (
     quantize_,
     quantize_int4,
     quantize_int8,
+    tinygemm_available,
 )
 from imo.errors import ConfigError
 from imo.model import GPT, ModelConfig
@@ -117,3 +120,28 @@ def test_keep_list_and_refusals():
             QuantConfig(**bad)
     with pytest.raises(ConfigError, match="does not divide"):
         quantize_(GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, context_length=16)), QuantConfig(bits=4, group_size=24))
+
+
+@pytest.mark.skipif(not tinygemm_available(), reason="this PyTorch has no CPU int4 kernel")
+def test_tinygemm_int4_runs_imo_codes_like_weight_only():
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(128, 48))
+    x = torch.randn(3, 7, 128)
+    out = {}
+    for kernel in ("weight-only", "tinygemm"):
+        model = copy.deepcopy(base)
+        quantize_(model, QuantConfig(bits=4, group_size=64, kernel=kernel))
+        out[kernel] = model(x)
+        assert model[0].kernel == kernel
+    assert isinstance(model[0]._packed, tuple)  # the int4 kernel ran, not the fallback
+    # the same codes and scales: only bfloat16 activations separate the two
+    ref = out["weight-only"]
+    assert (out["tinygemm"] - ref).abs().max() < 0.02 * ref.abs().max()
+    assert (out["tinygemm"] - ref).abs().max() > 0  # (and it is a different product)
+
+
+def test_a_kernel_of_the_other_width_is_refused():
+    with pytest.raises(ConfigError, match="for int4"):
+        QuantConfig(bits=8, kernel="tinygemm").resolved_kernel()
+    with pytest.raises(ConfigError, match="for int8"):
+        QuantConfig(bits=4, kernel="vectorwise").resolved_kernel()

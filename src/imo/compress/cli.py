@@ -56,7 +56,7 @@ def quantize_command(
     bits: Annotated[int, Opt(help="8 (per-channel int8) or 4 (group-wise int4).")] = 8,
     group_size: Annotated[int, Opt(help="int4: input weights per scale.")] = 64,
     outlier_threshold: Annotated[float | None, Opt(help="int8: activation columns above this stay in float (LLM.int8 uses 6.0). [default: no split]")] = None,
-    kernel: Annotated[str, Opt(help="int8 kernel: auto, fbgemm, vectorwise, weight-only.")] = "auto",
+    kernel: Annotated[str, Opt(help="int8 kernel: auto, fbgemm, vectorwise, weight-only; int4: auto (weight-only) or tinygemm (bfloat16 activations, faster at small batches).")] = "auto",
     keep: Annotated[list[str] | None, Opt("--keep", help="Glob of layers kept in float, e.g. lm_head (repeatable).")] = None,
     eval_bytes: Annotated[int, Opt(help="Validation bytes scored before and after.")] = 65_536,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the new run id.")] = False,

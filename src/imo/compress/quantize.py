@@ -18,8 +18,14 @@ int8 kernels (registry KERNELS), picked per layer:
                 deprecated, so `auto` falls back when it is missing.
   `vectorwise`  LLM.int8's scheme written out: each activation row gets its own absmax scale,
                 the int8 x int8 product is summed exactly (float64), then rescaled.
-  `weight-only` dequantize W and multiply in float: the error is the weights' alone.
-int4 always runs weight-only (no int4 CPU kernel here does better).
+  `weight-only` multiply by the int8 codes in float, then scale each output (torchao's
+                Int8WeightOnlyConfig does the same): the error is the weights' alone.
+int4 kernels:
+  `weight-only` (the default) dequantize W and multiply in float32: exact, fastest at large batches.
+  `tinygemm`    PyTorch's CPU int4 kernel (aten._weight_int4pack_mm_for_cpu, the one torchao's CPU
+                int4 config calls): imo's codes and scales repacked at first use, so nothing on
+                disk changes; activations in bfloat16 inside the product. Faster at small batches
+                (decoding), slower at large ones (benchmarks/RESULTS.md).
 
     report = quantize_(model, QuantConfig(bits=8), skip=["lm_head", "transformer.wte"])
     print(model)      # QuantLinear(256 -> 768, int8, fbgemm) in place of each Linear
@@ -40,7 +46,7 @@ from imo.errors import ConfigError
 from imo.registry import Registry
 
 KERNELS: Registry[str] = Registry("int8 kernel")
-for _k in ("auto", "fbgemm", "vectorwise", "weight-only"):
+for _k in ("auto", "fbgemm", "vectorwise", "weight-only", "tinygemm"):
     KERNELS.register(_k)(_k)
 BITS = (8, 4)
 
@@ -50,7 +56,7 @@ class QuantConfig:
     bits: int = 8  # 8 | 4
     group_size: int = 64  # int4: input weights per scale
     outlier_threshold: float | None = None  # int8: activation columns above this stay in float (LLM.int8: 6.0)
-    kernel: str = "auto"  # int8: auto | fbgemm | vectorwise | weight-only
+    kernel: str = "auto"  # int8: auto | fbgemm | vectorwise | weight-only; int4: auto | weight-only | tinygemm
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -67,7 +73,11 @@ class QuantConfig:
 
     def resolved_kernel(self) -> str:
         if self.bits == 4:
-            return "weight-only"
+            if self.kernel in ("fbgemm", "vectorwise"):
+                raise ConfigError(f"the {self.kernel} kernel is for int8; int4 runs weight-only or tinygemm")
+            return "tinygemm" if self.kernel == "tinygemm" else "weight-only"
+        if self.kernel == "tinygemm":
+            raise ConfigError("the tinygemm kernel is for int4; int8 runs fbgemm, vectorwise or weight-only")
         if self.kernel == "auto":
             return "fbgemm" if fbgemm_available() else "vectorwise"
         if self.kernel == "fbgemm" and not fbgemm_available():
@@ -77,6 +87,10 @@ class QuantConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def tinygemm_available() -> bool:
+    return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
 
 
 def fbgemm_available() -> bool:
@@ -187,6 +201,31 @@ class QuantLinear(nn.Module):
                 self._packed = torch.ops.quantized.linear_prepack(wq, None)
         return torch.ops.quantized.linear_dynamic(x.contiguous(), self._packed)
 
+    def _tinygemm(self, x: Tensor) -> Tensor | None:
+        """int4 through PyTorch's CPU int4 kernel; None where it cannot run (no such op, a
+        shape it refuses, not on CPU), and the layer then runs weight-only."""
+        if self._packed is None:
+            qw = self.qweight
+            ok = tinygemm_available() and qw.q.device.type == "cpu"
+            try:
+                if ok:
+                    codes = torch.empty(qw.shape, dtype=torch.int32)
+                    codes[:, 0::2] = (qw.q & 0x0F).to(torch.int32)  # stored as q + 8: tinygemm's
+                    codes[:, 1::2] = (qw.q >> 4).to(torch.int32)    # (q - 8) * scale + zero, zero 0
+                    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 2)
+                    s = qw.scale.t().to(torch.bfloat16)  # (groups, out)
+                    self._packed = (packed, torch.stack([s, torch.zeros_like(s)], dim=-1).contiguous())
+            except RuntimeError:
+                ok = False
+            if not ok:
+                self._packed = False
+        if self._packed is False:
+            return None
+        packed, scales_zeros = self._packed
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed,
+                                                        self.qweight.group_size, scales_zeros)
+        return y.float()
+
     def _int8(self, x: Tensor) -> Tensor:
         if self.kernel == "fbgemm":
             return self._fbgemm(x)
@@ -195,8 +234,15 @@ class QuantLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1]).float()  # (N, in)
-        if self.kernel == "weight-only" or self.qweight.bits == 4:
-            y = x @ self.qweight.dequantize().t()
+        if self.qweight.bits == 4:
+            y = self._tinygemm(x) if self.kernel == "tinygemm" else None
+            if y is None:
+                y = x @ self.qweight.dequantize().t()
+        elif self.kernel == "weight-only":
+            # torchao's order (Int8WeightOnlyConfig): the codes cast to float and multiplied, the
+            # per-row scale applied to the (N, out) product, not to the (out, in) weight: the
+            # same value, one multiply fewer per weight on every call (benchmarks/RESULTS.md)
+            y = (x @ self.qweight.q.t().float()) * self.qweight.scale
         elif self.outlier_threshold is None:
             y = self._int8(x)
         else:
