@@ -194,3 +194,25 @@ def doctor_command(
     for label, cfg, tokens in rows:
         vals = [peak(d, device, cfg, tokens, refresh=refresh) / 1e9 for d in dtypes]
         print(f"{label:<34}" + "".join(f"{v:>12,.0f}" for v in vals), flush=True)
+
+
+def default_threads() -> int:
+    """torch threads for training when neither --threads nor OMP_NUM_THREADS says: one on a
+    machine of two cores or fewer (two OpenMP threads on a busy 2-core machine wait at every
+    barrier for a descheduled thread: measured 4x slower than one, benchmarks/RESULTS.md),
+    otherwise every usable core."""
+    cores = usable_cores()
+    return 1 if cores <= 2 else cores
+
+
+def run_mfu(cfg: ModelConfig, tokens_per_s: float, dtype: str, device: str, tokens: int,
+            measure: bool = True) -> tuple[float, float] | None:
+    """(MFU, peak FLOP/s) of a training run against the peak at its own matmul shapes (`tokens`
+    rows per micro-batch); None when the peak is not cached and `measure` is False."""
+    from imo.train.flops import mfu
+
+    key = _key(dtype, device, _shape_key(cfg, tokens))
+    if not measure and key not in _load():
+        return None
+    p = peak(dtype, device, cfg, tokens)
+    return mfu(tokens_per_s, cfg, p), p

@@ -1,5 +1,6 @@
 """`imo train` and `imo eval`."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +33,9 @@ def train_command(
     ckpt_every: Annotated[int | None, Opt(help="Checkpoint every N steps. [default: 500]")] = None,
     seed: Annotated[int | None, Opt(help="Seed of initialisation and batches. [default: 1337]")] = None,
     device: Annotated[str | None, Opt(help="auto, cpu, cuda or cuda:N. [default: auto]")] = None,
-    dtype: Annotated[str | None, Opt(help="float32 or bfloat16 (CUDA autocast).")] = None,
-    threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
+    dtype: Annotated[str | None, Opt(help="auto (bf16 mixed precision where the CPU/GPU has native bf16, else float32), float32 or bfloat16. [default: auto]")] = None,
+    compile: Annotated[bool, Opt("--compile", help="Run the training step through torch.compile (kernels cached on disk).")] = False,
+    threads: Annotated[int | None, Opt(help="CPU threads for torch. [default: OMP_NUM_THREADS, else 1 on a machine of <= 2 cores, else all]")] = None,
     init_from: Annotated[str | None, Opt(help="Start from this run's weights (fine-tune); e.g. with a longer --context and --rope-scale.")] = None,
     resume: Annotated[str | None, Opt(help="Continue run RUN from its last checkpoint (its config is kept).")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
@@ -48,6 +50,10 @@ def train_command(
         if threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    elif not os.environ.get("OMP_NUM_THREADS"):
+        from imo.doctor import default_threads
+
+        torch.set_num_threads(default_threads())
     model = dict(pos=pos, attn=attn, n_layer=layers, n_embd=width, n_head=heads, context_length=context,
                  rope_scale=rope_scale, dropout=dropout)
     tr = dict(corpus=corpus, steps=steps, minutes=minutes, batch_size=batch_size, grad_accum=grad_accum,
@@ -59,10 +65,10 @@ def train_command(
             raise ConfigError(
                 f"--resume keeps the run's saved config; drop {', '.join('--' + g.replace('_', '-') for g in given)}"
             )
-        train(None, resume=resume, quiet=quiet)
+        train(None, resume=resume, quiet=quiet, compile=compile)
         return
     cfg = RunConfig.build(preset=preset or ("tiny" if config is None else None), file=config, model=model, train=tr)
-    train(cfg, quiet=quiet)
+    train(cfg, quiet=quiet, compile=compile)
 
 
 def eval_command(

@@ -36,7 +36,7 @@ class TrainConfig:
     seed: int = 1337
     init_from: str | None = None  # start from this run's weights (fine-tuning); it becomes the parent
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float32"  # float32 | bfloat16 (autocast; on CUDA)
+    dtype: str = "auto"  # auto | float32 | bfloat16 (mixed: fp32 weights, bf16 autocast); see train/precision.py
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "eval_every", "eval_batches", "log_every", "ckpt_every"):
@@ -58,8 +58,8 @@ class TrainConfig:
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"unknown dtype {self.dtype!r}; choose float32 or bfloat16")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose auto, float32 or bfloat16")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"unknown device {self.device!r}; choose auto, cpu, cuda or cuda:N")
 

@@ -125,6 +125,7 @@ class FitResult:
     final_bpb: float | None  # the final evaluation (None: none asked, or stopped during it)
     seconds: float
     losses: list[float] = field(default_factory=list)  # bits per token of each step of this call
+    step_seconds: float = 0.0  # of `seconds`, those spent in optimizer steps (no evaluation, checkpoints)
 
 
 class StopFlag:
@@ -164,7 +165,9 @@ def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=True)
+    # fused: one kernel for the whole update (CPU and CUDA); foreach elsewhere (e.g. mps)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **({"fused": True} if fused else {"foreach": True}))
 
 
 def fit(
@@ -241,13 +244,15 @@ def fit(
     total = cfg.steps  # None until a --minutes budget has been measured
     timing = max(1, min(TIMING_STEPS, cfg.warmup))  # their learning rate does not depend on `total`
     progress = Progress(total, enabled=world.is_main and not quiet, label=label)
-    step, train_bits, losses, stopped = start, math.nan, [], False
+    step, train_bits, losses, stopped, step_seconds = start, math.nan, [], False, 0.0
     t0 = time.perf_counter()
     model.train()
     with StopFlag() as stop:
         while total is None or step < total:
             lr = lr_at(step, cfg.lr, cfg.warmup, total or 0, cfg.min_lr_ratio)
+            t_step = time.perf_counter()
             train_bits, norm = one_step(step, lr)
+            step_seconds += time.perf_counter() - t_step
             losses.append(train_bits)
             step += 1
             metrics: dict[str, float] = {}
@@ -283,7 +288,7 @@ def fit(
             stopped = final is None
     model.eval()
     return FitResult(step, total if total is not None else step, stopped, stop.signum, train_bits, final,
-                     time.perf_counter() - t0, losses)
+                     time.perf_counter() - t0, losses, step_seconds)
 
 
 def _evaluating(evaluate: Callable[[nn.Module], dict[str, float]], model: nn.Module) -> dict[str, float]:

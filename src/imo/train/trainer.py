@@ -10,7 +10,7 @@ uninterrupted one bit for bit on the same machine.
     run_id = train(RunConfig.build(preset="tiny", train={"steps": 200}))
 """
 
-from contextlib import nullcontext
+import os
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,6 +18,7 @@ import torch
 
 from imo.data.batches import random_batch, windows
 from imo.data.corpora import load_corpus
+from imo.doctor import run_mfu
 from imo.errors import ConfigError
 from imo.model import GPT
 from imo.runs.store import RunStore, config_hash
@@ -25,7 +26,9 @@ from imo.train import distributed as D
 from imo.train.checkpoint import checkpoint_dir, read_checkpoint
 from imo.train.config import RunConfig, TrainConfig
 from imo.train.evaluate import fixed_eval_set, mean_bpb
-from imo.train.loop import FitConfig, FitResult, RunLog, StopFlag, fit, make_optimizer  # noqa: F401
+from imo.train.loop import FitConfig, FitResult, RunLog, StopFlag, default_loss, fit, make_optimizer  # noqa: F401
+from imo.train.precision import autocast as precision_autocast
+from imo.train.precision import native_bf16, resolve_dtype
 
 KIND = "train"
 
@@ -52,10 +55,12 @@ def train(
     store: RunStore | None = None,
     quiet: bool = False,
     stop_at: int | None = None,
+    compile: bool = False,
 ) -> str:
     """Train a new run from `cfg`, or continue run `resume`; returns the run id.
-    `stop_at` stops as an interrupt would after that step (used by tests)."""
-    return run_training(cfg, resume=resume, store=store, quiet=quiet, stop_at=stop_at).run_id
+    `stop_at` stops as an interrupt would after that step (used by tests); `compile` runs the
+    training forward/backward through torch.compile (the numbers differ within float rounding)."""
+    return run_training(cfg, resume=resume, store=store, quiet=quiet, stop_at=stop_at, compile=compile).run_id
 
 
 def run_training(
@@ -65,12 +70,13 @@ def run_training(
     store: RunStore | None = None,
     quiet: bool = False,
     stop_at: int | None = None,
+    compile: bool = False,
 ) -> Outcome:
     """As train(), also saying whether (and by which signal) the run was stopped."""
     world = D.init_world(cfg.train.device if cfg else "auto")
     store = store or (RunStore.open() if world.is_main else None)
     try:
-        trainer = Trainer(cfg, resume, store, world, quiet)
+        trainer = Trainer(cfg, resume, store, world, quiet, compile)
         try:
             return trainer.run(stop_at)
         except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint is still valid
@@ -87,8 +93,11 @@ def run_training(
 
 def train_or_reuse(cfg: RunConfig, store: RunStore | None = None, quiet: bool = True) -> str:
     """The id of a finished run with exactly this config, training one only if none exists
-    (claims and exams use this, so identical experiments are not trained twice)."""
+    (claims and exams use this, so identical experiments are not trained twice). `--dtype auto`
+    becomes float32 here, so their figures do not depend on the CPU they ran on."""
     store = store or RunStore.open()
+    if cfg.train.dtype == "auto":
+        cfg = cfg.with_train(dtype="float32")
     found = store.find(KIND, config_hash(cfg.to_dict()))
     if found:
         return found[0]
@@ -104,8 +113,8 @@ class Trainer:
     run is recorded, so bad input leaves nothing behind in the store."""
 
     def __init__(self, cfg: RunConfig | None, resume: str | None, store: RunStore | None,
-                 world: D.World, quiet: bool) -> None:
-        self.store, self.world, self.quiet = store, world, quiet
+                 world: D.World, quiet: bool, compile: bool = False) -> None:
+        self.store, self.world, self.quiet, self.compile = store, world, quiet, compile
         meta, weights, state, self.start_step = None, None, {}, 0
         if resume is not None:  # the run's own config and latest checkpoint
             run_id = store.resolve(resume) if world.is_main else None
@@ -120,6 +129,10 @@ class Trainer:
         self.device = resolve_device(t.device)
         if self.device.startswith("cuda") and world.distributed:
             self.device = f"cuda:{world.local_rank}"
+        # auto -> what this machine does natively; the config records the dtype the run used
+        self.dtype_auto = t.dtype == "auto"
+        cfg = cfg.with_train(dtype=resolve_dtype(t.dtype, self.device))
+        t = cfg.train
         self.corpus = _checked_corpus(cfg, world)
         self.micro = t.batch_size // world.size // t.grad_accum
 
@@ -174,17 +187,26 @@ class Trainer:
                 print(f"run {self.run_id}  {cfg.name()}  {self.model.num_params():,} parameters  "
                       f"{world.size} process(es) on {self.device}", flush=True)
                 changed = non_defaults(cfg)
+                changed.pop("train.dtype", None)
                 if changed:
                     print("  " + "  ".join(f"{k}={v}" for k, v in changed.items()), flush=True)
+                why = (f"auto: {'native' if native_bf16(self.device) else 'no native'} bf16 on this {self.device}"
+                       if self.dtype_auto else "as asked")
+                mixed = " mixed precision (fp32 weights and optimizer, bf16 autocast)" if t.dtype == "bfloat16" else ""
+                print(f"  precision {t.dtype}{mixed} ({why}); {torch.get_num_threads()} thread(s)"
+                      + ("; torch.compile" if self.compile else ""), flush=True)
         tokens_per_step = t.batch_size * cfg.model.context_length
         log = RunLog(store if world.is_main else None, self.run_id, self.run_dir,
                      meta=lambda: {"run_id": self.run_id, "config": self.cfg.to_dict()}, on_total=self.on_total)
-        autocast = (partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
-                    if t.dtype == "bfloat16" and self.device.startswith("cuda") else nullcontext)
+        autocast = partial(precision_autocast, t.dtype, self.device)  # evaluation keeps fp32
         final = list(windows(self.corpus.val, cfg.model.context_length)) if world.is_main else None
+        loss_fn = default_loss
+        if self.compile:
+            compiled = _compiled(self.model)
+            loss_fn = lambda m, b: default_loss(compiled if m is self.model else m, b)  # noqa: E731
         res = fit(self.model, self.batch, fit_config(t), run=log, resume=self.resume, world=world,
                   evaluate=lambda m: {"val/bpb": mean_bpb(m, self.eval_set, self.device)},
-                  final_eval=final, autocast=autocast, tokens_per_step=tokens_per_step,
+                  final_eval=final, autocast=autocast, tokens_per_step=tokens_per_step, loss_fn=loss_fn,
                   quiet=self.quiet, stop_at=stop_at)
         if not world.is_main:
             return Outcome(self.run_id, res.signal, res.stopped)
@@ -197,13 +219,31 @@ class Trainer:
         figures = {
             "val_bpb": res.final_bpb, "train_bpb": res.train_bpb, "steps": res.steps,
             "params": self.model.num_params(), "tokens": res.steps * tokens_per_step, "seconds": res.seconds,
-            "tokens_per_s": done * tokens_per_step / max(res.seconds, 1e-9),
+            "tokens_per_s": done * tokens_per_step / max(res.seconds, 1e-9), "dtype": t.dtype,
+            # training speed alone (the evaluations and checkpoints left out): what MFU is of
+            "train_tokens_per_s": done * tokens_per_step / max(res.step_seconds, 1e-9),
         }
+        # MFU against this machine's peak at the run's own matmul shapes (imo doctor's, cached);
+        # quiet runs (claims, exams) only use a cached peak, so they never pay to measure one
+        found = run_mfu(cfg.model, figures["train_tokens_per_s"], t.dtype, self.device,
+                        self.micro * cfg.model.context_length, measure=not self.quiet)
+        if found is not None:
+            figures["mfu"], figures["peak_flops"] = found
         store.finish(self.run_id, figures)
         if not self.quiet:
-            print(f"done: step {res.steps}, validation {res.final_bpb:.3f} bits/byte "
-                  f"({figures['tokens_per_s']:,.0f} tokens/s)", flush=True)
+            mfu = f", MFU {figures['mfu']:.0%}" if "mfu" in figures else ""
+            print(f"done: step {res.steps}, validation {res.final_bpb:.3f} bits/byte; "
+                  f"{figures['train_tokens_per_s']:,.0f} tokens/s{mfu} ({t.dtype})", flush=True)
         return Outcome(self.run_id, None, False)
+
+
+def _compiled(model: GPT):
+    """torch.compile of the training forward, its kernels cached beside imo's other caches
+    (TORCHINDUCTOR_CACHE_DIR wins), so a second run of the same shape compiles in seconds."""
+    from imo import paths
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(paths.corpus_cache_dir().parent / "inductor"))
+    return torch.compile(model)
 
 
 def fit_config(t: TrainConfig) -> FitConfig:
