@@ -27,11 +27,11 @@ def options(text: str) -> list[tuple[str, float]]:
 
 
 class MockPolicy:
-    task, level = TASK, 1
+    task, difficulty = TASK, 1
 
     def __init__(self, seed: int = 0):
         self.rng = random.Random(seed)
-        self.generated = 0  # every token it wrote, counted here independently of the Budget
+        self.generated = 0  # every token it wrote, counted here independently of the TokenBudget
 
     def reseed(self, seed: int) -> None:
         self.rng.seed(seed)

@@ -4,7 +4,7 @@ import pytest
 
 from imo.cli import main
 
-TINY = ["--task", "arith", "--level", "1", "--n-train", "150", "--n-test", "4", "--layers", "1",
+TINY = ["--task", "arith", "--difficulty", "1", "--n-train", "150", "--n-test", "4", "--layers", "1",
         "--width", "32", "--context", "64", "--steps", "15", "--batch-size", "8", "-q"]
 
 
@@ -54,3 +54,18 @@ def test_reason_end_to_end_and_bad_input(capsys, tmp_path):
     assert "cannot read problem" in user_error(capsys, "solve", policy, "--problem", "seven plus five")
     assert "not trained to revise" in user_error(capsys, "solve", policy, "--method", "revision",
                                                  "--verifier", "oracle", "--n", "1")
+
+
+def test_old_level_name_still_loads_and_maps(capsys):
+    from dataclasses import asdict
+
+    from imo.errors import ConfigError
+    from imo.reason.policy import PolicyConfig
+
+    stored = asdict(PolicyConfig(task="arith", difficulty=3))
+    stored["level"] = stored.pop("difficulty")  # a config stored before the rename
+    assert PolicyConfig.from_dict(stored).difficulty == 3
+    with pytest.raises(ConfigError, match="both level"):
+        PolicyConfig.from_dict({**stored, "difficulty": 3})
+    assert "not both" in user_error(capsys, "train", "--level", "1", "--difficulty", "3")
+    assert "no difficulty 9" in user_error(capsys, "train", "--task", "arith", "--level", "9")

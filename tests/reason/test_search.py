@@ -6,9 +6,11 @@ from collections import defaultdict
 import pytest
 
 from imo.errors import ConfigError
+from imo.reason.core import NoVerifier, TokenBudget
 from imo.reason.learn import collect
-from imo.reason.search import SEARCHES, Budget, get_method, run_many, solution_cost
-from imo.reason.verifiers import NoVerifier, Oracle, SelfEval, Vote, rollout_labels
+from imo.reason.methods import SEARCHES, get_method, run_many
+from imo.reason.search import solution_cost
+from imo.reason.verifiers import Oracle, SelfEval, Vote, rollout_labels
 
 from .mock import PROBLEM, TASK, MockPolicy, paths
 
@@ -23,7 +25,7 @@ def test_brute_force_tree():
 
 
 def test_greedy_is_the_stepwise_argmax():
-    r = get_method("greedy")(MockPolicy(), PROBLEM, NoVerifier(), Budget(1000))
+    r = get_method("greedy")(MockPolicy(), PROBLEM, NoVerifier(), TokenBudget(1000))
     assert r.text == "3+7=10\n10+8=18\n=18\n" and not r.correct
 
 
@@ -33,7 +35,7 @@ def test_with_the_oracle_every_search_finds_the_one_correct_path(method):
     method must reach it, at several seeds."""
     for seed in range(3):
         pol = MockPolicy(seed)
-        r = get_method(method)(pol, PROBLEM, Oracle(TASK), Budget(3000))
+        r = get_method(method)(pol, PROBLEM, Oracle(TASK), TokenBudget(3000))
         assert r.correct and r.text == "3*7=21\n21+8=29\n=29\n", (method, seed, r.text)
 
 
@@ -42,14 +44,14 @@ def test_vote_picks_the_answer_with_the_most_probability():
     for text, p in paths():
         by_answer[TASK.answer_of(text)] += p
     expected = max(by_answer, key=by_answer.get)  # "18" (0.42)
-    r = get_method("best-of-n")(MockPolicy(1), PROBLEM, Vote(TASK), Budget(3000))
+    r = get_method("best-of-n")(MockPolicy(1), PROBLEM, Vote(TASK), TokenBudget(3000))
     assert TASK.answer_of(r.text) == expected
 
 
 def test_best_of_n_with_self_picks_the_likeliest_per_token():
     sols = dict(paths())
     expected = max(sols, key=lambda t: sum(_logp(t)) / len(t.encode()))
-    r = get_method("best-of-n")(MockPolicy(2), PROBLEM, SelfEval(TASK), Budget(3000))
+    r = get_method("best-of-n")(MockPolicy(2), PROBLEM, SelfEval(TASK), TokenBudget(3000))
     assert r.text == expected
 
 
@@ -72,7 +74,7 @@ def test_budgets_are_respected_exactly(method, verifier):
     one = solution_cost(MockPolicy(), ver if method != "greedy" else None)
     for limit in (one, one + 7, 3 * one, 10 * one + 3, 40 * one):
         pol = MockPolicy(limit)
-        b = Budget(limit)
+        b = TokenBudget(limit)
         get_method(method)(pol, PROBLEM, ver, b)
         assert b.policy == pol.generated  # the count is exactly what the policy wrote
         assert b.spent <= limit
@@ -81,7 +83,7 @@ def test_budgets_are_respected_exactly(method, verifier):
 
 
 class Babbler(MockPolicy):
-    """Never ends a line: every step is the longest line the level allows, without a newline
+    """Never ends a line: every step is the longest line the difficulty allows, without a newline
     (an untrained model does this); searches must stop such rows, not keep paying for them."""
 
     def step(self, items, temperature):
@@ -91,7 +93,7 @@ class Babbler(MockPolicy):
 
 
 class FullLines(MockPolicy):
-    """Every line is exactly as long as the level allows, so a method's reservation is tight: any
+    """Every line is exactly as long as the difficulty allows, so a method's reservation is tight: any
     token counted twice (a verifier re-reading a prefix it has read) overruns the budget."""
 
     def step(self, items, temperature):
@@ -104,7 +106,7 @@ class FullLines(MockPolicy):
 @pytest.mark.parametrize("policy", [Babbler, FullLines])
 def test_worst_case_lines_stay_within_budget(method, policy):
     for limit in (96, 500, 1000):
-        pol, b = policy(), Budget(limit)
+        pol, b = policy(), TokenBudget(limit)
         r = get_method(method)(pol, PROBLEM, Oracle(TASK), b)
         assert b.policy == pol.generated and b.spent <= limit and not r.correct
 
@@ -112,7 +114,7 @@ def test_worst_case_lines_stay_within_budget(method, policy):
 @pytest.mark.parametrize("method", ALL)
 def test_a_budget_below_one_solution_is_a_clear_error(method):
     with pytest.raises(ConfigError, match="too small"):
-        get_method(method)(MockPolicy(), PROBLEM, Oracle(TASK), Budget(10))
+        get_method(method)(MockPolicy(), PROBLEM, Oracle(TASK), TokenBudget(10))
 
 
 def test_unknown_method_lists_the_choices():
@@ -157,7 +159,7 @@ class Recorder(MockPolicy):
 
 
 def test_revision_feeds_back_the_attempt_and_the_first_doubted_line():
-    pol, b = Recorder(0), Budget(3000)
+    pol, b = Recorder(0), TokenBudget(3000)
     r = get_method("revision")(pol, PROBLEM, Oracle(TASK), b)
     assert r.correct and b.policy == pol.generated and b.spent <= 3000
     assert pol.prompts[0] == PROBLEM.prompt  # the first attempt sees the problem alone
@@ -168,12 +170,12 @@ def test_revision_feeds_back_the_attempt_and_the_first_doubted_line():
 
 def test_revision_refuses_verifiers_that_cannot_judge_one_attempt():
     with pytest.raises(ConfigError, match="revision needs a verifier"):
-        get_method("revision")(MockPolicy(), PROBLEM, Vote(TASK), Budget(3000))
+        get_method("revision")(MockPolicy(), PROBLEM, Vote(TASK), TokenBudget(3000))
 
 
 def test_revision_keeps_to_its_budget():
     for limit in (96, 200, 1000):
-        pol, b = MockPolicy(limit), Budget(limit)
+        pol, b = MockPolicy(limit), TokenBudget(limit)
         get_method("revision")(pol, PROBLEM, Oracle(TASK), b)
         assert b.policy == pol.generated and b.spent <= limit
 
@@ -184,9 +186,9 @@ def test_revision_rows_hold_a_wrong_attempt_and_the_worked_solution():
     from imo import tasks
     from imo.reason.revision import revision_rows
 
-    for name, level in (("arith", 2), ("countdown", 1)):
+    for name, difficulty in (("arith", 2), ("countdown", 1)):
         task = tasks.get(name)
-        probs = [task.generate(random.Random(i), level) for i in range(30)]
+        probs = [task.generate(random.Random(i), difficulty) for i in range(30)]
         rows = revision_rows(task, probs, share=0.5, seed=0)
         assert len(rows) == 30
         by_prompt = {p.prompt: p for p in probs}
@@ -206,3 +208,25 @@ def test_weighted_best_of_n_sums_scores_per_answer():
     cands += [Candidate("3*7=21\n21+8=29\n=29\n", score=0.6) for _ in range(2)]
     assert TASK.answer_of(weighted_best(TASK, cands).text) == "29"  # 1.2 outweighs 0.9
     assert weighted_best(TASK, cands[:1]) is cands[0]
+
+
+class Answerer(MockPolicy):
+    """Writes the (wrong) answer line at once: every child of the root is finished."""
+
+    def step(self, items, temperature):
+        self.generated += 3 * len(items)
+        return [("=5\n", -1.0)] * len(items)
+
+
+@pytest.mark.parametrize("widen", [0.0, 0.5])
+def test_mcts_on_a_finished_frontier_spends_its_budget_and_stops(widen):
+    # Regression (issue 12): selecting a finished leaf cost nothing, so with every leaf finished
+    # (and widen 0, never more children) MCTS looped, free, to its 100,000-iteration cap.
+    from imo.reason.search import mcts
+
+    pol, b = Answerer(), TokenBudget(600)
+    r = mcts(pol, PROBLEM, Oracle(TASK), b, expand=3, widen=widen)
+    per_iteration = 3 * 3  # three children of 3 tokens each; the oracle reads them too
+    assert 1 <= r.trace["iterations"] <= 600 // per_iteration
+    assert b.policy == pol.generated and b.left < 3 * 2 * TASK.max_line(1)  # nothing more to pay for
+    assert not r.correct

@@ -13,19 +13,19 @@ from imo.tasks.arithmetic import columns
 TASK = tasks.get("arith")
 
 
-@pytest.mark.parametrize("level", TASK.levels)
-def test_every_generated_solution_verifies(level):
-    rng = random.Random(level)
+@pytest.mark.parametrize("difficulty", TASK.difficulties)
+def test_every_generated_solution_verifies(difficulty):
+    rng = random.Random(difficulty)
     for _ in range(200):
-        p = TASK.generate(rng, level)
+        p = TASK.generate(rng, difficulty)
         a, op, b = p.meta["a"], p.meta["op"], p.meta["b"]
         assert int(p.answer) == eval(f"{a}{op}{b}")  # an independent check of the answer
         assert TASK.solution_ok(p, p.solution)
         assert all(TASK.step_labels(p, p.solution))
         assert TASK.check(p, TASK.extract(p.solution))
-        assert len(p.solution) <= TASK.max_tokens(level)
-        assert len(parse(p.solution).steps) <= TASK.max_steps(level)
-        assert max(len(line) + 1 for line in p.solution.splitlines()) <= TASK.max_line(level)
+        assert len(p.solution) <= TASK.max_tokens(difficulty)
+        assert len(parse(p.solution).steps) <= TASK.max_steps(difficulty)
+        assert max(len(line) + 1 for line in p.solution.splitlines()) <= TASK.max_line(difficulty)
 
 
 def test_columns_carry_and_borrow():
@@ -59,6 +59,6 @@ def test_no_train_test_overlap():
     assert not {p.prompt for p in train} & {p.prompt for p in test}
 
 
-def test_unknown_level_is_a_clear_error():
+def test_unknown_difficulty_is_a_clear_error():
     with pytest.raises(ConfigError, match="choose one of: 1, 2, 3, 4, 5, 6"):
         TASK.generate(random.Random(0), 9)

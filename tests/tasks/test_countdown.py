@@ -13,17 +13,17 @@ from imo.tasks.countdown import play, solve
 COUNTDOWN, GAME24 = tasks.get("countdown"), tasks.get("game24")
 
 
-@pytest.mark.parametrize("task,level", [(COUNTDOWN, 1), (COUNTDOWN, 2), (COUNTDOWN, 3), (GAME24, 1)])
-def test_every_generated_solution_verifies(task, level):
-    rng = random.Random(level)
+@pytest.mark.parametrize("task,difficulty", [(COUNTDOWN, 1), (COUNTDOWN, 2), (COUNTDOWN, 3), (GAME24, 1)])
+def test_every_generated_solution_verifies(task, difficulty):
+    rng = random.Random(difficulty)
     for _ in range(100):
-        p = task.generate(rng, level)
+        p = task.generate(rng, difficulty)
         assert task.solution_ok(p, p.solution)
         assert all(task.step_labels(p, p.solution))
         assert task.check(p, task.extract(p.solution))
-        assert len(parse(p.solution).steps) == task.numbers(level) - 1
-        assert len(p.solution) <= task.max_tokens(level)
-        assert max(len(line) + 1 for line in p.solution.splitlines()) <= task.max_line(level)
+        assert len(parse(p.solution).steps) == task.numbers(difficulty) - 1
+        assert len(p.solution) <= task.max_tokens(difficulty)
+        assert max(len(line) + 1 for line in p.solution.splitlines()) <= task.max_line(difficulty)
 
 
 def _brute(nums, target):

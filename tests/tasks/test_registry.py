@@ -8,11 +8,11 @@ from imo.errors import ConfigError
 
 class _Parity(tasks.Task):
     name = "_parity-test"
-    levels = (1,)
+    difficulties = (1,)
 
-    def generate(self, rng: random.Random, level: int) -> tasks.Problem:
+    def generate(self, rng: random.Random, difficulty: int) -> tasks.Problem:
         n = rng.randrange(10)
-        return tasks.Problem(self.name, level, f"{n}?", str(n % 2), f"{n}%2={n % 2}", key=str(n))
+        return tasks.Problem(self.name, difficulty, f"{n}?", str(n % 2), f"{n}%2={n % 2}", key=str(n))
 
 
 def test_split_never_shares_a_problem():
@@ -26,8 +26,8 @@ def test_split_refuses_sizes_the_task_cannot_fill():
         tasks.split(_Parity(), 1, n_train=8, n_test=4, seed=0)
 
 
-def test_unknown_level_and_task_are_clear_errors():
-    with pytest.raises(ConfigError, match="no level 3"):
+def test_unknown_difficulty_and_task_are_clear_errors():
+    with pytest.raises(ConfigError, match="no difficulty 3"):
         tasks.split(_Parity(), 3, 1, 1, 0)
     with pytest.raises(ConfigError, match="unknown task"):
         tasks.get("no-such-task")

@@ -11,12 +11,12 @@ from imo.tasks.skills import skill_names
 
 
 @pytest.mark.parametrize("name", skill_names())
-@pytest.mark.parametrize("level", [1, 2])
-def test_generated_answers_check_and_corrupted_ones_fail(name, level):
+@pytest.mark.parametrize("difficulty", [1, 2])
+def test_generated_answers_check_and_corrupted_ones_fail(name, difficulty):
     task = tasks.get(name)
-    rng = random.Random(f"{name}/{level}")
+    rng = random.Random(f"{name}/{difficulty}")
     for _ in range(200):
-        p = task.generate(rng, level)
+        p = task.generate(rng, difficulty)
         assert p.prompt.endswith("=") and "\n" not in p.prompt + p.answer
         assert task.check(p, p.answer)
         assert task.solve(p.prompt) == p.answer
@@ -41,9 +41,9 @@ def test_answers_by_hand():
     assert solve("skill-add", "add 1+x=") is None
 
 
-def test_registered_and_levels_checked():
+def test_registered_and_difficulties_checked():
     assert set(skill_names()) <= set(tasks.names())
-    with pytest.raises(ConfigError, match="no level 3"):
+    with pytest.raises(ConfigError, match="no difficulty 3"):
         tasks.get("skill-add").generate(random.Random(0), 3)
 
 
@@ -53,6 +53,6 @@ def test_split_has_no_shared_problem():
 
 
 @pytest.mark.parametrize("name", skill_names())
-def test_level_one_fills_the_exams_default_split(name):
+def test_difficulty_one_fills_the_exams_default_split(name):
     train, test = tasks.split(tasks.get(name), 1, n_train=2000, n_test=100, seed=0)
     assert len(train) == 2000 and len(test) == 100

@@ -3,7 +3,7 @@ models, self-evaluation, majority vote), search under one token budget (greedy, 
 MCTS, revision, tree of thoughts) and expert iteration. The four parts of a reasoning system in the
 source notes, on tasks whose answers are checked exactly (`imo.tasks.arithmetic`, `.countdown`).
 
-    imo reason train --task countdown --level 1
+    imo reason train --task countdown --difficulty 1
     imo reason solve RUN --method beam --verifier prm:RUN2 --budget 512
 
 This file imports nothing heavy: the task modules import `imo.reason.steps` on registration.

@@ -1,7 +1,7 @@
 """`imo reason ...`: train a policy and its verifiers, solve with search, plot accuracy against
 budget, learn from search.
 
-    imo reason train --task arith --level 2
+    imo reason train --task arith --difficulty 2
     imo reason train-verifier POLICY --kind prm
     imo reason solve POLICY --method beam --verifier prm:VERIFIER --budget 512
     imo reason curve POLICY --verifier orm:V1 --verifier prm:V2 --out curve.png
@@ -32,7 +32,7 @@ def _threads() -> None:
 @reason_app.command("train")
 def train_command(
     task: Annotated[str, Opt(help="Step task: arith, countdown, game24.")] = "arith",
-    level: Annotated[int, Opt(help="Difficulty level (digits for arith, numbers - 2 for countdown).")] = 2,
+    difficulty: Annotated[int, Opt(help="Difficulty (digits for arith, numbers - 2 for countdown).")] = 2,
     n_train: Annotated[int, Opt(help="Training problems with worked solutions.")] = 3000,
     n_test: Annotated[int, Opt(help="Test problems (unseen).")] = 200,
     layers: Annotated[int, Opt(help="Transformer blocks.")] = 2,
@@ -47,13 +47,18 @@ def train_command(
     data_seed: Annotated[int, Opt(help="Seed of the train/test split.")] = 0,
     init_from: Annotated[str | None, Opt(help="Fine-tune this policy run.")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+    level: Annotated[int | None, Opt("--level", hidden=True, help="Deprecated name of --difficulty.")] = None,
 ) -> None:
     """Train a policy on worked step-by-step solutions; prints greedy test accuracy."""
     from imo.reason.policy import PolicyConfig, train_policy
     from imo.runs.store import RunStore
 
+    if level is not None:  # the old spelling (before "level" was kept for zip levels only)
+        if difficulty != 2 and difficulty != level:
+            raise ConfigError("give --difficulty or its old name --level, not both")
+        difficulty = level
     _threads()
-    cfg = PolicyConfig(task=task, level=level, n_train=n_train, n_test=n_test, data_seed=data_seed,
+    cfg = PolicyConfig(task=task, difficulty=difficulty, n_train=n_train, n_test=n_test, data_seed=data_seed,
                        n_layer=layers, n_embd=width, n_head=heads, context_length=context, steps=steps,
                        batch_size=batch_size, lr=lr, seed=seed, init_from=init_from, revision=revision)
     run_id = train_policy(cfg, RunStore.open(), quiet=quiet, reuse=False)
@@ -100,7 +105,7 @@ def _problem(policy, text: str):
             from imo.tasks.arithmetic import columns
 
             steps, answer = columns(a, op, b)
-            return Problem(task.name, policy.level, f"{a}{op}{b}\n", str(answer), join(steps, str(answer)),
+            return Problem(task.name, policy.difficulty, f"{a}{op}{b}\n", str(answer), join(steps, str(answer)),
                            key=text, meta={"a": a, "op": op, "b": b, "steps": steps})
         nums_s, target_s = text.split(":")
         nums, target = [int(x) for x in nums_s.split()], int(target_s)
@@ -115,7 +120,7 @@ def _problem(policy, text: str):
     steps = solve(tuple(sorted(nums)), target)
     from imo.reason.steps import join
 
-    return task._problem(policy.level, nums, target, list(steps or []))
+    return task._problem(policy.difficulty, nums, target, list(steps or []))
 
 
 @reason_app.command("solve")
@@ -126,7 +131,7 @@ def solve_command(
     budget: Annotated[int | None, Opt(help="Tokens per problem (policy + verifier). [default: 8 solutions' worth]")] = None,
     problem: Annotated[str | None, Opt(help="One problem, e.g. '347+285' or '3 7 8:29'; else the test set.")] = None,
     n: Annotated[int, Opt(help="Test problems to solve (without --problem).")] = 50,
-    harder: Annotated[bool, Opt("--harder", help="Use problems one level harder.")] = False,
+    harder: Annotated[bool, Opt("--harder", help="Use problems of the next difficulty (held out: never trained on).")] = False,
     temperature: Annotated[float, Opt(help="Sampling temperature of the searches (greedy: 0).")] = 1.0,
     expand: Annotated[int | None, Opt(help="beam/mcts: samples per expansion; tot: proposals per state.")] = None,
     c_uct: Annotated[float, Opt(help="mcts: exploration constant of UCT.")] = 1.0,
@@ -135,7 +140,9 @@ def solve_command(
 ) -> None:
     """Solve one problem (showing the solution) or many (printing accuracy and tokens spent)."""
     from imo.reason import policy as P
-    from imo.reason.search import Budget, get_method, run_many, solution_cost
+    from imo.reason.core import TokenBudget
+    from imo.reason.methods import get_method, run_many
+    from imo.reason.search import solution_cost
     from imo.reason.verifiers import load_verifier
     from imo.runs.store import RunStore
 
@@ -154,7 +161,7 @@ def solve_command(
         knobs["expand" if method != "tot" else "proposals"] = expand
     if problem is not None:
         p = _problem(pol, problem)
-        b = Budget(limit)
+        b = TokenBudget(limit)
         r = fn(pol, p, ver, b, **knobs)
         print(p.prompt + r.text, end="")
         print(f"# {'correct' if r.correct else 'wrong'}  tokens: {b.policy} policy + {b.verifier} verifier "
@@ -165,9 +172,9 @@ def solve_command(
     cfg = pol.meta["config"]
     probs = P.harder(cfg, n) if harder else P.problems(cfg)[1][:n]
     if not probs:
-        raise ConfigError(f"task {cfg.task} has no level above {cfg.level}")
+        raise ConfigError(f"task {cfg.task} has no difficulty above {cfg.difficulty}")
     if harder:
-        pol.level = cfg.level + 1
+        pol.difficulty = cfg.difficulty + 1
     out = run_many(pol, probs, method, ver, limit, seed, **knobs)
     print(f"{method} with {verifier}: accuracy {out['accuracy']:.3f} on {out['n']} problems; "
           f"tokens per problem {out['policy_tokens']:.1f} policy + {out['verifier_tokens']:.1f} verifier "

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from imo.atomic import atomic_path
+from imo.reason.methods import run_many
 from imo.reason.policy import GPTPolicy, load_policy, problems
-from imo.reason.search import run_many, solution_cost
+from imo.reason.search import solution_cost
 from imo.reason.verifiers import load_verifier
 from imo.runs.store import RunStore
 

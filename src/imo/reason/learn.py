@@ -15,8 +15,10 @@ from dataclasses import replace
 from typing import Any
 
 from imo.errors import ConfigError
+from imo.reason.core import TokenBudget
+from imo.reason.methods import get_method
 from imo.reason.policy import greedy_accuracy, load_policy, problems, train_policy
-from imo.reason.search import Budget, get_method, solution_cost
+from imo.reason.search import solution_cost
 from imo.reason.verifiers import load_verifier
 from imo.runs.store import RunStore
 from imo.tasks import Problem, split
@@ -34,7 +36,7 @@ def collect(policy, probs: list[Problem], method: str, verifier, budget: int, se
     kept = []
     for i, p in enumerate(probs):
         policy.reseed(seed * 1_000_003 + i)
-        r = fn(policy, p, verifier, Budget(budget))
+        r = fn(policy, p, verifier, TokenBudget(budget))
         if policy.task.solution_ok(p, r.text):  # the oracle is the only judge of what is kept
             kept.append((p.prompt, r.text))
     return kept
@@ -45,7 +47,7 @@ def fresh_problems(cfg, n: int) -> list[Problem]:
     never given with a worked solution)."""
     from imo.reason.policy import step_task
 
-    train, _ = split(step_task(cfg.task), cfg.level, cfg.n_train + n, cfg.n_test, cfg.data_seed)
+    train, _ = split(step_task(cfg.task), cfg.difficulty, cfg.n_train + n, cfg.n_test, cfg.data_seed)
     return train[cfg.n_train:]
 
 

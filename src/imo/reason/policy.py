@@ -10,7 +10,7 @@ Sampling is batched without a KV cache: rows are right-padded and each reads its
 own last position, which is exact for a causal model (a position never sees the padding to its
 right). The unit of generation is one step line, the unit every search method works in.
 
-    run_id = train_policy(PolicyConfig(task="countdown", level=1), store)
+    run_id = train_policy(PolicyConfig(task="countdown", difficulty=1), store)
     policy = load_policy(store, run_id)
     steps = policy.step([(problem.prompt, "")], temperature=1.0)   # [(text, logprob)]
 """
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from imo.config import from_dict
 from imo.errors import ConfigError
 from imo.model import GPT, ModelConfig
+from imo.reason.core import POLICY_KIND, Candidate, check_kind, finished
 from imo.reason.steps import StepTask
 from imo.runs.store import RunStore, config_hash
 from imo.tasks import Problem, get, split
@@ -36,7 +37,6 @@ from imo.train.checkpoint import load_model, save_checkpoint
 from imo.train.progress import Progress
 from imo.train.schedule import lr_at
 
-POLICY_KIND = "reason-policy"
 NEWLINE = ord("\n")
 IGNORE = -100  # F.cross_entropy's default ignore_index
 
@@ -45,7 +45,7 @@ class Policy(Protocol):
     """What search needs from a policy (the GPT one and the tests' mock both have it)."""
 
     task: StepTask
-    level: int
+    difficulty: int
 
     def reseed(self, seed: int) -> None: ...
 
@@ -68,7 +68,7 @@ def step_task(name: str) -> StepTask:
 @dataclass(frozen=True)
 class PolicyConfig:
     task: str = "countdown"
-    level: int = 1
+    difficulty: int = 1
     n_train: int = 3000  # generated problems with worked solutions
     n_test: int = 200
     data_seed: int = 0  # the train/test split (the test set is fixed by this alone)
@@ -87,7 +87,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         task = step_task(self.task)
-        task.check_level(self.level)
+        task.check_difficulty(self.difficulty)
         for name in ("n_train", "n_test", "n_layer", "n_embd", "n_head", "context_length", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -95,10 +95,10 @@ class PolicyConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.revision < 1.0:
             raise ConfigError(f"revision must be a share in [0, 1), got {self.revision}")
-        need = 40 + task.max_tokens(self.level) * (2 if self.revision else 1)
+        need = 40 + task.max_tokens(self.difficulty) * (2 if self.revision else 1)
         if self.context_length < need:
-            raise ConfigError(f"context_length {self.context_length} is too short for {self.task} level "
-                              f"{self.level}; use at least {need}")
+            raise ConfigError(f"context_length {self.context_length} is too short for {self.task} difficulty "
+                              f"{self.difficulty}; use at least {need}")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head,
@@ -106,21 +106,27 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PolicyConfig":
+        """A stored config; those written before the rename (`level`, now `difficulty`) load too."""
+        d = dict(d)
+        if "level" in d:
+            if "difficulty" in d:
+                raise ConfigError("policy config gives both level (its old name) and difficulty; keep difficulty")
+            d["difficulty"] = d.pop("level")
         return from_dict(cls, d, "policy")
 
 
 def problems(cfg: PolicyConfig) -> tuple[list[Problem], list[Problem]]:
     """The policy's training and test problems (no problem in both)."""
-    return split(step_task(cfg.task), cfg.level, cfg.n_train, cfg.n_test, cfg.data_seed)
+    return split(step_task(cfg.task), cfg.difficulty, cfg.n_train, cfg.n_test, cfg.data_seed)
 
 
 def harder(cfg: PolicyConfig, n: int) -> list[Problem]:
-    """Problems one level up (the generalisation figure), or [] where the task has none."""
+    """Problems of the next difficulty (the generalisation figure), or [] where the task has none."""
     task = step_task(cfg.task)
-    if cfg.level + 1 not in task.levels:
+    if cfg.difficulty + 1 not in task.difficulties:
         return []
     rng = random.Random(f"{cfg.data_seed}/harder")
-    return [task.generate(rng, cfg.level + 1) for _ in range(n)]
+    return [task.generate(rng, cfg.difficulty + 1) for _ in range(n)]
 
 
 def examples_sha(examples: list[tuple[str, str]]) -> str:
@@ -173,8 +179,8 @@ def fit(model: GPT, rows: list[tuple[str, str]], steps: int, batch_size: int, lr
 class GPTPolicy:
     """A trained GPT as a step-writing policy."""
 
-    def __init__(self, model: GPT, task: StepTask, level: int, seed: int = 0, meta: dict | None = None):
-        self.model, self.task, self.level, self.meta = model.eval(), task, level, meta or {}
+    def __init__(self, model: GPT, task: StepTask, difficulty: int, seed: int = 0, meta: dict | None = None):
+        self.model, self.task, self.difficulty, self.meta = model.eval(), task, difficulty, meta or {}
         self.gen = torch.Generator().manual_seed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -184,7 +190,7 @@ class GPTPolicy:
     def step(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
         if not items:
             return []
-        limit = self.task.max_line(self.level)
+        limit = self.task.max_line(self.difficulty)
         enc = [list((p + s).encode()) for p, s in items]
         block = self.model.cfg.context_length
         if max(map(len, enc)) + limit > block:
@@ -222,8 +228,6 @@ class GPTPolicy:
 def sample_many(policy, items: list[tuple[str, str]], temperature: float, chunk: int = 256) -> list[str]:
     """Write every (prompt, solution so far) to its end, many problems in one batch (`chunk` rows
     a forward pass): for labelling data and greedy evaluation, which need no per-problem budget."""
-    from imo.reason.search import Candidate, finished
-
     texts = [s for _, s in items]
     while True:
         todo = [i for i, t in enumerate(texts) if not finished(policy, Candidate(t))]
@@ -242,24 +246,12 @@ def greedy_accuracy(policy, probs: list[Problem]) -> float:
     return sum(policy.task.solution_ok(p, t) for p, t in zip(probs, texts, strict=True)) / max(1, len(probs))
 
 
-def _check_kind(store: RunStore, run_id: str, kind: str, what: str) -> dict:
-    run = store.get(run_id)
-    if run["kind"] != kind:
-        names = {POLICY_KIND: "a policy", "reason-orm": "an ORM verifier", "reason-prm": "a PRM verifier"}
-        raise ConfigError(f"run {run_id} is {names.get(run['kind'], 'a ' + run['kind'] + ' run')}, "
-                          f"not {what}; give a run made by "
-                          + ("`imo reason train`" if kind == POLICY_KIND else "`imo reason train-verifier`"))
-    if run["status"] != "finished":
-        raise ConfigError(f"run {run_id} is {run['status']}, not finished")
-    return run
-
-
 def load_policy(store: RunStore, run: str, seed: int = 0) -> GPTPolicy:
     run_id = store.resolve(run)
-    info = _check_kind(store, run_id, POLICY_KIND, "a policy")
+    info = check_kind(store, run_id, POLICY_KIND, "a policy")
     cfg = PolicyConfig.from_dict(info["config"])
     model, meta = load_model(store.run_dir(run_id))
-    return GPTPolicy(model, step_task(cfg.task), cfg.level, seed, meta={"run": run_id, "config": cfg})
+    return GPTPolicy(model, step_task(cfg.task), cfg.difficulty, seed, meta={"run": run_id, "config": cfg})
 
 
 def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool = True,
@@ -272,7 +264,7 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
     if examples is not None:
         cfg = replace(cfg, examples=examples_sha(examples))
     if cfg.init_from is not None:
-        cfg = replace(cfg, init_from=_check_kind(store, store.resolve(cfg.init_from), POLICY_KIND, "a policy")["id"])
+        cfg = replace(cfg, init_from=check_kind(store, store.resolve(cfg.init_from), POLICY_KIND, "a policy")["id"])
     found = store.find(POLICY_KIND, config_hash(asdict(cfg))) if reuse else []
     if found:
         return found[0]
@@ -295,7 +287,7 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
         if parent.cfg != model.cfg:
             raise ConfigError(f"run {cfg.init_from} has another model shape; keep its layers and width")
         model.load_state_dict(parent.state_dict())
-    name = f"policy-{cfg.task}{cfg.level}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
+    name = f"policy-{cfg.task}{cfg.difficulty}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
     run_id = store.create_run(POLICY_KIND, name, asdict(cfg), parent=cfg.init_from)
     t0 = time.perf_counter()
     try:
@@ -309,14 +301,14 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
             from imo.atomic import write_text
 
             write_text(store.run_dir(run_id) / "examples.json", json.dumps(examples))
-        policy = GPTPolicy(model, task, cfg.level)
+        policy = GPTPolicy(model, task, cfg.difficulty)
         n = eval_n if eval_n is not None else len(test_set)
         figures: dict[str, Any] = {"loss_bits": loss, "params": model.num_params(), "examples": len(rows),
                                    "seconds_train": time.perf_counter() - t0}
         figures["greedy_test_acc"] = greedy_accuracy(policy, test_set[:n])
         hard = harder(cfg, n)
         if hard:
-            figures["greedy_harder_acc"] = greedy_accuracy(GPTPolicy(model, task, cfg.level + 1), hard)
+            figures["greedy_harder_acc"] = greedy_accuracy(GPTPolicy(model, task, cfg.difficulty + 1), hard)
         figures["seconds"] = time.perf_counter() - t0
         store.finish(run_id, figures)
     except BaseException:

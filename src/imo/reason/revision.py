@@ -19,17 +19,8 @@ import math
 import random
 
 from imo.errors import ConfigError
-from imo.reason.search import (
-    SEARCHES,
-    Budget,
-    Candidate,
-    Result,
-    require,
-    result,
-    rollout,
-    score,
-    solution_cost,
-)
+from imo.reason.core import Candidate, Result, TokenBudget
+from imo.reason.search import require, result, rollout, score, solution_cost
 from imo.reason.steps import join, parse
 from imo.tasks import Problem
 
@@ -92,8 +83,7 @@ def flag(verifier, problem: Problem, cand: Candidate) -> int:
     return 0
 
 
-@SEARCHES.register("revision")
-def revision(policy, problem: Problem, verifier, budget: Budget, threshold: float = 0.5,
+def revision(policy, problem: Problem, verifier, budget: TokenBudget, threshold: float = 0.5,
              temperature: float = 1.0, **_: object) -> Result:
     """Attempt greedily; while the verifier scores the attempt below `threshold` and the budget
     pays for another, revise with the feedback. The answer is the best-scored attempt."""

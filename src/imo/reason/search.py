@@ -3,13 +3,14 @@
 The budget counts every token the policy generates and every token a verifier reads (a verifier
 that only re-uses numbers it already has, such as `self` or `vote`, reads none). A method never
 starts work it might not be able to pay for: before each batch of steps it reserves the worst case
-(the longest line a level allows, per row, for the policy and for the verifier), so the tokens
+(the longest line a difficulty allows, per row, for the policy and for the verifier), so the tokens
 spent never exceed the budget, and the count is the exact number generated and read.
 
-Methods (each takes the policy, the problem, a verifier and a Budget, returns a Result):
+Methods (each takes the policy, the problem, a verifier and a TokenBudget, returns a Result;
+imo.reason.methods registers them by name):
   greedy     one solution at temperature 0 (the "instinct" answer)
   best-of-n  as many sampled solutions as the budget pays for; the verifier picks one
-  beam       step-level beam search: each kept prefix is extended by `expand` sampled steps,
+  beam       step-difficulty beam search: each kept prefix is extended by `expand` sampled steps,
              the verifier scores every new prefix and the best `width` are kept
   mcts       UCT over steps (llm-reasoners' split: state = prefix, action = next step); a leaf's
              value is the verifier's score of the prefix, or of a rollout from it
@@ -18,92 +19,36 @@ Methods (each takes the policy, the problem, a verifier and a Budget, returns a 
   revision   sequential revision: the policy sees its last attempt and the verifier's feedback
              and writes a new solution (it must have been trained to, see revision.py)
 
-    result = SEARCHES.get("beam")(policy, problem, verifier, Budget(512))
+    result = beam(policy, problem, verifier, TokenBudget(512))   # or imo.reason.methods.get_method("beam")
     result.text, result.correct, result.budget.spent
 """
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from imo.errors import ConfigError
-from imo.reason.steps import parse
-from imo.registry import Registry
+from imo.reason.core import Candidate, Result, TokenBudget, finished
 from imo.tasks import Problem
-
-SEARCHES: Registry = Registry("search method")
-
-
-class Budget:
-    """Tokens a search may spend: `policy` generated plus `verifier` read, never above `limit`."""
-
-    def __init__(self, limit: int):
-        if limit < 1:
-            raise ConfigError(f"budget must be a positive number of tokens, got {limit}")
-        self.limit, self.policy, self.verifier = int(limit), 0, 0
-
-    @property
-    def spent(self) -> int:
-        return self.policy + self.verifier
-
-    @property
-    def left(self) -> int:
-        return self.limit - self.spent
-
-    def charge(self, policy: int = 0, verifier: int = 0) -> None:
-        self.policy += policy
-        self.verifier += verifier
-        if self.spent > self.limit:  # a method reserved too little: a bug, not bad input
-            raise RuntimeError(f"search spent {self.spent} tokens of a budget of {self.limit}")
-
-
-@dataclass
-class Candidate:
-    """A (partial) solution: its text after the prompt, the policy's log-probability of it, and the
-    number of tokens the policy generated for it."""
-
-    text: str = ""
-    logprob: float = 0.0
-    tokens: int = 0
-    score: float = math.nan  # the verifier's latest score
-    scored: int = 0  # bytes of text the verifier has already read
-
-    @property
-    def complete(self) -> bool:
-        return parse(self.text).complete
-
-    def lines(self) -> int:
-        return self.text.count("\n")
-
-
-@dataclass
-class Result:
-    text: str
-    correct: bool
-    budget: Budget
-    candidates: int = 0  # solutions or prefixes the method looked at
-    trace: dict[str, Any] = field(default_factory=dict)
 
 
 def step_cost(policy) -> int:
     """The most tokens one step (one line) may take."""
-    return policy.task.max_line(policy.level)
+    return policy.task.max_line(policy.difficulty)
 
 
 def solution_cost(policy, verifier=None) -> int:
     """The most tokens one whole solution, read once by the verifier, may take."""
-    n = policy.task.max_tokens(policy.level)
+    n = policy.task.max_tokens(policy.difficulty)
     return n * (2 if verifier is not None and verifier.reads_tokens else 1)
 
 
-def require(budget: Budget, need: int, what: str) -> None:
+def require(budget: TokenBudget, need: int, what: str) -> None:
     if budget.limit < need:
         raise ConfigError(f"a budget of {budget.limit} tokens is too small for {what}; "
                           f"give at least {need}")
 
 
-def extend(policy, problem: Problem, cands: list[Candidate], budget: Budget, temperature: float,
+def extend(policy, problem: Problem, cands: list[Candidate], budget: TokenBudget, temperature: float,
            prompt: str | None = None) -> list[Candidate]:
     """One more line for every unfinished candidate (finished ones come back as they are); the
     caller has reserved step_cost per unfinished row. Rows past the line limit are closed."""
@@ -117,13 +62,7 @@ def extend(policy, problem: Problem, cands: list[Candidate], budget: Budget, tem
     return [new.get(id(c), c) for c in cands]
 
 
-def finished(policy, c: Candidate) -> bool:
-    """Complete, or out of lines or of a line's room (nothing more will be written)."""
-    last_open = not c.text.endswith("\n") and c.text != ""
-    return c.complete or c.lines() > policy.task.max_steps(policy.level) or last_open
-
-
-def rollout(policy, problem: Problem, cands: list[Candidate], budget: Budget, temperature: float,
+def rollout(policy, problem: Problem, cands: list[Candidate], budget: TokenBudget, temperature: float,
             prompt: str | None = None) -> list[Candidate]:
     """Write every candidate to its end. The caller reserved the remaining lines' cost."""
     while True:
@@ -135,11 +74,11 @@ def rollout(policy, problem: Problem, cands: list[Candidate], budget: Budget, te
 
 def remaining_cost(policy, c: Candidate) -> int:
     """The most tokens a rollout from this candidate can still take."""
-    lines_left = policy.task.max_steps(policy.level) + 1 - c.lines()
+    lines_left = policy.task.max_steps(policy.difficulty) + 1 - c.lines()
     return max(0, lines_left) * step_cost(policy)
 
 
-def score(verifier, problem: Problem, cands: list[Candidate], budget: Budget) -> None:
+def score(verifier, problem: Problem, cands: list[Candidate], budget: TokenBudget) -> None:
     """Score candidates in place, charging the verifier for the bytes it has not read yet."""
     if not cands:
         return
@@ -150,7 +89,7 @@ def score(verifier, problem: Problem, cands: list[Candidate], budget: Budget) ->
         c.score, c.scored = s, len(c.text.encode())
 
 
-def result(policy, problem: Problem, best: Candidate | None, budget: Budget, seen: int, **trace) -> Result:
+def result(policy, problem: Problem, best: Candidate | None, budget: TokenBudget, seen: int, **trace) -> Result:
     text = best.text if best is not None else ""
     return Result(text, policy.task.solution_ok(problem, text), budget, seen, trace)
 
@@ -162,8 +101,7 @@ def best_of(cands: list[Candidate]) -> Candidate | None:
                default=None)
 
 
-@SEARCHES.register("greedy")
-def greedy(policy, problem: Problem, verifier, budget: Budget, **_: Any) -> Result:
+def greedy(policy, problem: Problem, verifier, budget: TokenBudget, **_: Any) -> Result:
     require(budget, solution_cost(policy), "one greedy solution")
     c = rollout(policy, problem, [Candidate()], budget, 0.0)[0]
     return result(policy, problem, c, budget, 1)
@@ -184,8 +122,7 @@ def weighted_best(task, cands: list[Candidate]) -> Candidate | None:
     return best_of(top)
 
 
-@SEARCHES.register("best-of-n")
-def best_of_n(policy, problem: Problem, verifier, budget: Budget, temperature: float = 1.0,
+def best_of_n(policy, problem: Problem, verifier, budget: TokenBudget, temperature: float = 1.0,
               weighted: bool = True, **_: Any) -> Result:
     """n = budget // (one solution's worst-case cost, verifier included), sampled in one batch.
     With a verifier whose scores are probabilities (oracle, orm, prm) the pick is by weighted
@@ -234,31 +171,29 @@ def _frontier_search(policy, problem, verifier, budget, width: int, expand: int,
     return result(policy, problem, best, budget, seen, rounds=rounds, width=width, expand=expand)
 
 
-def _width(policy, verifier, budget: Budget, expand: int) -> int:
+def _width(policy, verifier, budget: TokenBudget, expand: int) -> int:
     """The widest beam whose every round the budget pays for."""
     vf = 2 if verifier.reads_tokens else 1
-    rounds = policy.task.max_steps(policy.level) + 1
+    rounds = policy.task.max_steps(policy.difficulty) + 1
     return max(1, budget.limit // (rounds * expand * step_cost(policy) * vf))
 
 
-@SEARCHES.register("beam")
-def beam(policy, problem: Problem, verifier, budget: Budget, width: int | None = None, expand: int = 4,
+def beam(policy, problem: Problem, verifier, budget: TokenBudget, width: int | None = None, expand: int = 4,
          temperature: float = 1.0, **_: Any) -> Result:
     vf = 2 if verifier.reads_tokens else 1
-    require(budget, (policy.task.max_steps(policy.level) + 1) * step_cost(policy) * vf,
-            "one step-level beam of width 1")
-    expand = max(1, min(expand, budget.limit // ((policy.task.max_steps(policy.level) + 1) * step_cost(policy) * vf)))
+    require(budget, (policy.task.max_steps(policy.difficulty) + 1) * step_cost(policy) * vf,
+            "one step-difficulty beam of width 1")
+    expand = max(1, min(expand, budget.limit // ((policy.task.max_steps(policy.difficulty) + 1) * step_cost(policy) * vf)))
     width = width or _width(policy, verifier, budget, expand)
     return _frontier_search(policy, problem, verifier, budget, width, expand, temperature, distinct=False)
 
 
-@SEARCHES.register("tot")
-def tot(policy, problem: Problem, verifier, budget: Budget, breadth: int | None = None, proposals: int = 5,
+def tot(policy, problem: Problem, verifier, budget: TokenBudget, breadth: int | None = None, proposals: int = 5,
         temperature: float = 1.0, **_: Any) -> Result:
     vf = 2 if verifier.reads_tokens else 1
-    require(budget, (policy.task.max_steps(policy.level) + 1) * step_cost(policy) * vf,
+    require(budget, (policy.task.max_steps(policy.difficulty) + 1) * step_cost(policy) * vf,
             "one tree-of-thoughts path")
-    proposals = max(1, min(proposals, budget.limit // ((policy.task.max_steps(policy.level) + 1) * step_cost(policy) * vf)))
+    proposals = max(1, min(proposals, budget.limit // ((policy.task.max_steps(policy.difficulty) + 1) * step_cost(policy) * vf)))
     breadth = breadth or _width(policy, verifier, budget, proposals)
     return _frontier_search(policy, problem, verifier, budget, breadth, proposals, temperature, distinct=True)
 
@@ -278,8 +213,7 @@ class Node:
         return self.value / self.visits + c * math.sqrt(math.log(max(2, self.parent.visits)) / self.visits)
 
 
-@SEARCHES.register("mcts")
-def mcts(policy, problem: Problem, verifier, budget: Budget, c_uct: float = 1.0, expand: int = 3,
+def mcts(policy, problem: Problem, verifier, budget: TokenBudget, c_uct: float = 1.0, expand: int = 3,
          widen: float = 0.5, rollouts: bool = False, temperature: float = 1.0, **_: Any) -> Result:
     """UCT: select by upper confidence down to a node, expand it with `expand` sampled steps, value
     each child by the verifier (of the prefix, or of a rollout from it when `rollouts`), back the
@@ -293,38 +227,42 @@ def mcts(policy, problem: Problem, verifier, budget: Budget, c_uct: float = 1.0,
     require(budget, per_child, "one MCTS expansion")
     expand = max(1, min(expand, budget.limit // per_child))
     root, done, iters = Node(Candidate()), [], 0
-    while iters < 100_000:
+    while iters < 100_000 and not finished(policy, root.cand):
+        # Selection goes down through unfinished children only, so it always ends at a node that
+        # can be expanded and every iteration spends tokens. (Selecting a finished leaf cost
+        # nothing: a tree whose frontier was all finished looped, free, to the iteration cap.) A
+        # node whose children are all finished is widened, whatever its visit count.
         node = root
-        while node.children and (finished(policy, node.cand)
-                                 or node.tried >= expand * max(1, node.visits) ** widen):
-            node = max(node.children, key=lambda n: n.uct(c_uct))  # selection
-        if finished(policy, node.cand):  # a finished leaf: back its value up again
-            value = node.cand.score
-        else:  # expansion (of a leaf, or a widening of an inner node)
-            if budget.left < expand * per_child:
+        while node.tried >= expand * max(1, node.visits) ** widen:
+            open_kids = [n for n in node.children if not finished(policy, n.cand)]
+            if not open_kids:
                 break
-            kids = extend(policy, problem, [Candidate(node.cand.text, node.cand.logprob, node.cand.tokens,
-                                                      scored=node.cand.scored) for _ in range(expand)],
-                          budget, temperature)
-            if rollouts:
-                ends = rollout(policy, problem, [Candidate(k.text, k.logprob, k.tokens) for k in kids],
-                               budget, temperature)
-                score(verifier, problem, ends, budget)
-                for k, e in zip(kids, ends, strict=True):
-                    k.score = e.score
-                done += [e for e in ends if e.complete]
-            else:
-                score(verifier, problem, kids, budget)
-            node.tried += len(kids)
-            have = {c.cand.text for c in node.children}
-            for k in kids:
-                if k.text not in have:
-                    have.add(k.text)
-                    child = Node(k, node)
-                    child.visits, child.value = 1, k.score  # each new child is visited once
-                    node.children.append(child)
-            done += [k for k in kids if k.complete]
-            value = max(k.score for k in kids)
+            node = max(open_kids, key=lambda n: n.uct(c_uct))  # selection
+        # expansion (of a leaf, or a widening of an inner node)
+        if budget.left < expand * per_child:
+            break
+        kids = extend(policy, problem, [Candidate(node.cand.text, node.cand.logprob, node.cand.tokens,
+                                                  scored=node.cand.scored) for _ in range(expand)],
+                      budget, temperature)
+        if rollouts:
+            ends = rollout(policy, problem, [Candidate(k.text, k.logprob, k.tokens) for k in kids],
+                           budget, temperature)
+            score(verifier, problem, ends, budget)
+            for k, e in zip(kids, ends, strict=True):
+                k.score = e.score
+            done += [e for e in ends if e.complete]
+        else:
+            score(verifier, problem, kids, budget)
+        node.tried += len(kids)
+        have = {c.cand.text for c in node.children}
+        for k in kids:
+            if k.text not in have:
+                have.add(k.text)
+                child = Node(k, node)
+                child.visits, child.value = 1, k.score  # each new child is visited once
+                node.children.append(child)
+        done += [k for k in kids if k.complete]
+        value = max(k.score for k in kids)
         iters += 1
         while node is not None:  # backup
             node.visits += 1
@@ -339,43 +277,3 @@ def mcts(policy, problem: Problem, verifier, budget: Budget, c_uct: float = 1.0,
         if budget.left >= remaining_cost(policy, best):
             best = rollout(policy, problem, [best], budget, 0.0)[0]
     return result(policy, problem, best, budget, iters, iterations=iters)
-
-
-def vote(task, cands: list[Candidate]) -> list[float]:
-    """Each candidate's share of the candidates whose final answer is the same as its own."""
-    answers = [task.answer_of(c.text) for c in cands]
-    counts = Counter(a for a in answers if a is not None)
-    return [counts[a] / len(cands) if a is not None else 0.0 for a in answers]
-
-
-def get_method(name: str):
-    """A registered search method (importing the modules that register more of them)."""
-    import imo.reason.revision  # noqa: F401  (registers "revision")
-
-    return SEARCHES.get(name)
-
-
-def accuracy(policy, probs: list[Problem], method: str = "greedy", verifier=None, budget: int | None = None,
-             seed: int = 0, **knobs: Any) -> float:
-    """Share of problems solved (oracle-checked) by a method at a per-problem budget."""
-    return run_many(policy, probs, method, verifier, budget, seed, **knobs)["accuracy"]
-
-
-def run_many(policy, probs: list[Problem], method: str = "greedy", verifier=None, budget: int | None = None,
-             seed: int = 0, **knobs: Any) -> dict[str, Any]:
-    """A method over many problems: accuracy and the mean tokens spent (policy, verifier)."""
-    from imo.reason.verifiers import NoVerifier
-
-    fn = get_method(method)
-    verifier = verifier or NoVerifier()
-    limit = budget if budget is not None else solution_cost(policy)
-    right, pol, ver = 0, 0, 0
-    for i, p in enumerate(probs):
-        policy.reseed(seed * 1_000_003 + i)
-        b = Budget(limit)
-        r = fn(policy, p, verifier, b, **knobs)
-        right += r.correct
-        pol, ver = pol + b.policy, ver + b.verifier
-    n = max(1, len(probs))
-    return {"accuracy": right / n, "policy_tokens": pol / n, "verifier_tokens": ver / n,
-            "tokens": (pol + ver) / n, "n": len(probs)}

@@ -7,7 +7,7 @@ the solution). Each line ends with a newline, so a policy writes one step per ca
     solution "7+5+0=12\\n4+8+1=13\\n3+2+1=6\\n=632\\n"
 
 `StepTask` adds what search needs to the registry's `Task`: per-step exact labels (the process
-oracle), a whole-solution check (the outcome oracle) and a length bound per level (the budget of
+oracle), a whole-solution check (the outcome oracle) and a length bound per difficulty (the budget of
 one solution).
 
     steps, answer, complete = parse(text)
@@ -49,17 +49,17 @@ def join(steps: list[str], answer: str) -> str:
 class StepTask(Task):
     """A task whose solutions are written as steps that can each be checked exactly."""
 
-    def max_steps(self, level: int) -> int:
-        """The most step lines a solution of this level may have (a policy is stopped after)."""
+    def max_steps(self, difficulty: int) -> int:
+        """The most step lines a solution of this difficulty may have (a policy is stopped after)."""
         raise NotImplementedError
 
-    def max_line(self, level: int) -> int:
-        """The longest line (bytes, newline included) a solution of this level needs."""
+    def max_line(self, difficulty: int) -> int:
+        """The longest line (bytes, newline included) a solution of this difficulty needs."""
         raise NotImplementedError
 
-    def max_tokens(self, level: int) -> int:
+    def max_tokens(self, difficulty: int) -> int:
         """Tokens of the longest solution a policy may write: steps plus the answer line."""
-        return (self.max_steps(level) + 1) * self.max_line(level)
+        return (self.max_steps(difficulty) + 1) * self.max_line(difficulty)
 
     def step_labels(self, problem: Problem, text: str) -> list[bool]:
         """One exact label per written line (steps, then the answer line when written): True while

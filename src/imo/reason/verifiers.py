@@ -30,18 +30,16 @@ import torch.nn.functional as F
 from imo.config import from_dict
 from imo.errors import ConfigError
 from imo.model import GPT, ModelConfig
+from imo.reason.core import POLICY_KIND, VERIFIER_KINDS, Candidate, check_kind, vote
 from imo.reason.policy import (
     IGNORE,
-    POLICY_KIND,
     GPTPolicy,
     PolicyConfig,
-    _check_kind,
     load_policy,
     print_done,
     problems,
     sample_many,
 )
-from imo.reason.search import Candidate, vote
 from imo.registry import Registry
 from imo.runs.store import RunStore, config_hash
 from imo.tasks import Problem
@@ -51,16 +49,7 @@ from imo.train.schedule import lr_at
 
 VERIFIERS: Registry = Registry("verifier")
 GOOD, BAD = ord("+"), ord("-")
-KINDS = {"orm": "reason-orm", "prm": "reason-prm"}
-
-
-class NoVerifier:
-    """Used by greedy: scores nothing, costs nothing."""
-
-    name, reads_tokens = "none", False
-
-    def score(self, problem: Problem, cands: list[Candidate]) -> list[float]:
-        return [0.0] * len(cands)
+KINDS = VERIFIER_KINDS
 
 
 @VERIFIERS.register("oracle")
@@ -148,7 +137,7 @@ def load_verifier(spec: str, store: RunStore | None, policy) -> Any:
                               f"`imo reason train-verifier --kind {name} POLICY_RUN`)")
         store = store or RunStore.open()
         run_id = store.resolve(run)
-        info = _check_kind(store, run_id, KINDS[name], f"a{'n' if name == 'orm' else ''} {name.upper()} verifier")
+        info = check_kind(store, run_id, KINDS[name], f"a{'n' if name == 'orm' else ''} {name.upper()} verifier")
         vcfg = VerifierConfig.from_dict(info["config"])
         if policy is not None and policy.task.name != (vcfg_task := _policy_task(store, vcfg.policy)):
             raise ConfigError(f"verifier {run_id} was trained for {vcfg_task}, the policy solves {policy.task.name}")
@@ -269,7 +258,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
     run = store.get(policy_id)
     if run["kind"] in KINDS.values():
         raise ConfigError(f"run {policy_id} is a verifier, not a policy; give the policy run it should judge")
-    _check_kind(store, policy_id, POLICY_KIND, "a policy")
+    check_kind(store, policy_id, POLICY_KIND, "a policy")
     cfg = replace(cfg, policy=policy_id)
     found = store.find(KINDS[cfg.kind], config_hash(asdict(cfg))) if reuse else []
     if found:
@@ -279,7 +268,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
     train_set, _ = problems(pcfg)
     rng = random.Random(cfg.seed)
     probs = rng.sample(train_set, min(cfg.n_problems, len(train_set)))
-    name = f"{cfg.kind}-{pcfg.task}{pcfg.level}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
+    name = f"{cfg.kind}-{pcfg.task}{pcfg.difficulty}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
     run_id = store.create_run(KINDS[cfg.kind], name, asdict(cfg), parent=policy_id)
     t0 = time.perf_counter()
     try:

@@ -1,14 +1,14 @@
 """Generated tasks with exact checkers, in one registry shared by the reasoning search
 (`imo.reason`) and the exams (`imo.exams`).
 
-A task makes problems from a seeded `random.Random` at a difficulty level and checks an answer
+A task makes problems from a seeded `random.Random` at a difficulty (an integer knob) and checks an answer
 exactly. Each module of this package registers its tasks on import; `get(name)` imports them all.
 
     task = get("add")
-    p = task.generate(random.Random(0), level=1)
+    p = task.generate(random.Random(0), difficulty=1)
     p.prompt, p.solution, p.answer       # what the model sees, a worked solution, the final answer
     task.check(p, p.answer)              # True
-    train, test = split(task, level=1, n_train=2000, n_test=200, seed=0)   # no problem shared
+    train, test = split(task, difficulty=1, n_train=2000, n_test=200, seed=0)   # no problem shared
 """
 
 import importlib
@@ -30,7 +30,7 @@ class Problem:
     canonical final answer; `key` identifies the problem (train/test splits never share one)."""
 
     task: str
-    level: int
+    difficulty: int
     prompt: str
     answer: str
     solution: str
@@ -39,15 +39,15 @@ class Problem:
 
 
 class Task:
-    """Base class: subclasses set `name`, `levels` and `description` and implement `generate`
+    """Base class: subclasses set `name`, `difficulties` and `description` and implement `generate`
     and `check`. `check(problem, output)` judges a model's final answer (already extracted by
     `extract`, which by default takes the text up to the first newline)."""
 
     name: str = ""
     description: str = ""
-    levels: tuple[int, ...] = (1,)
+    difficulties: tuple[int, ...] = (1,)
 
-    def generate(self, rng: random.Random, level: int) -> Problem:
+    def generate(self, rng: random.Random, difficulty: int) -> Problem:
         raise NotImplementedError
 
     def check(self, problem: Problem, answer: str) -> bool:
@@ -57,11 +57,11 @@ class Task:
         """The final answer in a model's output (the first line, stripped)."""
         return output.split("\n", 1)[0].strip()
 
-    def check_level(self, level: int) -> None:
-        if level not in self.levels:
+    def check_difficulty(self, difficulty: int) -> None:
+        if difficulty not in self.difficulties:
             raise ConfigError(
-                f"task {self.name!r} has no level {level}; choose one of: "
-                + ", ".join(map(str, self.levels))
+                f"task {self.name!r} has no difficulty {difficulty}; choose one of: "
+                + ", ".join(map(str, self.difficulties))
             )
 
 
@@ -95,29 +95,29 @@ def names() -> list[str]:
     return TASKS.names()
 
 
-def split(task: Task, level: int, n_train: int, n_test: int, seed: int,
+def split(task: Task, difficulty: int, n_train: int, n_test: int, seed: int,
           max_tries: int = 50) -> tuple[list[Problem], list[Problem]]:
     """`n_train` and `n_test` distinct problems with no key in both: the test set is drawn first
     from its own stream, then training problems that collide with a test key are skipped.
-    Raises ConfigError when the level has too few distinct problems for the sizes asked."""
-    task.check_level(level)
+    Raises ConfigError when the difficulty has too few distinct problems for the sizes asked."""
+    task.check_difficulty(difficulty)
     test_rng, train_rng = random.Random(f"{seed}/test"), random.Random(f"{seed}/train")
     test: dict[str, Problem] = {}
     for _ in range(max_tries * max(n_test, 1)):
         if len(test) >= n_test:
             break
-        p = task.generate(test_rng, level)
+        p = task.generate(test_rng, difficulty)
         test.setdefault(p.key, p)
     train: dict[str, Problem] = {}
     for _ in range(max_tries * max(n_train, 1)):
         if len(train) >= n_train:
             break
-        p = task.generate(train_rng, level)
+        p = task.generate(train_rng, difficulty)
         if p.key not in test:
             train.setdefault(p.key, p)
     if len(test) < n_test or len(train) < n_train:
         raise ConfigError(
-            f"task {task.name!r} level {level} has too few distinct problems for "
+            f"task {task.name!r} difficulty {difficulty} has too few distinct problems for "
             f"{n_train} training + {n_test} test problems; ask for fewer"
         )
     return list(train.values()), list(test.values())

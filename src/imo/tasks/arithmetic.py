@@ -1,8 +1,8 @@
 """Multi-digit arithmetic written as a scratchpad: one column per step, right to left, with the
 carry (or borrow) written into the step, as children learn it on paper.
 
-Problems mix + (two level-digit numbers), - (the larger first, so answers stay natural numbers) and
-x (a level-digit number times one digit). Column k's step names the two digits, the carry in and
+Problems mix + (two difficulty-digit numbers), - (the larger first, so answers stay natural numbers) and
+x (a difficulty-digit number times one digit). Column k's step names the two digits, the carry in and
 the column's value; the value's last digit goes into the answer and the rest is carried:
 
     347+285      7+5+0=12   4+8+1=13   3+2+1=6    =632
@@ -13,7 +13,7 @@ The scratchpad is deterministic, so a step is correct exactly when it equals the
 its place; the final answer is checked on its own (a wrong step with a right answer is a correct
 outcome and an incorrect process, the distinction outcome and process rewards are about).
 
-    task = imo.tasks.get("arith"); p = task.generate(random.Random(0), level=3)
+    task = imo.tasks.get("arith"); p = task.generate(random.Random(0), difficulty=3)
 """
 
 import random
@@ -51,27 +51,27 @@ def columns(a: int, op: str, b: int) -> tuple[list[str], int]:
 @register
 class Arithmetic(StepTask):
     name = "arith"
-    description = "a+b, a-b (a >= b) with level-digit numbers, a*d with one digit d, as column steps"
-    levels = (1, 2, 3, 4, 5, 6)
+    description = "a+b, a-b (a >= b) with difficulty-digit numbers, a*d with one digit d, as column steps"
+    difficulties = (1, 2, 3, 4, 5, 6)
 
-    def generate(self, rng: random.Random, level: int) -> Problem:
-        self.check_level(level)
+    def generate(self, rng: random.Random, difficulty: int) -> Problem:
+        self.check_difficulty(difficulty)
         op = rng.choice(OPS)
-        lo = 10 ** (level - 1) if level > 1 else 0
-        a = rng.randint(lo, 10**level - 1)
-        b = rng.randint(2, 9) if op == "*" else rng.randint(lo, 10**level - 1)
+        lo = 10 ** (difficulty - 1) if difficulty > 1 else 0
+        a = rng.randint(lo, 10**difficulty - 1)
+        b = rng.randint(2, 9) if op == "*" else rng.randint(lo, 10**difficulty - 1)
         if op == "-" and b > a:
             a, b = b, a
         steps, answer = columns(a, op, b)
-        return Problem(self.name, level, f"{a}{op}{b}\n", str(answer), join(steps, str(answer)),
+        return Problem(self.name, difficulty, f"{a}{op}{b}\n", str(answer), join(steps, str(answer)),
                        key=f"{a}{op}{b}", meta={"a": a, "op": op, "b": b, "steps": steps})
 
-    def max_steps(self, level: int) -> int:
-        return level
+    def max_steps(self, difficulty: int) -> int:
+        return difficulty
 
-    def max_line(self, level: int) -> int:
-        # a step is at most 10 bytes ("0-9-1=-10\n"); the answer line "=" + level + 1 digits + "\n"
-        return max(10, level + 3)
+    def max_line(self, difficulty: int) -> int:
+        # a step is at most 10 bytes ("0-9-1=-10\n"); the answer line "=" + difficulty + 1 digits + "\n"
+        return max(10, difficulty + 3)
 
     def step_labels(self, problem: Problem, text: str) -> list[bool]:
         p = parse(text)

@@ -10,7 +10,7 @@ correct (the process oracle) when it is legal and the numbers left after it can 
 target, which a brute-force solver decides. A solution is correct when all n-1 steps are legal, the
 last number is the target and the answer line names it.
 
-    task = imo.tasks.get("countdown"); p = task.generate(random.Random(0), level=1)   # 3 numbers
+    task = imo.tasks.get("countdown"); p = task.generate(random.Random(0), difficulty=1)   # 3 numbers
 """
 
 import random
@@ -83,18 +83,18 @@ def play(nums: tuple[int, ...], step: str) -> tuple[int, ...] | None:
 class _Combine(StepTask):
     """Shared checks of countdown and game24: the prompt names the numbers and the target."""
 
-    def numbers(self, level: int) -> int:
+    def numbers(self, difficulty: int) -> int:
         raise NotImplementedError
 
-    def max_steps(self, level: int) -> int:
-        return self.numbers(level) - 1
+    def max_steps(self, difficulty: int) -> int:
+        return self.numbers(difficulty) - 1
 
-    def max_line(self, level: int) -> int:
+    def max_line(self, difficulty: int) -> int:
         return 16  # "20736*12=248832\n" is the longest step five numbers from 1 to 12 can need
 
-    def _problem(self, level: int, nums: list[int], target: int, steps: list[str]) -> Problem:
+    def _problem(self, difficulty: int, nums: list[int], target: int, steps: list[str]) -> Problem:
         key = " ".join(map(str, sorted(nums))) + f":{target}"
-        return Problem(self.name, level, " ".join(map(str, nums)) + f":{target}\n", str(target),
+        return Problem(self.name, difficulty, " ".join(map(str, nums)) + f":{target}\n", str(target),
                        join(steps, str(target)), key=key, meta={"nums": tuple(nums), "target": target})
 
     def _walk(self, problem: Problem, text: str) -> tuple[list[bool], bool]:
@@ -140,17 +140,17 @@ class _Combine(StepTask):
 @register
 class Countdown(_Combine):
     name = "countdown"
-    description = "reach the target from level+2 numbers (1-12) with + - * /, positive integers only"
-    levels = (1, 2, 3)
+    description = "reach the target from difficulty+2 numbers (1-12) with + - * /, positive integers only"
+    difficulties = (1, 2, 3)
 
-    def numbers(self, level: int) -> int:
-        return level + 2
+    def numbers(self, difficulty: int) -> int:
+        return difficulty + 2
 
-    def generate(self, rng: random.Random, level: int) -> Problem:
+    def generate(self, rng: random.Random, difficulty: int) -> Problem:
         """Random numbers combined by random legal steps; the last number is the target."""
-        self.check_level(level)
+        self.check_difficulty(difficulty)
         while True:
-            nums = [rng.randint(1, 12) for _ in range(self.numbers(level))]
+            nums = [rng.randint(1, 12) for _ in range(self.numbers(difficulty))]
             left, steps = list(nums), []
             while len(left) > 1:
                 i, j = rng.sample(range(len(left)), 2)
@@ -163,22 +163,22 @@ class Countdown(_Combine):
                 steps.append(f"{a}{op}{b}={r}")
                 left = [x for k, x in enumerate(left) if k not in (i, j)] + [r]
             if len(left) == 1 and 2 <= left[0] <= 999:
-                return self._problem(level, nums, left[0], steps)
+                return self._problem(difficulty, nums, left[0], steps)
 
 
 @register
 class Game24(_Combine):
     name = "game24"
     description = "Game of 24: four numbers from 1 to 13, make 24 (integer steps only)"
-    levels = (1,)
+    difficulties = (1,)
 
-    def numbers(self, level: int) -> int:
+    def numbers(self, difficulty: int) -> int:
         return 4
 
-    def generate(self, rng: random.Random, level: int) -> Problem:
-        self.check_level(level)
+    def generate(self, rng: random.Random, difficulty: int) -> Problem:
+        self.check_difficulty(difficulty)
         while True:
             nums = [rng.randint(1, 13) for _ in range(4)]
             steps = solve(tuple(sorted(nums)), 24)
             if steps is not None:
-                return self._problem(level, nums, 24, list(steps))
+                return self._problem(difficulty, nums, 24, list(steps))

@@ -104,14 +104,14 @@ class Facts(Task):
 
     name = "facts"
     description = "answer from a stated fact base; missing facts are 'unknown'"
-    levels = (1, 2)
+    difficulties = (1, 2)
 
-    def generate(self, rng: random.Random, level: int) -> Problem:
-        self.check_level(level)
-        base = FactBase.generate(rng.randrange(10**9), n_entities=2 * level)
+    def generate(self, rng: random.Random, difficulty: int) -> Problem:
+        self.check_difficulty(difficulty)
+        base = FactBase.generate(rng.randrange(10**9), n_entities=2 * difficulty)
         lines = base.training_lines()
         pairs = sorted(base.present) + sorted(base.held_absent)
         e, a = rng.choice(pairs)
         ans = base.present.get((e, a), UNKNOWN)
         prompt = "; ".join(lines) + f"; {question(e, a)}"
-        return Problem(self.name, level, prompt, ans, ans, key=prompt, meta={"present": ans != UNKNOWN})
+        return Problem(self.name, difficulty, prompt, ans, ans, key=prompt, meta={"present": ans != UNKNOWN})

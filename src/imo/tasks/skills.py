@@ -15,7 +15,7 @@ assumed.
   * `skill-grid`     walk a 2-D grid from (0,0), moves U/D/L/R inside a W x H grid, final x,y:
                      `grid 3x3 RRD=` -> `2,1`  (y grows downwards)
 
-Level 1 is short inputs, level 2 longer ones.
+Difficulty 1 is short inputs, difficulty 2 longer ones.
 
     task = get("skill-sort"); p = task.generate(random.Random(0), 1); task.solve(p.prompt) == p.answer
 """
@@ -34,14 +34,14 @@ def skill_names() -> list[str]:
 
 
 class SkillTask(Task):
-    """A skill: `make(rng, level)` draws the input text; `compute(input)` is the exact answer;
+    """A skill: `make(rng, difficulty)` draws the input text; `compute(input)` is the exact answer;
     `parse` recovers the input from a prompt (None when the prompt is not well formed)."""
 
     verb: str = ""
     pattern: str = ""  # regex of the input part of a prompt
-    levels = (1, 2)
+    difficulties = (1, 2)
 
-    def make(self, rng: random.Random, level: int) -> str:
+    def make(self, rng: random.Random, difficulty: int) -> str:
         raise NotImplementedError
 
     def compute(self, text: str) -> str:
@@ -59,24 +59,24 @@ class SkillTask(Task):
         text = self.parse(prompt)
         return None if text is None else self.compute(text)
 
-    def generate(self, rng: random.Random, level: int) -> Problem:
-        self.check_level(level)
-        text = self.make(rng, level)
+    def generate(self, rng: random.Random, difficulty: int) -> Problem:
+        self.check_difficulty(difficulty)
+        text = self.make(rng, difficulty)
         prompt = self.prompt_of(text)
         answer = self.compute(text)
-        return Problem(self.name, level, prompt, answer, answer, key=prompt)
+        return Problem(self.name, difficulty, prompt, answer, answer, key=prompt)
 
     def check(self, problem: Problem, answer: str) -> bool:
         return answer.strip() == self.solve(problem.prompt)
 
 
-def _letters(rng: random.Random, level: int) -> str:
-    lo, hi = (2, 5) if level == 1 else (5, 9)
+def _letters(rng: random.Random, difficulty: int) -> str:
+    lo, hi = (2, 5) if difficulty == 1 else (5, 9)
     return "".join(rng.choice(LETTERS) for _ in range(rng.randint(lo, hi)))
 
 
-def _number(rng: random.Random, level: int) -> int:
-    return rng.randrange(100 if level == 1 else 10000)
+def _number(rng: random.Random, difficulty: int) -> int:
+    return rng.randrange(100 if difficulty == 1 else 10000)
 
 
 @register
@@ -85,8 +85,8 @@ class Count(SkillTask):
     description = "how many times a letter occurs in a string"
     pattern = f"[{LETTERS}]:[{LETTERS}]+"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        return f"{rng.choice(LETTERS)}:{_letters(rng, level)}"
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        return f"{rng.choice(LETTERS)}:{_letters(rng, difficulty)}"
 
     def compute(self, text: str) -> str:
         letter, s = text.split(":")
@@ -98,8 +98,8 @@ class Copy(SkillTask):
     name, verb, pattern = "skill-copy", "copy", f"[{LETTERS}]+"
     description = "copy a string"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        return _letters(rng, level)
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        return _letters(rng, difficulty)
 
     def compute(self, text: str) -> str:
         return text
@@ -110,8 +110,8 @@ class Reverse(SkillTask):
     name, verb, pattern = "skill-reverse", "reverse", f"[{LETTERS}]+"
     description = "reverse a string"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        return _letters(rng, level)
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        return _letters(rng, difficulty)
 
     def compute(self, text: str) -> str:
         return text[::-1]
@@ -122,8 +122,8 @@ class Sort(SkillTask):
     name, verb, pattern = "skill-sort", "sort", f"[{LETTERS}]+"
     description = "sort the letters of a string"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        return _letters(rng, level)
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        return _letters(rng, difficulty)
 
     def compute(self, text: str) -> str:
         return "".join(sorted(text))
@@ -134,8 +134,8 @@ class Add(SkillTask):
     name, verb, pattern = "skill-add", "add", r"\d+\+\d+"
     description = "add two numbers"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        return f"{_number(rng, level)}+{_number(rng, level)}"
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        return f"{_number(rng, difficulty)}+{_number(rng, difficulty)}"
 
     def compute(self, text: str) -> str:
         a, b = text.split("+")
@@ -147,9 +147,9 @@ class Compare(SkillTask):
     name, verb, pattern = "skill-compare", "compare", r"\d+\?\d+"
     description = "compare two numbers: <, = or >"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        a = _number(rng, level)
-        b = a if rng.random() < 0.1 else _number(rng, level)
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        a = _number(rng, difficulty)
+        b = a if rng.random() < 0.1 else _number(rng, difficulty)
         return f"{a}?{b}"
 
     def compute(self, text: str) -> str:
@@ -165,9 +165,9 @@ class Grid(SkillTask):
     name, verb, pattern = "skill-grid", "grid", r"[1-9]x[1-9] [UDLR]+"
     description = "walk a W x H grid from (0,0) by moves U/D/L/R; the final x,y"
 
-    def make(self, rng: random.Random, level: int) -> str:
-        w, h = (rng.randint(2, 4), rng.randint(2, 4)) if level == 1 else (rng.randint(3, 6), rng.randint(3, 6))
-        n = rng.randint(3, 6) if level == 1 else rng.randint(6, 9)
+    def make(self, rng: random.Random, difficulty: int) -> str:
+        w, h = (rng.randint(2, 4), rng.randint(2, 4)) if difficulty == 1 else (rng.randint(3, 6), rng.randint(3, 6))
+        n = rng.randint(3, 6) if difficulty == 1 else rng.randint(6, 9)
         x = y = 0
         moves = []
         while len(moves) < n:  # only moves that stay inside the grid

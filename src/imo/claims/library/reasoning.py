@@ -2,7 +2,7 @@
 outcome rewards, and learning from search improves the policy.
 
 All three share one setting per budget: a policy trained from scratch on the arithmetic scratchpad
-(level 2: two-digit + and -, and x by one digit, column by column), sized so its greedy accuracy on
+(difficulty 2: two-digit + and -, and x by one digit, column by column), sized so its greedy accuracy on
 unseen problems is well below 100%, and an ORM and a PRM trained on its own samples (the runs are
 shared through the store). Budgets are counted in tokens: every byte the policy writes plus every
 byte a verifier reads, as a multiple of one greedy solution's worst case.
@@ -32,13 +32,13 @@ from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
 # best-of-8 with an ORM was right on 54% of the test problems at 0.7 and 40-42% at 1.0.
 TEMPERATURE = 0.7
 SIZES: dict[str, dict[str, Any]] = {
-    "smoke": dict(level=1, policy=dict(n_train=200, n_test=4, n_layer=1, n_embd=32, steps=20, batch_size=8),
+    "smoke": dict(difficulty=1, policy=dict(n_train=200, n_test=4, n_layer=1, n_embd=32, steps=20, batch_size=8),
                   verifier=dict(n_problems=4, samples=2, rollouts=1, steps=10, batch_size=8),
                   n=4, multiples=[2], methods=["best-of-n", "beam"], pool=4, vote_x=2),
-    "quick": dict(level=2, policy=dict(n_train=3000, n_test=30, steps=300),
+    "quick": dict(difficulty=2, policy=dict(n_train=3000, n_test=30, steps=300),
                   verifier=dict(n_problems=60, samples=2, rollouts=1, steps=60),
                   n=20, multiples=[1, 8], methods=["best-of-n"], pool=40, vote_x=8),
-    "full": dict(level=2, policy=dict(n_train=3000, n_test=200, steps=1000),
+    "full": dict(difficulty=2, policy=dict(n_train=3000, n_test=200, steps=1000),
                  verifier=dict(n_problems=1000, samples=4, rollouts=2, steps=800),
                  n=100, multiples=[1, 4, 16], methods=["best-of-n", "beam", "mcts"], pool=500, vote_x=8),
 }
@@ -51,8 +51,8 @@ def setting(budget: str, seed: int, ctx: Context, verifiers: bool = True) -> dic
     from imo.reason.verifiers import VerifierConfig, train_verifier
 
     s = SIZES[budget]
-    ctx.log(f"policy (arith level {s['level']}, {budget}, seed {seed})")
-    pol = train_policy(PolicyConfig(task="arith", level=s["level"], seed=seed, **s["policy"]), ctx.store,
+    ctx.log(f"policy (arith difficulty {s['difficulty']}, {budget}, seed {seed})")
+    pol = train_policy(PolicyConfig(task="arith", difficulty=s["difficulty"], seed=seed, **s["policy"]), ctx.store,
                        quiet=ctx.quiet)
     out = {"policy": pol}
     if verifiers:
@@ -83,12 +83,12 @@ def measure_instinct(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     figures["greedy_acc"] = greedy
     figures["oracle_best_of_n_acc"] = max((r["accuracy"] for r in curve["rows"] if r["verifier"] == "oracle"),
                                           default=None)
-    # the harder level: one more digit, unseen in training (generalisation, outside the rule)
+    # the next difficulty: one more digit, unseen in training (generalisation, outside the rule)
     policy = load_policy(ctx.store, runs["policy"], seed)
     cfg = policy.meta["config"]
     hard = harder(cfg, s["n"])
     if hard:
-        policy.level = cfg.level + 1
+        policy.difficulty = cfg.difficulty + 1
         hc = accuracy_curve(ctx.store, runs["policy"], ["best-of-n"], [f"prm:{runs['prm']}"],
                             [max(s["multiples"])], s["n"], seed, oracle=True, probs=hard, policy=policy,
                             temperature=TEMPERATURE)
@@ -130,8 +130,9 @@ def instinct_vs_thinking() -> Claim:
 
 
 def measure_prm_orm(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
+    from imo.reason.methods import run_many
     from imo.reason.policy import load_policy, problems
-    from imo.reason.search import run_many, solution_cost
+    from imo.reason.search import solution_cost
     from imo.reason.verifiers import load_verifier
 
     s = SIZES[budget]
