@@ -111,3 +111,57 @@ def test_doctor_prints_the_machine_and_caches_peaks(capsys, monkeypatch):
 
 def test_doctor_refuses_an_unknown_preset(capsys):
     assert cli("doctor", "--preset", "huge") == 2 and "unknown preset" in capsys.readouterr().err
+
+
+def _tiny_run(**train_kw):
+    from imo.train.config import RunConfig
+
+    t = dict(steps=30, batch_size=8, eval_every=30, eval_batches=2, warmup=5, corpus="python-docs")
+    return RunConfig.build(preset=None, model=dict(n_layer=2, n_embd=64, n_head=4, context_length=32),
+                           train={**t, **train_kw})
+
+
+@pytest.mark.parametrize(("env", "expected"), [("native", "bfloat16"), ("none", "float32")])
+def test_train_records_the_dtype_auto_chose(monkeypatch, env, expected):
+    from imo.runs.store import RunStore
+    from imo.train.trainer import train
+
+    monkeypatch.setenv(ENV, env)
+    rid = train(_tiny_run(steps=3), quiet=True)
+    run = RunStore.open().get(rid)
+    assert run["config"]["train"]["dtype"] == expected
+    assert run["figures"]["dtype"] == expected and run["figures"]["train_tokens_per_s"] > 0
+
+
+def test_train_refuses_bf16_without_native_support_and_records_nothing(monkeypatch):
+    from imo.runs.store import RunStore
+    from imo.train.trainer import train
+
+    monkeypatch.setenv(ENV, "none")
+    with pytest.raises(ConfigError, match="no native bf16"):
+        train(_tiny_run(dtype="bfloat16"), quiet=True)
+    assert RunStore.open().list() == []
+
+
+def test_bf16_run_ends_within_noise_of_fp32_and_shows_mfu(monkeypatch, capsys):
+    from imo.runs.store import RunStore
+    from imo.train.trainer import train
+
+    monkeypatch.setenv(ENV, "native")
+    store = RunStore.open()
+    bf16 = store.get(train(_tiny_run(), quiet=False))["figures"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "tokens/s" in last and "MFU" in last and last.startswith("done:")
+    fp32 = store.get(train(_tiny_run(dtype="float32"), quiet=True))["figures"]
+    assert fp32["val_bpb"] < 6.0  # learned something (uniform is 8 bits/byte)
+    assert abs(bf16["val_bpb"] - fp32["val_bpb"]) < 0.05, (bf16["val_bpb"], fp32["val_bpb"])
+
+
+def test_claims_and_exams_pin_float32(monkeypatch):
+    from imo.runs.store import RunStore
+    from imo.train.trainer import train_or_reuse
+
+    monkeypatch.setenv(ENV, "native")
+    rid = train_or_reuse(_tiny_run(steps=2))
+    assert RunStore.open().get(rid)["config"]["train"]["dtype"] == "float32"
+    assert train_or_reuse(_tiny_run(steps=2)) == rid  # found again, not trained twice

@@ -136,6 +136,10 @@ def show(
             ("size", _size(store, r)),
             ("val bpb", _fmt(r["figures"].get("val_bpb")) + " bits/byte (validation)"),
         ]
+        f = r["figures"]
+        if "train_tokens_per_s" in f:  # training runs since issue 14: speed of the steps and MFU
+            mfu = f", MFU {f['mfu']:.0%}" if "mfu" in f else ""
+            head.append(("speed", f"{f['train_tokens_per_s']:,.0f} tokens/s{mfu} ({f.get('dtype', '?')})"))
         for k, v in head:
             print(f"{k:<8} {v}")
         # config values exactly as given (an lr of 3e-4 must not read 0.0003); figures rounded
