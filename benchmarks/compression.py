@@ -1,7 +1,7 @@
 """`imo zip` beside gzip -9, bzip2 -9, xz -9e, zstd -19, brotli 11, PPMd, zpaq -m5 and 7-Zip's PPMd.
 
 For every file: the classic compressors (the table in imo.baselines; zpaq and 7zz rows only where
-those programs are installed: `apt-get install zpaq 7zip`), then imo's three predictors (context
+those programs are installed: `apt-get install zpaq 7zip`), then imo's predictors (cm, the integer coder; context
 statistics alone, the online network alone, the mix), each compressed, decompressed and checked.
 Columns: bytes, bits/byte, compress and decompress KB/s (1 KB = 1000 bytes, one thread), µs per
 byte and FLOPs per byte (imo's model arithmetic, estimated from its shapes). Speeds are measured in
@@ -40,7 +40,7 @@ TEXTS = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "tinyshake
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="*", type=Path, help="files to measure [default: the five texts]")
-    ap.add_argument("--predictors", default="stats,net,mix", help="imo rows, comma-separated")
+    ap.add_argument("--predictors", default="cm,stats,net,mix", help="imo rows, comma-separated")
     ap.add_argument("--level", type=int, default=2)
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -58,11 +58,14 @@ def main() -> int:
     rows = bench.bench_files(files, predictors=args.predictors.split(","), level=args.level,
                              log=lambda line: print("  " + line, file=sys.stderr, flush=True))
     print(f"measured in {time.time() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
-    columns = bench.COLUMNS + ["wall speed / xz -9e's (c, d)"]
+    columns = bench.COLUMNS + ["wall speed / xz -9e's (c, d)", "wall speed / zpaq -m5's (c, d)"]
     table = []
     for r in rows:
-        xz = next(x for x in rows if x.file == r.file and x.tool == "xz -9e")
-        table.append(r.cells() + [f"{xz.compress_s / r.compress_s:.4f}, {xz.decompress_s / r.decompress_s:.5f}"])
+        ratios = []
+        for ref in ("xz -9e", "zpaq -m5"):
+            x = next((x for x in rows if x.file == r.file and x.tool == ref), None)
+            ratios.append("" if x is None else f"{x.compress_s / r.compress_s:.4f}, {x.decompress_s / r.decompress_s:.4f}")
+        table.append(r.cells() + ratios)
     if args.markdown:
         print("| " + " | ".join(columns) + " |")
         print("|:--|:--|" + "|".join("--:" for _ in columns[2:]) + "|")

@@ -3,7 +3,8 @@
 Baselines: every compressor of `imo.baselines` (gzip -9, bzip2 -9, xz -9e, zstd -19, brotli 11,
 PPMd H through pyppmd; zpaq -m5 and 7-Zip's PPMd where those programs are installed), each
 decompressed and checked. imo's
-rows are its three predictors: context statistics alone, the online network alone, and the mix.
+rows are its four predictors: the integer cm coder, context statistics alone, the online network
+alone, and the mix.
 Speeds are KB/s of original bytes (1 KB = 1000 bytes), single-threaded, from wall time on whatever
 load the machine has and from the process's CPU time (what an otherwise idle core would give, up to
 cache sharing): compare ratios measured in the same run, not absolute figures.
@@ -102,7 +103,7 @@ def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | 
     if back != data:
         raise RuntimeError(f"imo zip ({settings.predictor}) did not round-trip {file}")
     if model is None:
-        flops = Predictor(settings).flops_per_byte()
+        flops = None if settings.predictor == "cm" else Predictor(settings).flops_per_byte()  # cm: integer ops
         return BenchRow(file, f"imo {settings.predictor}", len(data), len(blob), tc.wall, td.wall, flops, tc.cpu, td.cpu)
     from imo.zip.pretrained import load_pretrained
 
@@ -112,7 +113,7 @@ def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | 
                     tc.cpu, td.cpu, model_bytes=model["model_bytes"])
 
 
-def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("stats", "net", "mix"), level: int = 2,
+def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("cm", "stats", "net", "mix"), level: int = 2,
                 baselines: Sequence[str] = BASELINES, log: Callable[[str], None] | None = None,
                 model: dict | None = None) -> list[BenchRow]:
     """Rows for every file: the baselines, imo's predictors, and with `model` imo's pretrained

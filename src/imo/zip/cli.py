@@ -110,7 +110,7 @@ def zip_command(
     predictor: Annotated[str, Opt(help="mix (statistics + network), stats (network off), net (network alone) or cm (default: integer context mixing, compiled: the fastest and smallest, and decodes the same on every machine).")] = "cm",
     streams: Annotated[int, Opt(help="Parallel segments coded in one batch per block.")] = 64,
     force: Annotated[bool, Opt("--force", "-f", help="Overwrite an existing output.")] = False,
-    bench: Annotated[bool, Opt("--bench", help="Measure imo's three predictors beside gzip, bzip2, xz, zstd, brotli and PPMd.")] = False,
+    bench: Annotated[bool, Opt("--bench", help="Measure imo's four predictors beside gzip, bzip2, xz, zstd, brotli, PPMd, zpaq and 7-Zip PPMd (the last two where installed).")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Compress a file losslessly with a language model and a range coder."""

@@ -4,18 +4,20 @@ Mahoney 2002-2007; this is a small model of that family written for imo, not a p
 
 Each byte is coded as 8 binary decisions, high bit first. For each bit:
 
-* seven context models give a probability that the bit is 1: order 0 (the bits of the current
-  byte so far), orders 1, 2, 3, 4 and 6 (the previous bytes, hashed into 2^table_bits slots
-  together with the partial byte) and a word context (a hash of the letters of the current word).
+* ten context models give a probability that the bit is 1: order 0 (the bits of the current
+  byte so far), orders 1-6 and 8 (the previous bytes, hashed into 2^table_bits slots together
+  with the partial byte), and two word contexts (a hash of the letters of the current word, and
+  of the current and the previous word).
   Each slot is a 32-bit counter: a 22-bit probability and a 10-bit count, updated by
   p += (bit - p) / (count + 1.5) (integer reciprocal table) with the count capped at `limit`;
 * a match model: the byte that followed the last occurrence of the current 6-byte context
   predicts this byte; its bit's probability is learned per (match length, predicted bit);
-* a mixer adds the models' stretched probabilities (stretch(p) = ln(p / (1 - p)), from a table)
-  with weights chosen by the partial byte, squashes the sum back and takes one integer gradient
-  step on the coding cost (logistic mixing);
-* an adaptive probability map (SSE) refines the mix in the order-1 context, and the two are
-  averaged.
+* two mixers add the models' stretched probabilities (stretch(p) = ln(p / (1 - p)), from a
+  table) with weights chosen by (how many of orders 2-6 have seen their context, the partial
+  byte) and by (the match state, the previous byte); each squashes its sum back and takes one
+  integer gradient step on its coding cost (logistic mixing); their sums are averaged;
+* two adaptive probability maps (SSE) refine the mix in the order-1 and a hashed order-2
+  context, and the three are blended with fixed integer weights.
 
 The coder is a 32-bit carry-less binary arithmetic coder with 12-bit probabilities. Every
 quantity is an integer with explicit masks, so the numba-compiled kernel and the same function
@@ -39,9 +41,9 @@ except ImportError:  # the same code, interpreted: identical bytes, about 1000x 
         return (lambda f: f) if not args or not callable(args[0]) else args[0]
 
 M32 = 0xFFFFFFFF
-N_CTX = 9  # order 0, orders 1 2 3 4 5 6, word, word + previous word
+N_CTX = 10  # order 0, orders 1 2 3 4 5 6, word, word + previous word, order 8
 N_IN = N_CTX + 2  # + match model + bias
-LIMIT = 60  # counter count cap: higher adapts slower, predicts stationary text better
+LIMIT = 20  # counter count cap: higher adapts slower, predicts stationary text better
 
 
 def _squash_table() -> np.ndarray:
@@ -83,8 +85,9 @@ class State:
     tables: np.ndarray  # (N_CTX - 1, 2^bits) uint32 counters for the hashed contexts
     order0: np.ndarray  # (256,) counters for order 0
     match_sm: np.ndarray  # (64,) counters for the match model
-    weights: np.ndarray  # (256, N_IN) int64 mixer weights (16.16 fixed point), chosen by the partial byte
-    weights2: np.ndarray  # (256, N_IN) the second mixer's, chosen by the previous byte
+    weights: np.ndarray  # (6 * 256, N_IN) int64 mixer weights (16.16 fixed point), chosen by how many
+    # of orders 2-6 have seen their context and by the partial byte
+    weights2: np.ndarray  # (3 * 256, N_IN) the second mixer's, chosen by the match state and the previous byte
     apm: np.ndarray  # (2 * 65536 * 33,) int32 SSE tables (16-bit probabilities)
     buf: np.ndarray  # (2^22,) uint8 history ring for the match model
     match_table: np.ndarray  # (2^20,) int64 last position of each 6-byte context hash
@@ -100,7 +103,7 @@ class State:
         for j in range(33):
             apm[j::33] = SQUASH[min(max((j - 16) * 128, -2047), 2047) + 2047] * 16
         return cls(np.full((N_CTX - 1, 1 << table_bits), half, dtype=np.uint32),
-                   np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), w, w.copy(), apm,
+                   np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), np.concatenate([w] * 6), np.concatenate([w, w, w]), apm,
                    np.zeros(1 << 22, dtype=np.uint8), np.zeros(1 << 20, dtype=np.int64),
                    np.zeros(8, dtype=np.int64), table_bits)
 
@@ -165,6 +168,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
         hashes[6] = (((c4 & M32) * 0x9E3779B1) ^ ((c8 & 0xFFFF) * 0x85EBCA77)) & M32
         hashes[7] = (word * 0xC2B2AE3D + 0x27D4EB2F) & M32
         hashes[8] = ((word * 0xC2B2AE3D) ^ (pword * 0x165667B1 + 0x3C6EF372)) & M32
+        hashes[9] = (((c4 & M32) * 0x2545F491) ^ ((c8 & M32) * 0x9E3779B1 + 0x7F4A7C15)) & M32
         expected = int(buf[mptr & 0x3FFFFF]) + 256 if mlen > 0 else 0
         c0 = 1
         byte = int(inp[k]) if encode == 1 else 0
@@ -172,10 +176,14 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             # predictions of the bit
             idx[0] = c0
             stv[0] = int(st[int(order0[idx[0]]) >> 20])
+            seen = 0  # how many of orders 2-6 have seen this context: the mixer's confidence selector
             for i in range(1, N_CTX):
                 h = ((int(hashes[i]) ^ (c0 * 0x2545F491)) * 0x9E3779B1) & M32
                 idx[i] = h >> (32 - bits) if bits < 32 else h
-                stv[i] = int(st[int(tables[i - 1, idx[i] & mask]) >> 20])
+                v = int(tables[i - 1, idx[i] & mask])
+                stv[i] = int(st[v >> 20])
+                if 2 <= i <= 6 and (v & 1023) > 0:
+                    seen += 1
             ms = -1
             if mlen > 0 and (expected >> (8 - b)) == c0:
                 ebit = (expected >> (7 - b)) & 1
@@ -185,12 +193,13 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             else:
                 stv[N_CTX] = 0
             stv[N_CTX + 1] = 256
+            msel = 0 if ms < 0 else (1 if mlen < 16 else 2)
             dot1 = 0
             dot2 = 0
             c1 = c4 & 0xFF
             for i in range(N_IN):
-                dot1 += int(weights[c0, i]) * stv[i]
-                dot2 += int(weights2[c1, i]) * stv[i]
+                dot1 += int(weights[seen * 256 + c0, i]) * stv[i]
+                dot2 += int(weights2[msel * 256 + c1, i]) * stv[i]
             p1 = _squash(dot1 >> 16, sq)
             p2 = _squash(dot2 >> 16, sq)
             dot = (dot1 + dot2) >> 1
@@ -238,8 +247,8 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             err1 = (y << 12) - p1
             err2 = (y << 12) - p2
             for i in range(N_IN):
-                weights[c0, i] += (stv[i] * err1) >> 12
-                weights2[c1, i] += (stv[i] * err2) >> 12
+                weights[seen * 256 + c0, i] += (stv[i] * err1) >> 12
+                weights2[msel * 256 + c1, i] += (stv[i] * err2) >> 12
             target = y << 16
             j = actx if wgt < 64 else actx + 1
             apm[j] += (target - int(apm[j])) >> 6
