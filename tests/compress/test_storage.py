@@ -32,7 +32,7 @@ def _round_trip(model):
     return storage.build_gpt(meta, tensors).eval(), tensors
 
 
-@pytest.mark.parametrize("transform", ["prune", "int8", "int4", "prune+int8", "int8-split-keep"])
+@pytest.mark.parametrize("transform", ["prune", "int8", "int4", "prune+int8", "int8-split-keep", "int4-tinygemm"])
 def test_saved_and_loaded_outputs_are_identical(transform):
     model = _model()
     if "prune" in transform:
@@ -42,10 +42,13 @@ def test_saved_and_loaded_outputs_are_identical(transform):
         quantize_(model, QuantConfig(bits=8, kernel="vectorwise",
                                      outlier_threshold=6.0 if "split" in transform else None), skip=keep)
     if "int4" in transform:
-        quantize_(model, QuantConfig(bits=4, group_size=16))
+        kernel = "tinygemm" if "tinygemm" in transform else "auto"
+        quantize_(model, QuantConfig(bits=4, group_size=32 if kernel == "tinygemm" else 16, kernel=kernel))
     x = torch.randint(0, 256, (2, 16))
     loaded, _ = _round_trip(model)
     assert torch.equal(model(x)[0], loaded(x)[0])
+    kernels = {n: m.kernel for n, m in loaded.named_modules() if hasattr(m, "kernel")}
+    assert kernels == {n: m.kernel for n, m in model.named_modules() if hasattr(m, "kernel")}
     if transform == "prune":  # masks come back, so further training keeps the zeros
         for name, m in model.named_modules():
             if hasattr(m, "weight_mask"):
