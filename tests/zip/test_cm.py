@@ -1,6 +1,7 @@
 """The integer cm predictor (imo.zip.cm): round trips, compiled == interpreted, the golden files,
 and decoding in other processes with PyTorch's and MKL's kernels pinned (identical bytes)."""
 
+import io
 import os
 import subprocess
 import sys
@@ -125,3 +126,23 @@ def test_decoding_with_pinned_kernels_gives_identical_bytes(tmp_path, shared_dat
         done = _imo(["unzip", str(tmp_path / "m.imz"), "-o", "-"], pin)
         assert (done.returncode == 0 and done.stdout == data) or (
             done.returncode == 2 and done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr), (pin, done.stderr)
+
+
+def test_corrupt_and_truncated_cm_files_are_refused():
+    """The binary arithmetic decoder cannot fail, so a flipped payload byte decodes to other bytes:
+    the trailer's SHA-256 must refuse every one of them (unless it returns the original: a flip
+    in the final flush's slack bits), and every truncation."""
+    blob = compress_bytes(TEXT[:800], CM)
+    f = io.BytesIO(blob)
+    C.read_header(f)
+    start, end = f.tell() + 8, len(blob) - 48
+    for pos in [*range(start, end - 8, 3), *range(end - 8, end)]:
+        bad = bytearray(blob)
+        bad[pos] ^= 0xEC if pos % 2 else 0x01
+        try:
+            assert decompress_bytes(bytes(bad)) == TEXT[:800] and pos >= end - 4
+        except C.ZipFormatError:
+            pass
+    for cut in range(0, len(blob), 11):
+        with pytest.raises(C.ZipFormatError):
+            decompress_bytes(blob[:cut])

@@ -75,6 +75,7 @@ def _stretch_table() -> np.ndarray:
 
 
 STRETCH = _stretch_table()
+APM_ROW = np.array([SQUASH[min(max((j - 16) * 128, -2047), 2047) + 2047] * 16 for j in range(33)], dtype=np.int32)
 RECIP = np.array([(1 << 17) // (2 * n + 3) for n in range(1024)], dtype=np.int64)  # 65536 / (n + 1.5)
 
 
@@ -99,9 +100,8 @@ class State:
         half = np.uint32((1 << 31) | 0)  # p = 0.5, count 0
         w = np.zeros((256, N_IN), dtype=np.int64)
         w[:, :] = (1 << 16) * 3 // 10
-        apm = np.zeros(2 * 65536 * 33, dtype=np.int32)  # order 1, then order 2 hashed to 8 bits
-        for j in range(33):
-            apm[j::33] = SQUASH[min(max((j - 16) * 128, -2047), 2047) + 2047] * 16
+        # order 1, then order 2 hashed to 8 bits; each context's 33 buckets start at squash(bucket)
+        apm = np.tile(APM_ROW, 2 * 65536)
         return cls(np.full((N_CTX - 1, 1 << table_bits), half, dtype=np.uint32),
                    np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), np.concatenate([w] * 6), np.concatenate([w, w, w]), apm,
                    np.zeros(1 << 22, dtype=np.uint8), np.zeros(1 << 20, dtype=np.int64),

@@ -18,6 +18,7 @@ before any byte is decoded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import time
@@ -295,7 +296,13 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
 
 def cm_fingerprint(settings: ZipSettings) -> str:
     """Hash of the cm coder's output on the fixed probe: checks the model's version, not the CPU
-    (its arithmetic is integer, the same everywhere)."""
+    (its arithmetic is integer, the same everywhere). The same for every setting, so computed
+    once per process."""
+    return _cm_fingerprint()
+
+
+@functools.cache
+def _cm_fingerprint() -> str:
     from imo.zip import cm
 
     return hashlib.sha256(cm.encode(cm.State.new(12), probe_bytes(2048))).hexdigest()[:16]
