@@ -104,3 +104,18 @@ def test_an_interrupted_training_run_is_never_measured(monkeypatch, tmp_path):
     monkeypatch.setattr(trainer, "train_or_reuse", lambda cfg, store, quiet: rid)
     with pytest.raises(ImoError, match="is interrupted, not finished"):
         train_run(tmp_path / "c.txt", TINY, 0, store)
+
+
+def test_cli_difficulty_and_its_old_name(capsys):
+    from imo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["exam", "skills", "--difficulty", "1", "--level", "1"])
+    assert e.value.code == 2 and "not both" in capsys.readouterr().err
+    tiny = ["exam", "skills", "--train", "copy", "--steps", "2", "--layers", "1", "--width", "16",
+            "--n-train", "100", "--n-test", "3", "-q"]
+    with pytest.raises(SystemExit) as e:
+        main([*tiny, "--level", "2"])  # the old spelling still works, and means --difficulty
+    assert e.value.code == 0
+    assert "copy" in capsys.readouterr().out
+    assert RunStore.open().results("exam-skills")[0]["payload"]["size"]["difficulty"] == 2

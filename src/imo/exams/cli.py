@@ -146,7 +146,8 @@ def skills_command(
     steps: Annotated[int, Opt(help="Training steps.")] = 600,
     layers: Annotated[int, Opt(help="Blocks of the model.")] = 2,
     width: Annotated[int, Opt(help="Embedding width of the model.")] = 64,
-    difficulty: Annotated[int, Opt(help="Task difficulty: 1 (short inputs) or 2.")] = 1,
+    difficulty: Annotated[int | None, Opt(help="Task difficulty: 1 (short inputs) or 2. [default: 1]")] = None,
+    level: Annotated[int | None, Opt("--level", hidden=True, help="Old name of --difficulty.")] = None,
     n_train: Annotated[int, Opt(help="Training problems per skill.")] = 2000,
     n_test: Annotated[int, Opt(help="Held-out problems per skill.")] = 100,
     seed: Annotated[int, Opt(help="Seed of the problems and the training.")] = 0,
@@ -155,6 +156,9 @@ def skills_command(
     """Train a byte model on one or several skills of the battery and test it on each."""
     from imo.exams.skills import SkillsSize, check_skills, skills_exam
 
+    if level is not None and difficulty is not None:
+        raise ConfigError("give --difficulty or its old name --level, not both")
+    difficulty = difficulty if difficulty is not None else level if level is not None else 1
     names = check_skills([s.strip() for s in train.split(",") if s.strip()])
     for name, v in (("steps", steps), ("layers", layers), ("n-train", n_train), ("n-test", n_test)):
         if v < 1:
