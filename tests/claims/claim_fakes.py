@@ -47,7 +47,7 @@ def fake_claim(
         statement=statement or f"the fake claim {cid} holds",
         source="tests",
         experiment="synthetic figures",
-        rule=Rule(metric="gap", op=op, threshold=threshold, margin=margin, meaning="the gap is real"),
+        rule=Rule(metric="gap", op=op, threshold=threshold, noise=margin, meaning="the gap is real"),
         measure=measure,
         anchor="none, it is a test",
         plot=line_plot if plot else None,

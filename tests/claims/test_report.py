@@ -43,7 +43,7 @@ def test_report_has_every_claim_with_its_evidence():
     assert 'class="badge v-supported"' in html and 'class="badge v-refuted"' in html
     assert "not yet checked" in html and 'class="badge v-error"' in html
     assert "FileNotFoundError: no corpus &#x27;x&#x27;" in html
-    assert "95% interval" in html and "margin band" in html  # full and quick decisions
+    assert "95% interval" in html and "noise band" in html  # full and quick decisions
     assert "run-wide-wins-2" in html  # the runs behind the figures
     assert "supported if gap &gt; 0" in html  # the rule, stated
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)

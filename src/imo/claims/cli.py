@@ -96,7 +96,7 @@ def check_command(
     ids: Annotated[list[str] | None, typer.Argument(help="Claim ids; `imo claims` lists them.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Check every registered claim.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny sizes, seconds; for tests, never evidence.")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="One seed, the margin rule decides (default).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="One seed, a preview judged with the noise band (default).")] = False,
     full: Annotated[bool, typer.Option("--full", help="3+ seeds, the 95% interval decides; resumable.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads for torch. The claims' models are small: one "

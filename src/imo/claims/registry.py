@@ -9,7 +9,7 @@ never written by hand.
     @register
     def my_claim() -> Claim:
         return Claim(id="my-claim", statement=..., source=..., experiment=..., anchor=None,
-                     rule=Rule(metric="gap_bpb", op=">", threshold=0.0, margin=0.05,
+                     rule=Rule(metric="gap_bpb", op=">", threshold=0.0, noise=0.05, effect=0.0,
                                meaning="the wide model is better by more than noise"),
                      measure=measure, plot=plot)
 """
@@ -27,30 +27,49 @@ SEEDS = {"smoke": 1, "quick": 1, "full": 3}  # full: >= 3 seeds, mean and 95% in
 
 @dataclass(frozen=True)
 class Rule:
-    """supported if `metric op threshold` holds beyond the margin; refuted if the opposite holds
-    beyond it; inconclusive in between.
+    """A decision rule stated before the run. The target is `threshold + effect` on the claim's
+    side (`threshold - effect` for op "<"): supported if the whole band around the estimate lies
+    beyond the target, refuted if the whole band lies short of it, inconclusive otherwise.
 
-    smoke/quick (one seed): the single value must clear threshold +- margin;
-    full (>= 3 seeds): the 95% interval of the mean must lie entirely on one side of threshold.
+    full (>= 3 seeds): the band is the 95% t interval of the mean;
+    smoke/quick (one seed, a preview): the band is estimate +- noise.
     """
 
     metric: str  # the key figure returned by measure()
     op: Literal[">", "<"]
     threshold: float
-    margin: float  # the pre-stated noise margin of the one-seed budgets
+    noise: float  # the pre-stated one-seed noise band (half-width) of previews
     meaning: str  # what "supported" means, in words
+    effect: float = 0.0  # the smallest effect beyond the threshold that matters
 
     def __post_init__(self) -> None:
         # decide() reads any op other than ">" as "<": a typo like ">=" would flip the verdict
         if self.op not in (">", "<"):
             raise ValueError(f"rule op {self.op!r} must be '>' or '<'")
-        if not self.margin >= 0:  # also refuses NaN
-            raise ValueError(f"rule margin {self.margin!r} must be >= 0")
+        if not self.noise >= 0:  # also refuses NaN
+            raise ValueError(f"rule noise {self.noise!r} must be >= 0")
+        if not self.effect >= 0:
+            raise ValueError(f"rule effect {self.effect!r} must be >= 0")
+
+    @property
+    def target(self) -> float:
+        return self.threshold + self.effect if self.op == ">" else self.threshold - self.effect
+
+    @property
+    def falsifier(self) -> str:
+        """The outcome that refutes the claim, in words."""
+        short = "below" if self.op == ">" else "above"
+        return (f"refuted if the whole band of {self.metric} lies {short} {self.target:g} "
+                f"(three or more seeds: the 95% interval of the mean)")
 
     def describe(self) -> str:
-        return (f"supported if {self.metric} {self.op} {self.threshold:g} (one seed: by more than "
-                f"{self.margin:g}; three or more seeds: the whole 95% interval); refuted if the "
-                f"opposite holds the same way; otherwise inconclusive. Supported means: {self.meaning}")
+        effect = ""
+        if self.effect:
+            effect = f" (threshold {self.threshold:g} {'+' if self.op == '>' else '-'} the smallest effect that matters {self.effect:g})"
+        return (f"supported if {self.metric} {self.op} {self.target:g}{effect} holds for the whole band: "
+                f"three or more seeds, the 95% t interval of the mean; a one-seed preview, the value "
+                f"+- the noise band {self.noise:g}; {self.falsifier}; otherwise inconclusive. "
+                f"Supported means: {self.meaning}")
 
 
 # measure(budget, seed, ctx) -> figures (must include rule.metric); ctx gives access to the store

@@ -62,10 +62,13 @@ The program measures it and answers <b>supported</b>, <b>refuted</b> or <b>incon
 no verdict is written by hand.</p>
 <ul class="small">
 <li><b>smoke</b>: tiny sizes, seconds, for tests only; never evidence, shown dashed.</li>
-<li><b>quick</b>: {quick} seed; the value must clear the threshold by the pre-stated margin,
-inside the margin the verdict is inconclusive.</li>
-<li><b>full</b>: {full} seeds or more; the whole 95% interval of the mean (Student t) must lie on
-one side of the threshold. A full result takes precedence over a quick one.</li>
+<li>Every rule names a target: its threshold plus the smallest effect that matters.
+<b>supported</b>: the whole band around the estimate lies beyond the target; <b>refuted</b>: the
+whole band lies short of it; otherwise <b>inconclusive</b>.</li>
+<li><b>quick</b>: a <b>preview</b>, never a verdict: {quick} seed, the band is the rule's
+pre-stated noise band around the single value.</li>
+<li><b>full</b>: {full} seeds or more; the band is the 95% Student t interval of the mean.
+A full result takes precedence over a quick one.</li>
 </ul>
 </header>
 <main>
@@ -123,7 +126,8 @@ def _figures_table(p: dict) -> str:
 def _decision_table(p: dict) -> str:
     if p.get("verdict") == "error":
         return ""
-    band = "95% interval" if p.get("budget") == "full" and p.get("seeds", 0) >= 3 else "margin band"
+    band = p.get("band") or ("95% interval" if p.get("budget") == "full" and p.get("seeds", 0) >= 3
+                             else "noise band")
     rows = [
         (f"mean of {p.get('metric')}", _fmt(p.get("mean"))),
         (band, f"[{_fmt(p.get('low'))}, {_fmt(p.get('high'))}]"),

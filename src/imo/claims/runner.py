@@ -168,8 +168,11 @@ def run_claim(
         "metric": rule.metric,
         "op": rule.op,
         "threshold": rule.threshold,
-        "margin": rule.margin,
+        "noise": rule.noise,
+        "effect": rule.effect,
+        "target": rule.target,
         "rule": rule.describe(),
+        "falsifier": rule.falsifier,
         "budget": budget,
         "seeds": len(per_seed),
         "reused_seeds": reused,
@@ -185,7 +188,8 @@ def run_claim(
                        error=_one_line(error), traceback=tb)  # fmt: skip
     else:
         d = decide(rule, [f[rule.metric] for f in per_seed], budget)
-        payload.update(verdict=d.verdict, mean=d.mean, low=d.low, high=d.high, reason=d.reason)
+        payload.update(verdict=d.verdict, mean=d.mean, low=d.low, high=d.high, reason=d.reason,
+                       band=d.band)
         if claim.plot is not None:
             # a name of its own: an older result's plot stays what that result showed
             out = claims_dir(store) / f"{claim.id}-{budget}-{secrets.token_hex(4)}.png"

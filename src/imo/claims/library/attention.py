@@ -134,7 +134,7 @@ def tiled_attention() -> Claim:
                    "abs difference of outputs and q/k/v gradients at several lengths, with and without "
                    "ALiBi. Peak extra resident memory of one forward + backward (B=1) at growing lengths, "
                    "each point in a fresh process; metric: the log-log slope of tiled's memory vs length.",
-        rule=Rule(metric="tiled_memory_slope", op="<", threshold=1.5, margin=0.2,
+        rule=Rule(metric="tiled_memory_slope", op="<", threshold=1.5, noise=0.2,
                   meaning="the tiled backend equals naive attention within 1e-4 (forward and gradients; "
                           f"if not, the metric is set to {NOT_EXACT_SLOPE:g}) and its peak memory grows "
                           "closer to linearly (slope 1) than quadratically (slope 2): log-log slope below 1.5"),

@@ -123,7 +123,7 @@ def trickability() -> Claim:
                    "and confidence at several eps, and each image's minimal flipping eps. Beside it, a char "
                    "model trained on the skill `compare`: the fewest byte substitutions keeping the true "
                    "answer that flip its answer (beam search), success within k.",
-        rule=Rule(metric="softmax_fgsm_error_at_0.25", op=">", threshold=0.5, margin=0.1,
+        rule=Rule(metric="softmax_fgsm_error_at_0.25", op=">", threshold=0.5, noise=0.1,
                   meaning="FGSM at eps 0.25 fools the shallow softmax model on more than half of the "
                           "test digits (Goodfellow et al.: 99.9% on MNIST)"),
         measure=measure_trickability,
@@ -190,7 +190,7 @@ def true_negative_hard() -> Claim:
                    "`name attribute: value`; some missing facts are written with the value `unknown`, the "
                    "rest never appear. Byte models of several sizes and training lengths are trained on it "
                    "and asked every present fact (TPR) and every never-seen missing fact (TNR).",
-        rule=Rule(metric="tpr_minus_tnr", op=">", threshold=0.1, margin=0.1,
+        rule=Rule(metric="tpr_minus_tnr", op=">", threshold=0.1, noise=0.1,
                   meaning="for the largest, longest-trained model the true-positive rate exceeds the "
                           "true-negative rate by more than 10 points"),
         measure=measure_negatives,
@@ -267,7 +267,7 @@ def skills_are_separate() -> Claim:
                    "exact checkers): one byte model per skill, trained on that skill alone, tested on "
                    "held-out problems of every skill. Transfer A->B = B's accuracy after training on A "
                    f"over B's accuracy after training on B (pairs where the latter is >= {FLOOR}).",
-        rule=Rule(metric="mean_transfer", op="<", threshold=0.25, margin=0.1,
+        rule=Rule(metric="mean_transfer", op="<", threshold=0.25, noise=0.1,
                   meaning="on average, training on one skill brings less than a quarter of the accuracy "
                           "on another skill that training on that skill itself brings"),
         measure=measure_skills,

@@ -150,7 +150,7 @@ def position_breaks_symmetry() -> Claim:
                    "by their change when the earlier bytes are replaced by other text (the order share). "
                    "Without positions the worst window's share is the float-rounding floor; with an "
                    "encoding, the mean. A deeper position-free model is reported beside, outside the rule.",
-        rule=Rule(metric="log10_min_break_ratio", op=">", threshold=2.0, margin=0.5,
+        rule=Rule(metric="log10_min_break_ratio", op=">", threshold=2.0, noise=0.5,
                   meaning="even the weakest encoding's order share is at least 100 times the float "
                           "rounding a shuffle causes without positions (one layer: exactly invariant)"),
         measure=measure_symmetry,
@@ -222,7 +222,7 @@ def alibi_extrapolates() -> Claim:
         experiment="Train learned, sinusoidal, RoPE and ALiBi models at context L; bits/byte on the "
                    "same validation bytes in non-overlapping windows of L, 2L, 4L, 8L and 16L (learned "
                    "positions cannot go past L: n/a). Metric: ALiBi's bits/byte at 16L minus at L.",
-        rule=Rule(metric="alibi_degradation_bpb", op="<", threshold=0.1, margin=0.05,
+        rule=Rule(metric="alibi_degradation_bpb", op="<", threshold=0.1, noise=0.05,
                   meaning="ALiBi loses less than 0.1 bits/byte (per-byte perplexity up < 7%) from L to "
                           "16L: flat, as Press et al. report. 0.1 is a few percent of the ~2 bits/byte "
                           "these models reach; the margin 0.05 covers one seed's training noise in a "
@@ -291,10 +291,10 @@ def interpolation_extends() -> Claim:
                    f"1/{FACTOR} (interpolation) vs unchanged (extrapolation). Bits/byte at {FACTOR}L on "
                    "fixed validation windows at 0, N/4, N/2, 3N/4 and N steps. Metric: extrapolation "
                    "minus interpolation after N/4 steps.",
-        rule=Rule(metric="pi_advantage_bpb", op=">", threshold=0.0, margin=0.03,
+        rule=Rule(metric="pi_advantage_bpb", op=">", threshold=0.0, noise=0.03,
                   meaning=f"after a quarter of the fine-tuning steps at {FACTOR}L, the interpolated model "
-                          "is better than the extrapolated one by more than 0.03 bits/byte (both are "
-                          "scored on the same windows, so the margin is one seed's training noise)"),
+                          "is better than the extrapolated one (both are scored on the same windows; 0.03 "
+                          "bits/byte is one seed's training noise)"),
         measure=measure_interpolation,
         plot=plot_interpolation,
         anchor="Chen et al. 2023 (position interpolation): LLaMA extended to 32k context within 1000 "

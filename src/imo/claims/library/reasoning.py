@@ -115,7 +115,7 @@ def instinct_vs_thinking() -> Claim:
                    "Accuracy on unseen problems for greedy, best-of-n, step-level beam and MCTS at "
                    "1..16x greedy's worst-case tokens, verifier tokens counted. Metric: the best "
                    "learned-verifier search's accuracy minus greedy's, at <= 16x.",
-        rule=Rule(metric="learned_gain", op=">", threshold=0.20, margin=0.05,
+        rule=Rule(metric="learned_gain", op=">", threshold=0.20, noise=0.05,
                   meaning="search with a learned verifier beats greedy by more than 20 points at no more "
                           "than 16 times greedy's token budget (the issue's target)"),
         measure=measure_instinct,
@@ -180,13 +180,14 @@ def prm_beats_orm() -> Claim:
                    "choosing by the PRM (labels by rollouts, min over steps), the ORM, or majority vote "
                    "over final answers. Metric: PRM accuracy minus ORM accuracy; the ordering "
                    "PRM > ORM > vote is reported beside it.",
-        rule=Rule(metric="prm_minus_orm", op=">", threshold=0.0, margin=0.03,
+        rule=Rule(metric="prm_minus_orm", op=">", threshold=0.0, noise=0.03, effect=0.03,
                   meaning="the process reward model's choice is right more often than the outcome "
                           "model's, by more than 3 points"),
         measure=measure_prm_orm,
         plot=plot_prm_orm,
         anchor="Lightman et al. 2023 (Let's Verify Step by Step): best-of-1860 on MATH, PRM 78.2% vs "
                "ORM 72.4% vs majority voting 69.6%",
+        version=2,  # v2: the effect 0.03 is part of the rule at every budget (issue 13)
         tags=("reason",),
     )
 
@@ -240,7 +241,7 @@ def search_then_learn() -> Claim:
                    "the policy on it (2 passes, learning rate 3e-4). Metric: greedy test accuracy after "
                    "round 2 minus before. Beside it, outside the rule: the same number of fine-tuning "
                    "steps on the policy's own worked solutions (more training alone).",
-        rule=Rule(metric="gain_after_two_rounds", op=">", threshold=0.10, margin=0.03,
+        rule=Rule(metric="gain_after_two_rounds", op=">", threshold=0.10, noise=0.03,
                   meaning="two rounds of learning from search raise greedy accuracy by more than 10 points "
                           "(the issue's target)"),
         measure=measure_learn,

@@ -113,7 +113,7 @@ def compress_too_much() -> Claim:
                    "0.89M, 1.6M tokens), every size on the same python-docs tokens; fit "
                    "L(N) = E + A N^-alpha on all but the largest, predict the largest with a 95% "
                    "residual-bootstrap prediction interval.",
-        rule=Rule(metric="fit_error", op="<", threshold=TOLERANCE, margin=MARGIN,
+        rule=Rule(metric="fit_error", op="<", threshold=TOLERANCE, noise=MARGIN,
                   meaning="the law fitted on the smaller models predicts the largest model's "
                           "validation bits/byte within 3% (one seed; 4% for the multi-seed "
                           "interval), and its 95% prediction interval is that narrow too "

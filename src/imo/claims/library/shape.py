@@ -118,7 +118,7 @@ def width_over_depth() -> Claim:
                    "constant: smoke 4x16..1x32, quick 9x32, 4x48, 1x96; full 16x64, 7x96, 4x128, "
                    "1x256), trained on the same python-docs tokens with one recipe; validation "
                    "bits per byte on the whole split.",
-        rule=Rule(metric="wide_minus_deep_bpb", op=">", threshold=0.0, margin=WIDTH_MARGIN,
+        rule=Rule(metric="wide_minus_deep_bpb", op=">", threshold=0.0, noise=WIDTH_MARGIN,
                   meaning="the shallowest, widest shape ends with lower validation bits/byte than "
                           "the deepest, narrowest one (the difference is deep minus wide)"),
         measure=measure_width,
@@ -183,7 +183,7 @@ def more_output_heads() -> Claim:
         experiment="One trunk (quick: 3 layers x 48, context 64; full: 4 x 128, context 128) trained with 1, 2 and 4 "
                    "multi-token heads for the same steps and tokens on python-docs; next-byte "
                    "validation bits per byte of the first head on the whole split.",
-        rule=Rule(metric="gain_bpb_4_heads", op=">", threshold=0.0, margin=HEADS_MARGIN,
+        rule=Rule(metric="gain_bpb_4_heads", op=">", threshold=0.0, noise=HEADS_MARGIN,
                   meaning="the model trained with 4 heads predicts the next byte better than the "
                           "one-head model (gain = bpb with 1 head minus bpb with 4)"),
         measure=measure_heads,

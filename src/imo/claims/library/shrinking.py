@@ -216,9 +216,9 @@ def lottery_tickets() -> Claim:
                    "large_init_large_final, movement, random) ranked one-shot at 5% of the weights. "
                    "Full mode adds a char model (2 x 64, its block matrices 20% a round, rewound to "
                    "init, 200 AdamW steps a training): bits/byte of ticket and re-init vs sparsity.",
-        rule=Rule(metric="ticket_advantage", op=">", threshold=0.0, margin=0.01,
+        rule=Rule(metric="ticket_advantage", op=">", threshold=0.0, noise=0.01,
                   meaning="at <= 20% of the weights the ticket's test accuracy beats both random "
-                          "re-initialisation and random pruning (one seed: by more than 1 point)"),
+                          "re-initialisation and random pruning"),
         measure=measure_lottery,
         plot=plot_lottery,
         anchor="Frankle & Carbin 2019, LeNet-300-100 on MNIST: tickets match dense down to 3.6% of the "
@@ -294,13 +294,14 @@ def synflow_no_collapse() -> Claim:
                    "to 1000 (log grid); at each, whether a layer is wholly removed or no input reaches "
                    "the output. Metric: log10 of SynFlow's first collapse minus the earlier of the "
                    "others' (a method that never collapses is credited one grid step past 1000).",
-        rule=Rule(metric="synflow_margin_decades", op=">", threshold=0.0, margin=0.2,
+        rule=Rule(metric="synflow_margin_decades", op=">", threshold=0.0, noise=0.2, effect=0.2,
                   meaning="SynFlow's first layer collapse comes at a higher compression than both "
                           "magnitude's and random's (by more than a fifth of a decade)"),
         measure=measure_synflow,
         plot=plot_synflow,
         anchor="Tanaka et al. 2020: SynFlow reaches maximal compression without collapse; other "
                "methods cut whole layers at 10^2-10^4x",
+        version=2,  # v2: the effect 0.2 decades is part of the rule at every budget (issue 13)
         tags=("compress", "pruning"),
     )
 
@@ -395,9 +396,9 @@ def prune_plus_quantize() -> Claim:
                    "int8, and int8 with the two matrices whose int4 quantization alone costs most kept "
                    "in float. Bytes on disk vs validation bits/byte. Metric: bits/byte of the best single "
                    "transform whose file is at most 5% larger than prune-50%+int8's, minus the combo's.",
-        rule=Rule(metric="combo_advantage_bpb", op=">", threshold=0.0, margin=0.01,
+        rule=Rule(metric="combo_advantage_bpb", op=">", threshold=0.0, noise=0.01,
                   meaning="50% pruning + int8 beats every single transform of equal or smaller size "
-                          "on bits/byte (one seed: by more than 0.01)"),
+                          "on bits/byte"),
         measure=measure_frontier,
         plot=plot_frontier,
         anchor="Han et al. 2016 (Deep Compression): pruning + quantization + coding shrink AlexNet 35x "
@@ -489,11 +490,12 @@ def outlier_split() -> Claim:
                    f"rescale ({OUTLIER_CHANNELS} channels of every LayerNorm times {OUTLIER_SCALE:g}, the "
                    "next Linear's columns divided by the same). Metric: bits/byte lost without the split "
                    "minus with it, on the induced model.",
-        rule=Rule(metric="split_gain_induced_bpb", op=">", threshold=0.0, margin=0.01,
+        rule=Rule(metric="split_gain_induced_bpb", op=">", threshold=0.0, noise=0.01, effect=0.01,
                   meaning="with outliers, the split recovers more than 0.01 bits/byte of what int8 loses"),
         measure=measure_outliers,
         plot=plot_outliers,
         anchor="Dettmers et al. 2022 (LLM.int8): OPT-13B perplexity 12.45 in fp16, 19.08 with plain "
                "vector-wise int8, 12.45 with the outlier split",
+        version=2,  # v2: the effect 0.01 is part of the rule at every budget (issue 13)
         tags=("compress", "quantization"),
     )
