@@ -178,6 +178,8 @@ class Session:
         self.answers: list[Answer] = []
         self.points: list[BranchPoint] = []
         self._prefill: KVCache | None = None
+        self.closed = False
+        self.ahead = 0  # passes of eager speculation the server runs after each answer
 
     def _branch_generator(self, bp: BranchPoint) -> torch.Generator:
         return make_generator(zlib.crc32(f"{self.seed}:{bp.answer}:{bp.position}:{bp.runner_up}".encode()))
@@ -252,6 +254,7 @@ class Session:
 
     def close(self) -> None:
         """Drop every kept state (forks and unfinished branches) and unlock the prefix tree."""
+        self.closed = True
         if self._prefill is not None:
             self.engine.release(self._prefill)
             self._prefill = None

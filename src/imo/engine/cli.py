@@ -1,13 +1,42 @@
-"""`imo sample` (the one text-generation command) and `imo serve` (the HTTP server)."""
+"""`imo sample` (the one text-generation command) and `imo serve` (the HTTP server).
 
+The model works on bytes, so a prompt or stop string may be any bytes: argv's undecodable bytes
+come back through surrogateescape (`--prompt $'\\xff\\xfeabc'`), and `--prompt-file` reads a file
+as it is. Errors name the flags as typed (`--tokens`), not the config fields behind them.
+
+    imo sample RUN --prompt 'def ' --tokens 64 --temperature 0
+"""
+
+import re
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from imo.errors import ConfigError
+from imo.errors import ConfigError, DataError
 
 Opt = typer.Option
+
+# GenerationConfig / BranchConfig field -> the `imo sample` flag that sets it
+FLAGS = {"max_tokens": "--tokens", "top_k": "--top-k", "top_p": "--top-p", "beam_width": "--beam-width",
+         "length_penalty": "--length-penalty", "temperature": "--temperature", "seed": "--seed", "n": "--n",
+         "stop": "--stop", "strategy": "--strategy", "threshold": "--threshold", "speculate": "--speculate"}
+_FIELD = re.compile(r"(?<![\w-])(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(?![\w-])")
+
+
+def flag_names(message: str) -> str:
+    """A config error's message with each field named as the flag that sets it."""
+    return _FIELD.sub(lambda m: FLAGS[m.group(1)], message)
+
+
+def _argv_bytes(text: str) -> bytes:
+    """argv text back to the bytes typed (Python decoded them with surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _shown(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _load(run: str):
@@ -22,7 +51,8 @@ def _load(run: str):
 
 def sample_command(
     run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
-    prompt: Annotated[str, Opt(help="Text to continue.")] = "\n",
+    prompt: Annotated[str | None, Opt(help="Text to continue (any bytes). [default: a newline]")] = None,
+    prompt_file: Annotated[Path | None, Opt(help="Continue the bytes of this file instead.")] = None,
     tokens: Annotated[int, Opt(help="Bytes to generate.")] = 200,
     strategy: Annotated[str | None, Opt(help="greedy, sample or beam. [default: sample; greedy if --temperature 0]")] = None,
     temperature: Annotated[float | None, Opt(help="Sampling temperature; 0 is greedy. [default: 0.8]")] = None,
@@ -39,13 +69,38 @@ def sample_command(
     speculate: Annotated[int, Opt(help="Passes to spend ahead on runner-up branches (eager alternatives).")] = 0,
 ) -> None:
     """Continue a prompt with a run's model, printing as it goes."""
+    try:
+        _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_p, seed, n, beam_width,
+                length_penalty, stop, alternatives, interactive, threshold, speculate)
+    except ConfigError as e:
+        raise ConfigError(flag_names(str(e)), e.hint) from None
+
+
+def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_p, seed, n, beam_width,
+            length_penalty, stop, alternatives, interactive, threshold, speculate) -> None:
     from imo.engine.branches import BranchConfig
     from imo.engine.config import GenerationConfig
     from imo.engine.decode import Engine
 
+    if prompt is not None and prompt_file is not None:
+        raise ConfigError("give --prompt or --prompt-file, not both")
+    if prompt_file is not None:
+        try:
+            data = prompt_file.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read --prompt-file {prompt_file}: {e.strerror or e}") from None
+    else:
+        data = _argv_bytes("\n" if prompt is None else prompt)
+    if tokens < 0:
+        raise ConfigError(f"--tokens must be >= 0, got {tokens}")
+    if temperature is not None and temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0 (0 is greedy), got {temperature}")
+    if alternatives < 0:
+        raise ConfigError(f"--alternatives must be >= 0, got {alternatives}")
     if strategy is None:
         strategy = "greedy" if temperature == 0 else "sample"
-    kw: dict = dict(strategy=strategy, max_tokens=tokens, n=n, stop=tuple(stop or ()))
+    stops = tuple(_argv_bytes(s) for s in stop or ())
+    kw: dict = dict(strategy=strategy, max_tokens=tokens, n=n, stop=stops)
     if temperature == 0 and strategy == "greedy":
         temperature = None
     if strategy == "sample" and temperature is None:
@@ -53,31 +108,27 @@ def sample_command(
     opts = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, beam_width=beam_width,
                 length_penalty=length_penalty)
     kw.update({k: v for k, v in opts.items() if v is not None})
-    if temperature is not None and temperature < 0:
-        raise ConfigError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
     cfg = GenerationConfig(**kw)
-    if tokens < 0:
-        raise ConfigError(f"tokens must be >= 0, got {tokens}")
     branch = BranchConfig(threshold=threshold, speculate=speculate)
     if (alternatives or interactive) and (strategy == "beam" or n > 1):
         raise ConfigError("--alternatives and --interactive need strategy greedy or sample with --n 1")
-    if alternatives < 0:
-        raise ConfigError(f"alternatives must be >= 0, got {alternatives}")
     _, model = _load(run)
     eng = Engine(model)
-    ids = list(prompt.encode())
+    ids = list(data)
+    eng.check_prompt(ids, cfg)  # before anything is printed: a refused prompt is not echoed
+    shown = _shown(data)
     if alternatives or interactive:
-        _alternatives(eng, prompt, ids, cfg, branch, alternatives, interactive)
+        _alternatives(eng, shown, ids, cfg, branch, alternatives, interactive)
         return
     if strategy == "beam" or n > 1:
         for i, c in enumerate(eng.complete(ids, cfg)):
             score = "" if c.score is None else f", score {c.score:.3f}"
             print(f"--- answer {i + 1} ({c.finish_reason}{score})")
-            print(prompt + c.text)
+            print(shown + c.text)
         return
     from imo.engine.sample import decode_stream
 
-    sys.stdout.write(prompt)
+    sys.stdout.write(shown)
     for piece in decode_stream(ev.token for ev in eng.stream(ids, cfg)):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -129,19 +180,22 @@ def serve_command(
     port: Annotated[int, Opt(help="Port.")] = 8000,
     api_key: Annotated[str | None, Opt(help="Require 'Authorization: Bearer KEY' on every request.")] = None,
     prefix_budget: Annotated[int, Opt(help="Tokens the shared prefix tree may hold (0: no prefix tree).")] = 65536,
+    token_budget: Annotated[int | None, Opt(help="Most tokens one request may ask for, prompt + max_tokens "
+                                                 "(larger ones are refused, as OpenAI does). "
+                                                 "[default: the model's context]")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No start-up line.")] = False,
 ) -> None:
     """Serve a run over HTTP: OpenAI-compatible /v1/completions plus imo's alternatives endpoints."""
-    import uvicorn
-
     from imo.engine.decode import Engine
     from imo.engine.prefix import PrefixTree
-    from imo.engine.server import create_app
+    from imo.engine.server import create_app, serve
 
     if not 0 < port < 65536:
         raise ConfigError(f"port must be in 1..65535, got {port}")
     if prefix_budget < 0:
-        raise ConfigError(f"prefix-budget must be >= 0, got {prefix_budget}")
+        raise ConfigError(f"--prefix-budget must be >= 0, got {prefix_budget}")
+    if token_budget is not None and token_budget < 1:
+        raise ConfigError(f"--token-budget must be >= 1, got {token_budget}")
     import socket
 
     try:  # refuse a taken port or a foreign address with one line, before loading anything
@@ -151,10 +205,11 @@ def serve_command(
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     run_id, model = _load(run)
     eng = Engine(model, PrefixTree(prefix_budget) if prefix_budget else None)
-    app = create_app(eng, run_id, api_key=api_key)
+    app = create_app(eng, run_id, api_key=api_key, token_budget=token_budget)
     if not quiet:
-        print(f"imo: serving run {run_id} on http://{host}:{port}/v1 (model id {run_id!r})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info")
+        print(f"imo: serving run {run_id} on http://{host}:{port}/v1 (model id {run_id!r}); "
+              f"Ctrl-C stops it", flush=True)
+    serve(app, host=host, port=port, log_level="warning" if quiet else "info")
 
 
 def register(app: typer.Typer) -> None:

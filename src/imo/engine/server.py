@@ -1,15 +1,24 @@
 """`imo serve RUN`: an OpenAI-compatible HTTP server (FastAPI + uvicorn) over the engine.
 
-OpenAI's API: `GET /v1/models`, `POST /v1/completions` (prompt, max_tokens, temperature, top_p,
-n, stop, seed, logprobs, stream by server-sent events). Temperature 0 is greedy decoding.
-imo's own: `POST /v1/imo/sessions` (an answer with branching alternatives), `POST
-/v1/imo/sessions/{id}/reject` (the next answer and what it cost), `GET /v1/imo/sessions/{id}`
-(answers and branch points), `DELETE /v1/imo/sessions/{id}`, and `GET /v1/imo/stats` (cache hits,
-tokens/s, queue length). Bad input is a 400 with a message in OpenAI's error shape; a missing or
-wrong key (with --api-key) a 401; an oversized body a 413. The model runs on one worker thread
-(imo.engine.worker), which batches requests that arrive together.
+OpenAI's API: `GET /v1/models`, `POST /v1/completions` (prompt, or a list of prompts decoded as
+one batch; max_tokens, temperature, top_p, n, stop, seed, logprobs, stream by server-sent events;
+OpenAI's other fields at their no-op values). Temperature 0 is greedy decoding. imo's own: `POST
+/v1/imo/sessions` (an answer with branching alternatives), `POST /v1/imo/sessions/{id}/reject`
+(the next answer and what it cost), `GET /v1/imo/sessions/{id}`, `DELETE /v1/imo/sessions/{id}`,
+and `GET /v1/imo/stats` (cache hits, tokens/s, queue length, background work).
 
-    app = create_app(engine, model_id="run-abc"); uvicorn.run(app, host="127.0.0.1", port=8000)
+Requests are pydantic models (imo.engine.protocol); every error, unknown routes included, is
+OpenAI's error object. A request's prompt + max_tokens must fit the token budget (the model's
+context unless configured), as OpenAI and vLLM refuse larger ones. The model runs on one worker
+thread (imo.engine.worker) that batches requests arriving together, gives every live group a turn
+and runs speculation for alternatives in bounded slices between turns. A non-streamed request
+whose client went away is cancelled, as a streamed one is. On the first Ctrl-C every live request
+ends at once with an error and the server exits (`serve`).
+
+To add an endpoint (e.g. chat): a request model deriving from protocol.SamplingParams, turning
+its input into token ids, then `_run_jobs` for the tokens, as `completions` does.
+
+    app = create_app(engine, model_id="run-abc"); serve(app, host="127.0.0.1", port=8000)
 """
 
 from __future__ import annotations
@@ -18,157 +27,169 @@ import asyncio
 import codecs
 import json
 import secrets
+import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imo.engine.branches import BranchConfig
-from imo.engine.config import MAX_N, MAX_STOPS, GenerationConfig
+from imo.engine.branches import BranchConfig, Session
+from imo.engine.config import GenerationConfig
 from imo.engine.decode import Engine
+from imo.engine.protocol import (
+    DEFAULT_MAX_TOKENS,
+    APIError,
+    CompletionRequest,
+    SamplingParams,
+    SessionRequest,
+    error_body,
+    validation_message,
+)
 from imo.engine.sampling import stop_bytes, strip_stop
-from imo.engine.worker import Job, Task, Worker
+from imo.engine.worker import SHUTDOWN_MESSAGE, Background, Job, Task, Worker
 from imo.errors import ImoError
 
 MAX_BODY = 1 << 20  # bytes of a request body
 MAX_SESSIONS = 32  # alternatives sessions kept (the oldest is closed beyond it)
-MAX_LOGPROBS = 5  # as OpenAI's completions API
-
-COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop", "seed",
-                     "logprobs", "stream", "user", "stream_options"}
-SESSION_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "margin",
-                  "threshold", "speculate"}
+SPECULATE_SLICE = 8  # forward passes of speculation between two turns of the other requests
+DISCONNECT_POLL_S = 0.25  # how often a non-streamed request checks that its client is still there
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.kind = status, kind
-
-
-def _error(message: str, status: int, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}},
-                        status_code=status)
+def _error(message: str, status: int, kind: str = "invalid_request_error", param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, param), status_code=status)
 
 
 def token_str(t: int) -> str:
-    """A byte token as OpenAI names tokens: its character if printable ASCII, else bytes:\\xNN."""
-    return chr(t) if 32 <= t < 127 else f"bytes:\\x{t:02x}"
-
-
-def _number(body: dict, name: str, default, kind=(int, float)):
-    v = body.get(name, default)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, kind):
-        raise BadRequest(f"{name} must be a number, got {v!r}")
-    return v
-
-
-def _prompt(body: dict, engine: Engine) -> list[int]:
-    p = body.get("prompt")
-    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], str):
-        p = p[0]
-    if not isinstance(p, str):
-        raise BadRequest("prompt must be a string (one prompt per request)")
-    ids = list(p.encode("utf-8"))
-    engine.check_prompt(ids)
-    return ids
-
-
-def _stops(body: dict) -> tuple[str, ...]:
-    s = body.get("stop")
-    if s is None:
-        return ()
-    if isinstance(s, str):
-        s = [s]
-    if not isinstance(s, list) or not all(isinstance(x, str) and x for x in s) or len(s) > MAX_STOPS:
-        raise BadRequest(f"stop must be a non-empty string or a list of at most {MAX_STOPS} of them")
-    return tuple(s)
-
-
-def generation_config(body: dict, allowed: set[str], n_ok: bool = True) -> GenerationConfig:
-    """OpenAI's request fields as a GenerationConfig; temperature 0 means greedy."""
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"unsupported field(s): {', '.join(unknown)}; supported: {', '.join(sorted(allowed))}")
-    max_tokens = _number(body, "max_tokens", 16, int)
-    temperature = _number(body, "temperature", 1.0)
-    top_p = _number(body, "top_p", 1.0)
-    n = _number(body, "n", 1, int)
-    seed = _number(body, "seed", None, int)
-    if max_tokens < 0:
-        raise BadRequest(f"max_tokens must be >= 0, got {max_tokens}")
-    if temperature < 0 or temperature > 2:
-        raise BadRequest(f"temperature must be in [0, 2], got {temperature}")
-    if not 0 < top_p <= 1:
-        raise BadRequest(f"top_p must be in (0, 1], got {top_p}")
-    if not 1 <= n <= MAX_N:
-        raise BadRequest(f"n must be between 1 and {MAX_N}, got {n}")
-    if temperature == 0:
-        if n > 1:
-            raise BadRequest("n > 1 with temperature 0 (greedy) gives n identical answers")
-        return GenerationConfig(strategy="greedy", max_tokens=max_tokens, stop=_stops(body))
-    return GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature,
-                            top_p=top_p, n=n, seed=seed, stop=_stops(body))
+    """A byte token's name among top_logprobs: its character if ASCII, else bytes:\\xNN."""
+    return chr(t) if t < 128 else f"bytes:\\x{t:02x}"
 
 
 class _Collector:
-    """Turns a job's token events into OpenAI choices: UTF-8 pieces, stop strings held back until
-    they cannot begin one, logprobs per emitted token."""
+    """Turns token events into OpenAI choices: UTF-8 pieces, stop strings held back until they
+    cannot begin one, logprobs per emitted token. A token's name in `logprobs.tokens` is the text
+    it completes (decoded incrementally), so the names join back to the choice's text exactly."""
 
-    def __init__(self, n: int, cfg: GenerationConfig, logprobs: int | None) -> None:
+    def __init__(self, choices: int, cfg: GenerationConfig, logprobs: int | None) -> None:
         self.cfg, self.logprobs = cfg, logprobs
         self.stops = stop_bytes(cfg.stop)
         self.hold = max((len(s) for s in self.stops), default=1) - 1
-        self.tokens = [[] for _ in range(n)]
-        self.lps = [[] for _ in range(n)]
-        self.tops = [[] for _ in range(n)]
-        self.sent = [0] * n
-        self.dec = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
-        self.finish: list[str | None] = [None] * n
+        self.tokens: list[list[int]] = [[] for _ in range(choices)]
+        self.lps: list[list[float]] = [[] for _ in range(choices)]
+        self.tops: list[list] = [[] for _ in range(choices)]
+        self.pieces: list[list[str]] = [[] for _ in range(choices)]  # text of each sent token
+        self.dec = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(choices)]
+        self.finish: list[str | None] = [None] * choices
+
+    def _send(self, c: int, hi: int, final: bool) -> tuple[int, int]:
+        lo = len(self.pieces[c])
+        for t in self.tokens[c][lo:hi]:
+            self.pieces[c].append(self.dec[c].decode(bytes([t])))
+        if final:
+            tail = self.dec[c].decode(b"", final=True)
+            if tail and self.pieces[c]:
+                self.pieces[c][-1] += tail
+        return lo, hi
 
     def add(self, choice: int, token: int, lp: float, top, finish) -> dict | None:
         """Record one token; return the streaming chunk's choice it makes ready, if any."""
-        self.tokens[choice].append(token)
+        toks = self.tokens[choice]
+        toks.append(token)
         self.lps[choice].append(lp)
         self.tops[choice].append(top)
         self.finish[choice] = finish
-        toks = self.tokens[choice]
-        ready = len(strip_stop(toks, self.stops)) if finish else max(len(toks) - self.hold, self.sent[choice])
-        lo, hi = self.sent[choice], ready
-        if hi <= lo and not finish:
+        sent = len(self.pieces[choice])
+        ready = len(strip_stop(toks, self.stops)) if finish else max(len(toks) - self.hold, sent)
+        if ready <= sent and not finish:
             return None
-        self.sent[choice] = hi
-        text = self.dec[choice].decode(bytes(toks[lo:hi]), final=bool(finish))
-        return {"text": text, "index": choice, "logprobs": self._lp(choice, lo, hi), "finish_reason": finish}
+        lo, hi = self._send(choice, ready, bool(finish))
+        return {"text": "".join(self.pieces[choice][lo:hi]), "index": choice,
+                "logprobs": self._lp(choice, lo, hi), "finish_reason": finish}
 
     def _lp(self, c: int, lo: int, hi: int) -> dict | None:
         if self.logprobs is None:
             return None
-        return {"tokens": [token_str(t) for t in self.tokens[c][lo:hi]],
+        pieces = self.pieces[c]
+        start = sum(map(len, pieces[:lo]))
+        offsets = []
+        for p in pieces[lo:hi]:
+            offsets.append(start)
+            start += len(p)
+        return {"tokens": pieces[lo:hi],
                 "token_logprobs": self.lps[c][lo:hi],
                 "top_logprobs": [None if t is None else {token_str(a): b for a, b in t}
                                  for t in self.tops[c][lo:hi]] if self.logprobs else None,
-                "text_offset": list(range(lo, hi))}
+                "text_offset": offsets}
 
     def choices(self) -> list[dict]:
         out = []
         for c, toks in enumerate(self.tokens):
-            kept = strip_stop(toks, self.stops)
-            out.append({"text": bytes(kept).decode("utf-8", "replace"), "index": c,
-                        "logprobs": self._lp(c, 0, len(kept)), "finish_reason": self.finish[c] or "length"})
+            kept = len(strip_stop(toks, self.stops))
+            self._send(c, kept, True)
+            out.append({"text": "".join(self.pieces[c][:kept]), "index": c,
+                        "logprobs": self._lp(c, 0, kept), "finish_reason": self.finish[c] or "length"})
         return out
 
 
-def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
+class _Guard:
+    """Plain ASGI (a BaseHTTPMiddleware would wrap `receive` and hide a client's disconnect from
+    the handlers): a missing or wrong API key is a 401; a body over `limit` bytes a 413, by its
+    Content-Length or, without one (chunked), while it is read, before any of it reaches the app."""
+
+    def __init__(self, app, limit: int, api_key: str | None) -> None:
+        self.app, self.limit = app, limit
+        self.want = None if api_key is None else f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.want is not None and not secrets.compare_digest(headers.get(b"authorization", b""), self.want):
+            return await _error("missing or wrong API key (send 'Authorization: Bearer KEY')", 401,
+                                "authentication_error")(scope, receive, send)
+        size = headers.get(b"content-length")
+        if size is not None:
+            if size.isdigit() and int(size) > self.limit:
+                return await self._refuse(scope, receive, send, f"request body of {int(size)} bytes")
+            return await self.app(scope, receive, send)
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        body, messages = 0, []
+        while True:
+            msg = await receive()
+            messages.append(msg)
+            if msg["type"] != "http.request":
+                break
+            body += len(msg.get("body", b""))
+            if body > self.limit:
+                return await self._refuse(scope, receive, send, "request body")
+            if not msg.get("more_body"):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send, what: str) -> None:
+        await _error(f"{what} is over the limit of {self.limit} bytes", 413)(scope, receive, send)
+
+
+def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_body: int = MAX_BODY,
+               token_budget: int | None = None) -> FastAPI:
+    """The app. token_budget: most tokens a request may ask for, prompt + max_tokens (default the
+    model's context; a larger one lets generation slide past it)."""
     worker = Worker(engine)
-    sessions: OrderedDict[str, Any] = OrderedDict()
+    sessions: OrderedDict[str, Session] = OrderedDict()
     lock = threading.Lock()
+    budget = token_budget or engine.cfg.context_length
+    if budget < 1:
+        raise ImoError(f"the token budget must be >= 1, got {budget}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -181,43 +202,57 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
     app = FastAPI(title="imo", version="1", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.worker = worker
     app.state.sessions = sessions
+    app.state.token_budget = budget
+    app.state.shutdown = worker.shutdown  # the server's first Ctrl-C calls it (ImoServer)
+    app.add_middleware(_Guard, limit=max_body, api_key=api_key)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if api_key is not None:
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return _error("missing or wrong API key (send 'Authorization: Bearer KEY')", 401,
-                              "authentication_error")
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > max_body:
-            return _error(f"request body of {size} bytes is over the limit of {max_body}", 413)
-        return await call_next(request)
+    # --- errors: one shape for all ------------------------------------------------------------
 
-    async def body_of(request: Request) -> dict:
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > max_body:
-                raise BadRequest(f"request body is over the limit of {max_body} bytes", 413)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequest(f"malformed JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        model = body.get("model")
-        if model is not None and model != model_id:
-            raise BadRequest(f"unknown model {model!r}; this server serves {model_id!r}", 404, "not_found_error")
-        return body
+    models_of = {"/v1/completions": CompletionRequest, "/v1/imo/sessions": SessionRequest}
 
-    @app.exception_handler(BadRequest)
-    async def _bad(request: Request, e: BadRequest):
-        return _error(str(e), e.status, e.kind)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        msg, param = validation_message(list(e.errors()), models_of.get(request.url.path))
+        return _error(msg, 400, param=param)
+
+    @app.exception_handler(APIError)
+    async def _api(request: Request, e: APIError):
+        return _error(str(e), e.status, e.kind, e.param)
 
     @app.exception_handler(ImoError)
     async def _imo(request: Request, e: ImoError):
         return _error(str(e), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException):
+        if e.status_code == 404:
+            return _error(f"Invalid URL ({request.method} {request.url.path})", 404)
+        if e.status_code == 405:
+            return _error(f"{request.method} is not allowed on {request.url.path}", 405)
+        return _error(str(e.detail), e.status_code)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, e: Exception):
+        return _error(f"internal error: {type(e).__name__}: {e}", 500, "server_error")
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def check_model(name: str | None) -> None:
+        if name is not None and name != model_id:
+            raise APIError(f"unknown model {name!r}; this server serves {model_id!r}", 404, "not_found_error",
+                           "model")
+
+    def config_for(req: SamplingParams, prompts: list[list[int]]) -> GenerationConfig:
+        for ids in prompts:
+            engine.check_prompt(ids)
+        longest = max(map(len, prompts))
+        default = max(0, min(DEFAULT_MAX_TOKENS, budget - longest))
+        cfg = req.generation_config(default)
+        if longest + cfg.max_tokens > budget:
+            raise APIError(f"this server's budget is {budget} tokens per request (prompt + max_tokens); "
+                           f"the prompt has {longest} and max_tokens asks for {cfg.max_tokens}: lower max_tokens "
+                           f"to at most {max(0, budget - longest)}", param="max_tokens")
+        return cfg
 
     async def on_worker(fn):
         """Run fn on the model thread (the engine is not shared between threads)."""
@@ -230,58 +265,92 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
         worker.submit(Task(fn, done))
         return await fut
 
+    async def _run_jobs(request: Request, prompts: list[list[int]], cfg: GenerationConfig, *, stream: bool,
+                        logprobs: int | None, head: dict, include_usage: bool, make_choices: Callable | None = None):
+        """Decode the prompts (one job each, admitted together) and answer as OpenAI does."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        emit = lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev)  # noqa: E731
+        jobs = [Job(ids, cfg, emit, top_logprobs=logprobs or 0, index=i) for i, ids in enumerate(prompts)]
+        worker.submit_many(jobs)
+        col = _Collector(len(prompts) * cfg.n, cfg, logprobs)
+        n_prompt = sum(map(len, prompts))
+
+        def usage() -> dict:
+            done = sum(map(len, col.tokens))
+            return {"prompt_tokens": n_prompt, "completion_tokens": done, "total_tokens": n_prompt + done}
+
+        def cancel() -> None:
+            for j in jobs:
+                j.cancelled.set()
+
+        if not stream:
+            pending = len(jobs)
+            next_check = loop.time() + DISCONNECT_POLL_S
+            try:
+                while pending:
+                    try:
+                        ev = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+                    except TimeoutError:
+                        ev = None
+                    if loop.time() >= next_check:  # tokens may come all the time: check by the clock
+                        next_check = loop.time() + DISCONNECT_POLL_S
+                        if await request.is_disconnected():
+                            return Response(status_code=499)  # nobody is there to read it
+                    if ev is None:
+                        continue
+                    if ev[0] == "token":
+                        col.add(*ev[1:])
+                    elif ev[0] == "done":
+                        pending -= 1
+                    else:
+                        status = 503 if ev[1] == SHUTDOWN_MESSAGE else 500
+                        return _error(ev[1], status, "server_error")
+            finally:
+                cancel()  # finished, failed or abandoned: free the rows and their cache
+            return {**head, "choices": col.choices(), "usage": usage()}
+
+        async def sse():
+            pending = len(jobs)
+            try:
+                while pending:
+                    ev = await events.get()
+                    if ev[0] == "error":
+                        yield f"data: {json.dumps(error_body(ev[1], 'server_error'))}\n\n"
+                        break
+                    if ev[0] == "done":
+                        pending -= 1
+                        continue
+                    choice = col.add(*ev[1:])
+                    if choice is not None:
+                        yield f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+                else:
+                    if include_usage:
+                        yield f"data: {json.dumps({**head, 'choices': [], 'usage': usage()})}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:  # normal end, or the client went away: free the rows and their cache
+                cancel()
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
+    # --- OpenAI's routes ----------------------------------------------------------------------
+
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": model_id, "object": "model", "created": int(worker.started),
                                             "owned_by": "imo"}]}
 
     @app.post("/v1/completions")
-    async def completions(request: Request):
-        body = await body_of(request)
-        cfg = generation_config(body, COMPLETION_FIELDS)
-        ids = _prompt(body, engine)
-        logprobs = _number(body, "logprobs", None, int)
-        if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
-            raise BadRequest(f"logprobs must be between 0 and {MAX_LOGPROBS}, got {logprobs}")
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        job = Job(ids, cfg, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), top_logprobs=logprobs or 0)
-        worker.submit(job)
-        col = _Collector(cfg.n, cfg, logprobs)
-        cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
-        head = {"id": cid, "object": "text_completion", "created": created, "model": model_id}
-        usage = lambda: {"prompt_tokens": len(ids), "completion_tokens": sum(map(len, col.tokens)),  # noqa: E731
-                         "total_tokens": len(ids) + sum(map(len, col.tokens))}
+    async def completions(req: CompletionRequest, request: Request):
+        check_model(req.model)
+        prompts = req.prompts()
+        cfg = config_for(req, prompts)
+        head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
+                "model": model_id}
+        return await _run_jobs(request, prompts, cfg, stream=req.stream, logprobs=req.logprobs, head=head,
+                               include_usage=bool(req.stream_options and req.stream_options.include_usage))
 
-        if not body.get("stream"):
-            try:
-                while (ev := await events.get())[0] == "token":
-                    col.add(*ev[1:])
-            finally:
-                job.cancelled.set()
-            if ev[0] == "error":
-                raise BadRequest(ev[1])
-            return {**head, "choices": col.choices(), "usage": usage()}
-
-        async def sse():
-            try:
-                while True:
-                    ev = await events.get()
-                    if ev[0] == "error":
-                        yield f"data: {json.dumps({'error': {'message': ev[1], 'type': 'server_error'}})}\n\n"
-                        break
-                    if ev[0] == "done":
-                        if (body.get("stream_options") or {}).get("include_usage"):
-                            yield f"data: {json.dumps({**head, 'choices': [], 'usage': usage()})}\n\n"
-                        break
-                    choice = col.add(*ev[1:])
-                    if choice is not None:
-                        yield f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
-                yield "data: [DONE]\n\n"
-            finally:  # normal end, or the client went away: free the rows and their cache
-                job.cancelled.set()
-
-        return StreamingResponse(sse(), media_type="text/event-stream")
+    # --- imo's alternatives -------------------------------------------------------------------
 
     def _answer(a) -> dict:
         return {"index": a.index, "text": a.text, "finish_reason": a.finish_reason,
@@ -289,32 +358,43 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
                 "cost": {"forward_passes": a.passes, "speculative_passes": a.speculative_passes,
                          "positions": a.positions, "seconds": a.seconds}}
 
-    def _session(sid: str):
+    def _session(sid: str) -> Session:
         with lock:
             s = sessions.get(sid)
         if s is None:
-            raise BadRequest(f"no session {sid!r} (it ended or was never made)", 404, "not_found_error")
+            raise APIError(f"no session {sid!r} (it ended or was never made)", 404, "not_found_error")
         return s
 
+    def speculation(s: Session, passes: int):
+        """`passes` of eager speculation, SPECULATE_SLICE at a time (a background job's slices)."""
+        left = passes
+        while left > 0 and not s.closed:
+            spent = s.speculate(min(SPECULATE_SLICE, left))
+            if not spent:
+                return
+            left -= spent
+            yield spent
+
+    def speculate_later(s: Session) -> None:
+        if s.ahead:
+            worker.submit(Background(speculation(s, s.ahead)))
+
     @app.post("/v1/imo/sessions")
-    async def new_session(request: Request):
-        body = await body_of(request)
-        cfg = generation_config({k: v for k, v in body.items() if k not in ("margin", "threshold", "speculate")},
-                                SESSION_FIELDS)
-        ahead = _number(body, "speculate", 0, int)
-        BranchConfig(speculate=ahead)  # validates
-        # speculation runs as its own task after the answer is sent, not inside the request
-        branch = BranchConfig(margin=body.get("margin", "ratio"), threshold=_number(body, "threshold", 0.5))
-        ids = _prompt(body, engine)
+    async def new_session(req: SessionRequest):
+        check_model(req.model)
+        if req.n != 1:
+            raise APIError("a session has one answer at a time (n = 1)", param="n")
+        ids = list(req.prompt.encode("utf-8"))
+        cfg = config_for(req, [ids])
+        branch = BranchConfig(margin=req.margin, threshold=req.threshold)  # speculation runs in slices, below
 
         def start():
             s = engine.session(ids, cfg, branch)
-            s.ahead = ahead
+            s.ahead = req.speculate
             return s, s.answer()
 
         s, a = await on_worker(start)
-        if ahead:
-            worker.submit(Task(lambda: s.speculate(ahead), lambda r, e: None))
+        speculate_later(s)
         sid = f"sess-{secrets.token_hex(8)}"
         with lock:
             sessions[sid] = s
@@ -327,8 +407,7 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
     async def reject(sid: str):
         s = _session(sid)
         a = await on_worker(s.reject)
-        if s.ahead:
-            worker.submit(Task(lambda: s.speculate(s.ahead), lambda r, e: None))
+        speculate_later(s)
         return {"id": sid, "answer": _answer(a), "branch_points": s.branch_points()}
 
     @app.get("/v1/imo/sessions/{sid}")
@@ -350,6 +429,7 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
         up = time.time() - worker.started
         return {"model": model_id, "uptime_s": up, "requests": worker.requests, "queue_length": worker.queued,
                 "active_rows": worker.active_rows, "largest_batch": worker.largest_batch,
+                "background_jobs": worker.pending_background, "token_budget": budget,
                 "sessions": len(sessions), "engine": st.to_dict(),
                 "tokens_per_s": st.generated / worker.busy_s if worker.busy_s else 0.0,
                 "prefix_cache": None if engine.tree is None else {**engine.tree.stats.to_dict(),
@@ -359,14 +439,41 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
     return app
 
 
+def _server_class():
+    import uvicorn
+
+    class ImoServer(uvicorn.Server):
+        """uvicorn's server, plus: the first Ctrl-C (or SIGTERM) ends every live request at once
+        (the app's `shutdown`), so uvicorn finds no handler still waiting for tokens."""
+
+        def handle_exit(self, sig: int, frame) -> None:
+            stop = getattr(getattr(self.config, "app", None), "state", None)
+            if stop is not None and hasattr(stop, "shutdown"):
+                stop.shutdown()
+            super().handle_exit(sig, frame)
+
+    return ImoServer
+
+
+def _config(app: FastAPI, host: str, port: int, log_level: str):
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", ws="none",
+                          timeout_graceful_shutdown=10)
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the app until Ctrl-C (or SIGTERM), which stops it cleanly."""
+    server = _server_class()(_config(app, host, port, log_level))
+    server.run()
+
+
 class ServerThread:
-    """uvicorn in a background thread (tests, benchmarks): `with ServerThread(app) as url: ...`."""
+    """uvicorn in a background thread (tests, benchmarks): `with ServerThread(app) as url: ...`.
+    Leaving the block stops it as the first Ctrl-C does."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                    lifespan="on", ws="none"))
+        self.server = _server_class()(_config(app, host, port, "warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -379,6 +486,12 @@ class ServerThread:
         host, port = self.server.servers[0].sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
+    def stop(self, timeout: float = 30) -> bool:
+        """Stop as on the first Ctrl-C; True if the server ended within `timeout` seconds."""
+        self.server.handle_exit(signal.SIGINT, None)
+        self.thread.join(timeout=timeout)
+        return not self.thread.is_alive()
+
     def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.stop()
+

@@ -1,0 +1,202 @@
+"""The server's request models and error shape: OpenAI's API as its `openai` client sends it.
+
+Requests are pydantic models (FastAPI validates the body against them): strict types (a bool is
+not a number, "5" is not an integer), unknown fields refused, OpenAI's no-op values accepted
+(`presence_penalty=0`, `frequency_penalty=0`, `best_of=1`, `echo=false`, `logit_bias={}`, `suffix`
+unset) and any other value of them refused, since the engine does not implement them. Every error
+leaves the server as OpenAI's error object, `{"error": {"message", "type", "param", "code"}}`:
+validation errors through `validation_message`, the rest through `APIError`.
+
+`SamplingParams` holds the fields shared by every generating endpoint, so a chat endpoint adds
+only its own (`messages`) and reuses `generation_config()`.
+
+    req = CompletionRequest.model_validate({"prompt": "def ", "max_tokens": 8}); cfg = req.generation_config()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from imo.engine.config import MAX_N, MAX_STOPS, GenerationConfig
+
+MAX_LOGPROBS = 5  # as OpenAI's completions API
+DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions API
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error",
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.param = status, kind, param
+
+
+def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _no_surrogates(value: Any, where: str) -> None:
+    """A JSON string may hold a lone surrogate (\\ud800), which is no Unicode text: refuse it here
+    rather than fail on encoding it later (a plain-text 500)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"{where} holds a lone surrogate ({value[e.start]!a}), which is not valid Unicode") from None
+    elif isinstance(value, list):
+        for v in value:
+            _no_surrogates(v, where)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_surrogates(k, where)
+            _no_surrogates(v, where)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_unicode(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for k, v in data.items():
+                _no_surrogates(k, "a field name")
+                _no_surrogates(v, str(k))
+        return data
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class SamplingParams(_Strict):
+    """Fields every generating endpoint takes (OpenAI's names and defaults; temperature 0 is greedy)."""
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=0)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=MAX_N)
+    stop: str | list[str] | None = Field(None, description=f"stop must be a string or a list of at most {MAX_STOPS}")
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    # accepted at their no-op values only (the engine has no penalties or biases)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > MAX_STOPS or not all(stops):
+            raise ValueError(f"stop must be a non-empty string or a list of at most {MAX_STOPS} of them")
+        return stops
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _penalty(cls, v, info):
+        if v != 0:
+            raise ValueError(f"{info.field_name} is not supported (only 0)")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, v):
+        if v:
+            raise ValueError("logit_bias is not supported (only {} or null)")
+        return v
+
+    def generation_config(self, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> GenerationConfig:
+        max_tokens = default_max_tokens if self.max_tokens is None else self.max_tokens
+        stop = tuple(self.stop or ())
+        if self.temperature == 0:
+            if self.n > 1:
+                raise APIError("n > 1 with temperature 0 (greedy) gives n identical answers", param="n")
+            return GenerationConfig(strategy="greedy", max_tokens=max_tokens, stop=stop)
+        return GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=self.temperature,
+                                top_p=self.top_p, n=self.n, seed=self.seed, stop=stop)
+
+
+class CompletionRequest(SamplingParams):
+    """POST /v1/completions. A prompt is a string or token ids; a list of them is a batch."""
+
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="prompt must be a string, a list of strings, a list of token ids, or a list of those")
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    echo: bool = False
+    best_of: int | None = None
+    suffix: str | None = None
+
+    @field_validator("echo")
+    @classmethod
+    def _echo(cls, v):
+        if v:
+            raise ValueError("echo is not supported (only false)")
+        return v
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of(cls, v):
+        if v not in (None, 1):
+            raise ValueError("best_of is not supported (only 1); ask for n samples instead")
+        return v
+
+    @field_validator("suffix")
+    @classmethod
+    def _suffix(cls, v):
+        if v:
+            raise ValueError("suffix is not supported")
+        return v
+
+    def prompts(self) -> list[list[int]]:
+        """The batch as token ids (a byte model: UTF-8 bytes)."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [list(p.encode("utf-8"))]
+        if not p:
+            raise APIError("the prompt list is empty", param="prompt")
+        if all(isinstance(x, int) for x in p):
+            return [list(p)]
+        return [list(x.encode("utf-8")) if isinstance(x, str) else list(x) for x in p]
+
+
+class SessionRequest(SamplingParams):
+    """POST /v1/imo/sessions: one prompt, an answer with branching alternatives."""
+
+    prompt: str
+    margin: str = "ratio"
+    threshold: float = 0.5
+    speculate: int = Field(0, ge=0)
+
+
+def validation_message(errors: list[dict], model: type[BaseModel] | None = None) -> tuple[str, str | None]:
+    """One line for pydantic's errors (the first field's), and the field's name."""
+    if not errors:
+        return "invalid request", None
+    e = errors[0]
+    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
+    kind = e.get("type", "")
+    if kind == "json_invalid":
+        return f"malformed JSON: {(e.get('ctx') or {}).get('error', e.get('msg'))}", None
+    if not loc:
+        return f"the request body must be a JSON object ({e.get('msg', '')})", None
+    field = loc[0]
+    if kind == "extra_forbidden":
+        supported = ", ".join(sorted(model.model_fields)) if model is not None else ""
+        return f"unsupported field {field!r}" + (f"; supported: {supported}" if supported else ""), field
+    if kind == "missing":
+        return f"{field} is required", field
+    same_field = [x for x in errors if [str(y) for y in x.get("loc", ()) if y != "body"][:1] == [field]]
+    info = model.model_fields.get(field) if model is not None else None
+    if len(same_field) > 1 and info is not None and info.description:  # a union: say what it takes
+        return info.description, field
+    msg = e.get("msg", "invalid")
+    msg = msg.removeprefix("Value error, ")
+    return (msg if msg.startswith(field) else f"{field}: {msg}"), field
