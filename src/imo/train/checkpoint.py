@@ -135,14 +135,15 @@ def read_checkpoint(ckpt: Path, with_state: bool = True) -> tuple[dict, dict[str
 
 def load_model(run_dir: Path, device: str = "cpu"):
     """The model of a run's latest checkpoint, in eval mode, and its metadata."""
-    from imo.model import GPT, ModelConfig
+    from imo.model import ModelConfig
+    from imo.model.families import build_model
 
     meta, weights, _ = read_checkpoint(checkpoint_dir(run_dir), with_state=False)
     if "compress" in meta:  # a pruned or quantized run (imo prune / imo quantize): its own layout
         from imo.compress.storage import build_gpt
 
         return build_gpt(meta, weights).to(device).eval(), meta
-    model = GPT(ModelConfig.from_dict(meta["config"]["model"]))
+    model = build_model(ModelConfig.from_dict(meta["config"]["model"]))  # gpt, or llama for imports
     try:
         model.load_saved_state(weights)
     except RuntimeError as e:

@@ -1,0 +1,194 @@
+"""The Llama family: pre-RMSNorm decoder blocks with grouped-query attention, RoPE and a SwiGLU MLP.
+
+Follows the Llama papers (Touvron et al. 2023; GQA: Ainslie et al. 2023; SwiGLU: Shazeer 2020)
+and keeps imo's GPT layout around the new parts (`transformer.wte`, `transformer.h.{i}.attn`,
+`transformer.ln_f`, `lm_head`), so hook names, `--keep lm_head` in the quantizers and the
+engine's KV cache read it as they read a GPT. RoPE rotates channel pairs (2i, 2i+1), the layout
+GGUF files store q and k weights in (llama.cpp permutes Hugging Face's halves into pairs).
+
+    model = Llama(ModelConfig(family="llama", n_head=9, n_kv_head=3, n_embd=576, bias=False))
+    logits, loss = model(idx, targets)
+"""
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from imo.errors import ConfigError
+from imo.model.attention import BACKENDS
+from imo.model.config import ModelConfig
+from imo.model.hooks import HookPoint
+from imo.model.positions import RoPE
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight (Zhang & Sennrich 2019): LayerNorm without centring or bias.
+    Computed in float32 whatever the input dtype, as llama.cpp and transformers do."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)
+
+
+class GroupedQueryAttention(nn.Module):
+    """n_head query heads share n_kv_head key/value heads (each K/V head serves n_head / n_kv_head
+    queries). Keys and values are repeated up to n_head before the cache and the backend, so the
+    KV cache and every attention backend see ordinary multi-head tensors."""
+
+    def __init__(self, cfg: ModelConfig, rope: RoPE) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.rope = [rope]  # a list, so the shared module is not registered once per block
+        hs, nkv = cfg.head_size, cfg.kv_heads
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * hs, bias=cfg.bias)
+        self.k_proj = nn.Linear(cfg.n_embd, nkv * hs, bias=cfg.bias)
+        self.v_proj = nn.Linear(cfg.n_embd, nkv * hs, bias=cfg.bias)
+        self.o_proj = nn.Linear(cfg.n_head * hs, cfg.n_embd, bias=cfg.bias)
+        self.backend = cfg.attn
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_pattern = HookPoint()  # (B, nh, Tq, Tk), only on the naive path
+        self.hook_z = HookPoint()  # per-head outputs (B, nh, T, hs)
+
+    def forward(self, x: Tensor, pos: Tensor, cache=None, layer: int = 0) -> Tensor:
+        B, T, C = x.size()
+        nh, nkv, hs = self.cfg.n_head, self.cfg.kv_heads, self.cfg.head_size
+        q = self.q_proj(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = self.v_proj(x).view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        rope = self.rope[0]
+        q, k = rope.rotate(q, pos), rope.rotate(k, pos)
+        if nkv != nh:  # query head h reads K/V head h // (nh / nkv)
+            k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
+            v = v.repeat_interleave(nh // nkv, dim=1)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q_offset = 0
+        if cache is not None:
+            q_offset = cache.length
+            k, v = cache.update(layer, k, v)  # (B, nh, q_offset + T, hs)
+        y = BACKENDS.get(self.backend)(
+            q, k, v,
+            q_offset=q_offset,
+            alibi_slopes=None,
+            tile=self.cfg.attn_tile,
+            pattern_hook=self.hook_pattern if self.backend == "naive" else None,
+        )
+        y = self.hook_z(y)
+        return self.o_proj(y.transpose(1, 2).contiguous().view(B, T, nh * hs))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)): a gated MLP with ffn_hidden units."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        hidden = cfg.ffn_hidden or 4 * cfg.n_embd
+        self.gate_proj = nn.Linear(cfg.n_embd, hidden, bias=cfg.bias)
+        self.up_proj = nn.Linear(cfg.n_embd, hidden, bias=cfg.bias)
+        self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.hook_post = HookPoint()  # (B, T, hidden) gated neuron activations
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(self.hook_post(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+class LlamaBlock(nn.Module):
+    """x + attn(rmsnorm(x)), then x + mlp(rmsnorm(x))."""
+
+    def __init__(self, cfg: ModelConfig, rope: RoPE) -> None:
+        super().__init__()
+        self.ln_1 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = GroupedQueryAttention(cfg, rope)
+        self.ln_2 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+        self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
+        self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
+
+    def forward(self, x: Tensor, pos: Tensor, cache=None, layer: int = 0) -> Tensor:
+        x = self.hook_resid_pre(x)
+        x = x + self.hook_attn_out(self.attn(self.ln_1(x), pos, cache, layer))
+        x = x + self.hook_mlp_out(self.mlp(self.ln_2(x)))
+        return self.hook_resid_post(x)
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.pos != "rope":
+            raise ConfigError(f"the llama family uses rope positions, got pos={cfg.pos!r}")
+        if cfg.n_future != 1:
+            raise ConfigError("the llama family has one prediction head (n_future=1)")
+        self.cfg = cfg
+        self.positions = RoPE(cfg)
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                h=nn.ModuleList([LlamaBlock(cfg, self.positions) for _ in range(cfg.n_layer)]),
+                ln_f=RMSNorm(cfg.n_embd, cfg.norm_eps),
+            )
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.hook_embed = HookPoint()
+        for m in self.modules():  # a fresh model (tests, fine-tunes from scratch); imports overwrite it
+            if isinstance(m, nn.Linear | nn.Embedding):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wte.weight.numel() if non_embedding else n
+
+    def forward(
+        self, idx: Tensor, targets: Tensor | None = None, cache=None
+    ) -> tuple[Tensor, Tensor | None]:
+        """idx, targets: (B, T) token ids -> logits (B, T, vocab) and the mean cross-entropy in
+        nats. With a KV cache holding cache.length earlier positions, idx are the next T tokens
+        (the same contract as GPT.forward)."""
+        B, T = idx.size()
+        offset = 0 if cache is None else cache.length
+        pos = torch.arange(offset, offset + T, device=idx.device)  # (T,)
+        x = self.hook_embed(self.transformer.wte(idx))  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, pos, cache, i)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        if cache is not None:
+            cache.advance(T)
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+    @contextmanager
+    def attention_backend(self, name: str):
+        """Temporarily run every block with another backend (they compute the same function)."""
+        BACKENDS.get(name)
+        old = [b.attn.backend for b in self.transformer.h]
+        for b in self.transformer.h:
+            b.attn.backend = name
+        try:
+            yield self
+        finally:
+            for b, o in zip(self.transformer.h, old, strict=True):
+                b.attn.backend = o
+
+    def state_dict_for_save(self) -> dict[str, Tensor]:
+        """Weights without the tied lm_head copy (safetensors stores each tensor once)."""
+        sd = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        if self.cfg.tie_weights:
+            sd.pop("lm_head.weight", None)
+        return sd
+
+    def load_saved_state(self, sd: dict[str, Tensor]) -> None:
+        sd = dict(sd)
+        if self.cfg.tie_weights:
+            sd["lm_head.weight"] = sd["transformer.wte.weight"]
+        self.load_state_dict(sd, strict=True)
