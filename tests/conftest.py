@@ -24,6 +24,7 @@ def _corpus_cache(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _tmp_store(tmp_path, monkeypatch, _corpus_cache):
+    (tmp_path / "store").mkdir()  # a named store's folder must exist (imo refuses a missing one)
     monkeypatch.setenv(imo.paths.STORE_ENV, str(tmp_path / "store" / "store.sqlite"))
     monkeypatch.setenv("IMO_CACHE", str(_corpus_cache))
     imo.paths.set_store(None)

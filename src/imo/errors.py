@@ -28,5 +28,9 @@ class RunNotFound(ImoError):
     """A run id or prefix matches no run, or more than one."""
 
 
+class RunBusy(ImoError):
+    """A run (or a lock in the store) is in use by another process."""
+
+
 class DataError(ImoError):
     """A corpus or file cannot be read."""

@@ -34,6 +34,11 @@ def store_file() -> Path:
     return Path(user_data_dir("imo", appauthor=False)) / "store.sqlite"
 
 
+def store_is_default() -> bool:
+    """True when neither --store nor IMO_STORE names the store (the user data dir is used)."""
+    return _override is None and not os.environ.get(STORE_ENV)
+
+
 def store_dir() -> Path:
     return store_file().parent
 

@@ -79,12 +79,39 @@ def test_config_file_and_flags(tmp_path):
         (["train", "--threads", "0"], ["threads must be >= 1"]),
         (["train", "--lr", "-1"], ["lr must be > 0"]),
         (["--store", "/tmp", "runs"], ["is a directory"]),
+        (["--store", "/nonexistent-imo/s.sqlite", "runs"], ["does not exist", "mkdir -p"]),
+        (["train", "--name", " "], ["--name must not be empty"]),
     ],
 )
 def test_bad_input(args, fragments):
     res = imo(*args, check=False)
     assert_user_error(res, *fragments)
     assert imo("runs", "--ids").stdout.split() == []  # no run was recorded for bad input
+
+
+def test_quiet_prints_the_run_id_name_and_tags():
+    res = imo("train", *SMALL, "--steps", "2", "-q", "--name", "my-run", "--tags", "a, b")
+    from imo.runs.store import RunStore
+
+    (run,) = RunStore.open().list()
+    assert res.stdout.split() == [run["id"]]
+    assert run["name"] == "my-run" and run["tags"] == ["a", "b"]
+    assert imo("runs", "--ids", "--tag", "b").stdout.split() == [run["id"]]
+
+
+def test_interrupted_train_exits_128_plus_the_signal(monkeypatch):
+    import signal
+
+    from typer.testing import CliRunner
+
+    import imo.cli
+    import imo.train.trainer as T
+
+    imo.cli._mount()  # idempotent: main() mounts the commands, CliRunner calls the app directly
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        monkeypatch.setattr(T, "run_training", lambda *a, sig=sig, **k: T.Outcome("abc123", sig, True))
+        res = CliRunner().invoke(imo.cli.app, ["train", "--steps", "2", "-q"])
+        assert res.exit_code == 128 + sig and res.stdout.split() == ["abc123"]
 
 
 def test_cuda_asked_for_on_a_cpu_machine_leaves_no_run():

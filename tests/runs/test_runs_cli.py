@@ -143,3 +143,39 @@ def test_subprocess_list_and_rm_refusal(two_runs):
     res = imo_subprocess("runs", "rm", a)  # stdin is not a terminal
     assert res.returncode == 2 and "Traceback" not in res.stderr and "--yes" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_listing_labels_the_bytes_each_bpb_was_scored_on_and_tags(two_runs):
+    a, b = two_runs
+    with RunStore.open() as s:
+        s.finish(b, {"val_bpb": 2.75, "sparsity": 0.5, "eval_bytes": 65536})
+        c = s.create_run("train", "mine", {"lr": 0.01}, tags=["baseline", "rope"])
+    lines = [line.split("\t") for line in invoke("runs").stdout.strip().splitlines()]
+    head = lines[0]
+    col = {name: head.index(name) for name in ("id", "val bpb", "scored on", "tags")}
+    by_id = {row[col["id"]]: row for row in lines[1:]}
+    assert by_id[a][col["scored on"]] == "val (all)" and by_id[b][col["scored on"]] == "val[:65,536]"
+    assert by_id[c][col["tags"]] == "baseline,rope" and by_id[c][col["scored on"]] == "-"
+    assert invoke("runs", "--ids", "--tag", "rope").stdout.split() == [c]
+
+
+def test_unknown_kind_exits_2_listing_the_kinds(two_runs):
+    res = imo_subprocess("runs", "--kind", "bogus")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "unknown run kind 'bogus'" in res.stderr and "train, prune, quantize" in res.stderr
+    assert invoke("runs", "--kind", "reason-policy").exit_code == 0  # a known kind with no runs
+
+
+def test_compare_shows_steps_once_and_config_differences(two_runs):
+    a, _ = two_runs
+    with RunStore.open() as s:
+        c = s.create_run("train", "other", {"model": {"n_layer": 4}, "lr": 0.003})
+        s.log_metrics(c, 50, {"train/bpb": 3.0})
+        s.finish(c, {"val_bpb": 2.4, "steps": 50})
+    res = invoke("runs", "compare", a, c)
+    assert res.exit_code == 0, res.output
+    firsts = [r.split("\t")[0] for r in res.stdout.splitlines() if "\t" in r]
+    assert firsts.count("steps") == 1
+    rows = {r.split("\t")[0]: r.split("\t")[1:] for r in res.stdout.splitlines() if "\t" in r}
+    assert rows["steps"] == ["99", "50"]
+    assert rows["config model.n_layer"] == ["2", "4"] and "config lr" not in rows

@@ -235,3 +235,56 @@ def test_concurrent_writers(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL,
+            status TEXT NOT NULL, parent TEXT, config TEXT NOT NULL, config_hash TEXT NOT NULL,
+            git_commit TEXT, git_dirty INTEGER, machine TEXT NOT NULL, started_at TEXT NOT NULL,
+            ended_at TEXT, figures TEXT);
+        CREATE TABLE metrics (run_id TEXT NOT NULL, step INTEGER NOT NULL, key TEXT NOT NULL,
+            value REAL, PRIMARY KEY (run_id, step, key)) WITHOUT ROWID;
+        CREATE TABLE artifacts (run_id TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL,
+            PRIMARY KEY (run_id, name));
+        CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+            key TEXT NOT NULL, payload TEXT NOT NULL, run_ids TEXT NOT NULL,
+            created_at TEXT NOT NULL, git_commit TEXT, git_dirty INTEGER);
+        INSERT INTO runs VALUES ('abc', 'old', 'train', 'finished', NULL, '{"a":1}', 'h', NULL,
+            NULL, '{}', '2025-01-01T00:00:00+00:00', NULL, NULL);
+        PRAGMA user_version = 1;
+    """)
+    con.close()
+    with RunStore.open(path) as s:
+        old = s.get("abc")
+        assert old["tags"] == [] and old["fingerprint"] is None and old["config"] == {"a": 1}
+        assert s.find("train", "h") == ["abc"] and s.find("train", "h", fingerprint="x") == []
+        new = s.create_run("train", "new", {"a": 2}, fingerprint="x", tags=["t"])
+        assert s.get(new)["tags"] == ["t"] and s.list(tag="t")[0]["id"] == new
+
+
+def test_atomic_writes_fsync_the_folder_too(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from imo.atomic import write_text
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real(fd)))
+    write_text(tmp_path / "x.json", "{}")
+    assert synced == [False, True]  # the file, then the folder holding the rename
+    assert (tmp_path / "x.json").read_text() == "{}"
+
+
+def test_lock_is_exclusive_between_holders(store):
+    from imo.errors import RunBusy
+
+    with store.lock("x", wait=False):
+        with pytest.raises(RunBusy):
+            with store.lock("x", wait=False):
+                pass
+    with store.lock("x", wait=False):  # released when the first holder left
+        pass

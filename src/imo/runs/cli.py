@@ -62,28 +62,52 @@ def _interactive() -> bool:
 def runs(
     ctx: typer.Context,
     ids: Annotated[bool, typer.Option("--ids", help="Print only run ids, one per line.")] = False,
-    kind: Annotated[str | None, typer.Option("--kind", help="Only runs of this kind.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only runs of this kind (train, prune, quantize, reason-policy, ...).")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag (`imo train --tags`).")] = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first. `val bpb` is measured on the bytes `scored on` says: the whole
+    validation split (training runs) or its first N bytes (prune and quantize runs)."""
     if ctx.invoked_subcommand is not None:
         return
     with RunStore.open() as store:
-        rows = store.list(kind)
+        if kind is not None and kind not in store.kinds():
+            raise ImoError(f"unknown run kind {kind!r}; kinds: {', '.join(store.kinds())}")
+        rows = store.list(kind, tag=tag)
         if ids:
             for r in rows:
                 print(r["id"])
             return
         if not rows:
-            print(f"no runs{f' of kind {kind!r}' if kind else ''} in {store.path}", file=sys.stderr)
+            what = "".join([f" of kind {kind!r}" if kind else "", f" tagged {tag!r}" if tag else ""])
+            print(f"no runs{what} in {store.path}", file=sys.stderr)
             return
     print_table(
-        ["id", "name", "kind", "status", "steps", "val bpb", "started (UTC)"],
+        ["id", "name", "kind", "status", "steps", "val bpb", "scored on", "tags", "started (UTC)"],
         [
             [r["id"], r["name"], r["kind"], r["status"], _fmt(r["steps"]),
-             _fmt(r["figures"].get("val_bpb")), _when(r["started_at"])]
+             _fmt(r["figures"].get("val_bpb")), scored_on(r["figures"]), ",".join(r["tags"]) or "-",
+             _when(r["started_at"])]
             for r in rows
         ],
     )  # fmt: skip
+
+
+def scored_on(figures: dict) -> str:
+    """The bytes a run's val_bpb was measured on, so figures on different bytes are not mixed."""
+    if figures.get("val_bpb") is None:
+        return "-"
+    n = figures.get("eval_bytes")
+    return f"val[:{n:,}]" if n else "val (all)"
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def weights_bytes(run_dir: Path) -> int | None:
@@ -174,10 +198,17 @@ def compare(
     with RunStore.open() as store:
         ids = list(dict.fromkeys(store.resolve(r) for r in runs))  # resolve all, drop repeats
         rs = [store.get(i) for i in ids]
-        keys = sorted({k for r in rs for k in r["figures"]})
-        rows = [["name", *(r["name"] for r in rs)], ["status", *(r["status"] for r in rs)],
-                ["steps", *(_fmt(r["steps"]) for r in rs)]]  # fmt: skip
+        # `steps` is shown once (the last logged step), then every figure, then the config
+        # fields that differ between the runs
+        keys = sorted({k for r in rs for k in r["figures"]} - {"steps"})
+        rows = [["name", *(r["name"] for r in rs)], ["kind", *(r["kind"] for r in rs)],
+                ["status", *(r["status"] for r in rs)],
+                ["steps", *(_fmt(r["steps"] if r["steps"] is not None else r["figures"].get("steps")) for r in rs)],
+                ["scored on", *(scored_on(r["figures"]) for r in rs)]]  # fmt: skip
         rows += [[k, *(_fmt(r["figures"].get(k)) for r in rs)] for k in keys]
+        configs = [_flat(r["config"]) for r in rs]
+        differ = sorted(k for k in set().union(*configs) if len({repr(c.get(k)) for c in configs}) > 1)
+        rows += [[f"config {k}", *(_fmt(c.get(k)) for c in configs)] for k in differ]
         print_table(["", *ids], rows)
         if out is None:
             tag = "-".join(ids)

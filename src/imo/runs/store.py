@@ -13,6 +13,7 @@ that take the write lock up front (BEGIN IMMEDIATE) keep them from failing or co
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -31,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from imo import paths
-from imo.errors import ImoError, RunNotFound
+from imo.errors import ImoError, RunBusy, RunNotFound
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.fingerprint (code_fingerprint of train_or_reuse) and runs.tags
 STATUSES = ("running", "finished", "interrupted", "failed")
+# the kinds of run imo makes (imo train; imo prune / quantize; imo reason train / verifier)
+RUN_KINDS = ("train", "prune", "quantize", "reason-policy", "reason-orm", "reason-prm")
 BUSY_TIMEOUT_S = 60.0  # long enough for many writers queueing on a 2-core machine
 
 _SCHEMA = """
@@ -51,7 +54,9 @@ CREATE TABLE IF NOT EXISTS runs (
     machine     TEXT NOT NULL,
     started_at  TEXT NOT NULL,
     ended_at    TEXT,
-    figures     TEXT
+    figures     TEXT,
+    fingerprint TEXT,
+    tags        TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (kind, config_hash, status);
 CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name);
@@ -81,6 +86,11 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_key ON results (kind, key);
 """
+# from each version to the next; a store of an older imo is upgraded in place when opened
+_MIGRATIONS = {
+    1: ["ALTER TABLE runs ADD COLUMN fingerprint TEXT",
+        "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'"],
+}
 
 
 def now() -> str:
@@ -144,10 +154,15 @@ class RunStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None) -> RunStore:
+        named = path is None and not paths.store_is_default()  # by the user: --store or IMO_STORE
         path = Path(path).expanduser().resolve() if path is not None else paths.store_file()
         try:
             if path.is_dir():
                 raise ImoError(f"run store {path} is a directory; give a file path such as {path / 'store.sqlite'}")
+            if named and not path.parent.is_dir():
+                # a typo in IMO_STORE must not start an empty store somewhere new
+                raise ImoError(f"the folder of run store {path} does not exist; create it "
+                               f"(mkdir -p {path.parent}) or fix --store / {paths.STORE_ENV}")
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves, so each transaction is explicit
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -196,11 +211,15 @@ class RunStore:
                     f"run store {self.path} has schema version {version}; this imo reads "
                     f"up to {SCHEMA_VERSION} (upgrade imo or use another --store)"
                 )
-            if version < SCHEMA_VERSION:
+            if version == 0:  # a new file: the current schema at once
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         c.execute(stmt)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                for v in range(version, SCHEMA_VERSION):
+                    for stmt in _MIGRATIONS[v]:
+                        c.execute(stmt)
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -232,16 +251,22 @@ class RunStore:
         config: dict,
         parent: str | None = None,
         run_id: str | None = None,
+        fingerprint: str | None = None,
+        tags: Sequence[str] = (),
     ) -> str:
+        """`fingerprint`: what the caller says decides the run besides its config (e.g. a hash of
+        the code a claim depends on); find() matches it. `tags`: free labels for listings."""
         run_id = run_id or secrets.token_hex(6)  # 12 hex chars: 2^48 ids, short enough to type
         commit, dirty = git_state()
         with self._write() as c:
             c.execute(
                 "INSERT INTO runs (id, name, kind, status, parent, config, config_hash,"
-                " git_commit, git_dirty, machine, started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " git_commit, git_dirty, machine, started_at, fingerprint, tags)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id, name, kind, "running", parent, canonical_json(config),
                     config_hash(config), commit, dirty, json.dumps(machine_info()), now(),
+                    fingerprint, json.dumps(sorted(set(tags))),
                 ),
             )  # fmt: skip
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
@@ -290,15 +315,21 @@ class RunStore:
         run["artifacts"] = {a["name"]: a["path"] for a in arts}
         return run
 
-    def list(self, kind: str | None = None) -> list[dict]:
-        """All runs, newest first (each without artifacts; get() has them)."""
+    def list(self, kind: str | None = None, tag: str | None = None) -> list[dict]:
+        """All runs (of this kind, with this tag), newest first (without artifacts; get() has them)."""
         where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
         rows = self._conn.execute(
             "SELECT *, (SELECT MAX(step) FROM metrics m WHERE m.run_id = runs.id) AS steps"
             f" FROM runs {where} ORDER BY started_at DESC, rowid DESC",
             args,
         )
-        return [_run_dict(r) for r in rows]
+        runs = [_run_dict(r) for r in rows]
+        return [r for r in runs if tag in r["tags"]] if tag is not None else runs
+
+    def kinds(self) -> list[str]:
+        """The kinds imo makes and any other kind recorded in this store."""
+        seen = {r[0] for r in self._conn.execute("SELECT DISTINCT kind FROM runs")}
+        return [*RUN_KINDS, *sorted(seen - set(RUN_KINDS))]
 
     def resolve(self, prefix: str) -> str:
         """Full id from an id, a unique id prefix, or an exact run name."""
@@ -324,10 +355,12 @@ class RunStore:
             f"{prefix!r} matches {len(hits)} runs: {shown}{more}; give more of the id"
         )
 
-    def find(self, kind: str, config_hash: str, status: str | None = "finished") -> list[str]:
-        """Ids of runs of this kind with an identical config, newest first (status=None: any)."""
-        sql = "SELECT id FROM runs WHERE kind = ? AND config_hash = ?"
-        args: tuple = (kind, config_hash)
+    def find(self, kind: str, config_hash: str, status: str | None = "finished",
+             fingerprint: str | None = None) -> list[str]:
+        """Ids of runs of this kind with an identical config and fingerprint (None matches only
+        runs recorded without one), newest first (status=None: any)."""
+        sql = "SELECT id FROM runs WHERE kind = ? AND config_hash = ? AND fingerprint IS ?"
+        args: tuple = (kind, config_hash, fingerprint)
         if status is not None:
             sql, args = sql + " AND status = ?", (*args, status)
         rows = self._conn.execute(sql + " ORDER BY started_at DESC, rowid DESC", args)
@@ -339,6 +372,25 @@ class RunStore:
             if c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount == 0:
                 raise RunNotFound(f"no run with id {run_id!r}; `imo runs` lists them")
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # --- locks ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, name: str, wait: bool = True) -> Iterator[None]:
+        """An exclusive lock between processes using this store (an flock on a file under
+        <store dir>/locks/, so a crashed holder never leaves it taken). wait=False raises
+        RunBusy at once when another process holds it."""
+        folder = self.path.parent / "locks"
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise RunBusy(f"{name} is held by another process") from None
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
 
     # --- metrics and artifacts ----------------------------------------------------------------
 
@@ -413,4 +465,5 @@ def _run_dict(row: sqlite3.Row) -> dict:
     d["figures"] = json.loads(d["figures"]) if d["figures"] else {}
     d["machine"] = json.loads(d["machine"])
     d["git_dirty"] = None if d["git_dirty"] is None else bool(d["git_dirty"])
+    d["tags"] = json.loads(d.get("tags") or "[]")
     return d

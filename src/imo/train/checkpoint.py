@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from imo.atomic import write_text
+from imo.atomic import default_mode, write_text
 from imo.errors import CheckpointError
 
 FORMAT = 1
@@ -84,6 +84,7 @@ def save_checkpoint(
     for f in tmp.iterdir():  # flush file contents before the rename makes them visible
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(f, default_mode())  # safetensors writes 0600; the umask decides, as for any file
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)

@@ -38,13 +38,17 @@ def train_command(
     threads: Annotated[int | None, Opt(help="CPU threads for torch. [default: OMP_NUM_THREADS, else 1 on a machine of <= 2 cores, else all]")] = None,
     init_from: Annotated[str | None, Opt(help="Start from this run's weights (fine-tune); e.g. with a longer --context and --rope-scale.")] = None,
     resume: Annotated[str | None, Opt(help="Continue run RUN from its last checkpoint (its config is kept).")] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+    name: Annotated[str | None, Opt(help="Run name shown in listings and accepted where a run id is. [default: the config's slug]")] = None,
+    tags: Annotated[str | None, Opt(help="Comma-separated labels, e.g. baseline,rope (`imo runs --tag T` filters).")] = None,
+    tensorboard: Annotated[Path | None, Opt(help="Also write TensorBoard event files under DIR/RUN_ID (needs the tensorboard extra).")] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output; prints only the run id.")] = False,
 ) -> None:
-    """Train a GPT on a corpus; the run, its checkpoints and metrics go to the run store."""
+    """Train a GPT on a corpus; the run, its checkpoints and metrics go to the run store.
+    Ctrl-C or SIGTERM checkpoints and exits 130 or 143; `--resume RUN` continues."""
     import torch
 
     from imo.train.config import RunConfig
-    from imo.train.trainer import train
+    from imo.train.trainer import run_training
 
     if threads is not None:
         if threads < 1:
@@ -65,10 +69,25 @@ def train_command(
             raise ConfigError(
                 f"--resume keeps the run's saved config; drop {', '.join('--' + g.replace('_', '-') for g in given)}"
             )
-        train(None, resume=resume, quiet=quiet, compile=compile)
+        if name is not None or tags is not None:
+            raise ConfigError("--resume keeps the run's name and tags; drop --name/--tags")
+        _finish(run_training(None, resume=resume, quiet=quiet, tensorboard=tensorboard, compile=compile), quiet)
         return
+    if name is not None and not name.strip():
+        raise ConfigError("--name must not be empty")
+    tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
     cfg = RunConfig.build(preset=preset or ("tiny" if config is None else None), file=config, model=model, train=tr)
-    train(cfg, quiet=quiet, compile=compile)
+    _finish(run_training(cfg, quiet=quiet, name=name, tags=tag_list, tensorboard=tensorboard,
+                         compile=compile), quiet)
+
+
+def _finish(outcome, quiet: bool) -> None:
+    """-q prints the run id (for scripts); a run stopped by a signal exits 128 + its number
+    (130 Ctrl-C, 143 SIGTERM), so `imo train ... && imo eval ...` does not go on."""
+    if quiet:
+        print(outcome.run_id, flush=True)
+    if outcome.stopped:
+        raise typer.Exit(128 + (outcome.signal or 2))
 
 
 def eval_command(

@@ -11,24 +11,28 @@ uninterrupted one bit for bit on the same machine.
 """
 
 import os
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 
 from imo.data.batches import random_batch, windows
 from imo.data.corpora import load_corpus
 from imo.doctor import run_mfu
-from imo.errors import ConfigError
+from imo.errors import ConfigError, RunBusy
 from imo.model import GPT
 from imo.runs.store import RunStore, config_hash
 from imo.train import distributed as D
-from imo.train.checkpoint import checkpoint_dir, read_checkpoint
+from imo.train.checkpoint import POINTER, checkpoint_dir, read_checkpoint
 from imo.train.config import RunConfig, TrainConfig
 from imo.train.evaluate import fixed_eval_set, mean_bpb
 from imo.train.loop import FitConfig, FitResult, RunLog, StopFlag, default_loss, fit, make_optimizer  # noqa: F401
 from imo.train.precision import autocast as precision_autocast
 from imo.train.precision import native_bf16, resolve_dtype
+from imo.train.tracking import TensorBoard
 
 KIND = "train"
 
@@ -56,11 +60,17 @@ def train(
     quiet: bool = False,
     stop_at: int | None = None,
     compile: bool = False,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    fingerprint: str | None = None,
 ) -> str:
     """Train a new run from `cfg`, or continue run `resume`; returns the run id.
-    `stop_at` stops as an interrupt would after that step (used by tests); `compile` runs the
-    training forward/backward through torch.compile (the numbers differ within float rounding)."""
-    return run_training(cfg, resume=resume, store=store, quiet=quiet, stop_at=stop_at, compile=compile).run_id
+    `name`/`tags` label the run in listings (default name: the config's slug); `fingerprint` is
+    stored with it for train_or_reuse. `stop_at` stops as an interrupt would after that step
+    (tests); `compile` runs the training forward/backward through torch.compile (the numbers
+    differ within float rounding)."""
+    return run_training(cfg, resume=resume, store=store, quiet=quiet, stop_at=stop_at, compile=compile,
+                        name=name, tags=tags, fingerprint=fingerprint).run_id
 
 
 def run_training(
@@ -71,37 +81,59 @@ def run_training(
     quiet: bool = False,
     stop_at: int | None = None,
     compile: bool = False,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    fingerprint: str | None = None,
+    tensorboard: Path | None = None,
 ) -> Outcome:
-    """As train(), also saying whether (and by which signal) the run was stopped."""
+    """As train(), also saying whether (and by which signal) the run was stopped;
+    `tensorboard`: also write the metrics as event files under that folder/run id."""
     world = D.init_world(cfg.train.device if cfg else "auto")
     store = store or (RunStore.open() if world.is_main else None)
+    tb = TensorBoard(tensorboard) if tensorboard is not None and world.is_main else None
     try:
-        trainer = Trainer(cfg, resume, store, world, quiet, compile)
-        try:
-            return trainer.run(stop_at)
-        except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint is still valid
-            if world.is_main:
-                store.set_status(trainer.run_id, "interrupted")
-            raise
-        except BaseException:
-            if world.is_main:
-                store.set_status(trainer.run_id, "failed")
-            raise
+        with ExitStack() as locks:
+            trainer = Trainer(cfg, resume, store, world, quiet, locks, compile, name=name, tags=tags,
+                              fingerprint=fingerprint)
+            if tb is not None:
+                tb.open(trainer.run_id)
+                trainer.sinks.append(tb.log)
+                locks.callback(tb.close)
+            try:
+                return trainer.run(stop_at)
+            except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint is still valid
+                if world.is_main:
+                    store.set_status(trainer.run_id, "interrupted")
+                raise
+            except BaseException as e:
+                if world.is_main:
+                    store.set_status(trainer.run_id, "failed")
+                if _out_of_memory(e):
+                    raise trainer.allocation_error(e) from None
+                raise
     finally:
         D.shutdown(world)
 
 
-def train_or_reuse(cfg: RunConfig, store: RunStore | None = None, quiet: bool = True) -> str:
-    """The id of a finished run with exactly this config, training one only if none exists
-    (claims and exams use this, so identical experiments are not trained twice). `--dtype auto`
-    becomes float32 here, so their figures do not depend on the CPU they ran on."""
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError | MemoryError) or (
+        isinstance(e, RuntimeError) and any(s in str(e) for s in ("can't allocate memory", "out of memory")))
+
+
+def train_or_reuse(cfg: RunConfig, store: RunStore | None = None, quiet: bool = True,
+                   code_fingerprint: str | None = None) -> str:
+    """The id of a finished run with exactly this config and code fingerprint, training one only
+    if none exists (claims and exams use this, so identical experiments are not trained twice).
+    A lock in the store makes a second process with the same config wait, then reuse the run."""
     store = store or RunStore.open()
-    if cfg.train.dtype == "auto":
+    if cfg.train.dtype == "auto":  # float32, so their figures do not depend on the CPU they ran on
         cfg = cfg.with_train(dtype="float32")
-    found = store.find(KIND, config_hash(cfg.to_dict()))
-    if found:
-        return found[0]
-    run_id = train(cfg, store=store, quiet=quiet)
+    key = config_hash(cfg.to_dict())
+    with store.lock(f"reuse-{KIND}-{key}-{code_fingerprint or ''}"[:120]):
+        found = store.find(KIND, key, fingerprint=code_fingerprint)
+        if found:
+            return found[0]
+        run_id = train(cfg, store=store, quiet=quiet, fingerprint=code_fingerprint)
     if store.get(run_id)["status"] != "finished":
         # stopped by SIGINT/SIGTERM: the run is resumable, but a caller must not measure it
         raise KeyboardInterrupt(f"training of run {run_id} was interrupted")
@@ -113,13 +145,18 @@ class Trainer:
     run is recorded, so bad input leaves nothing behind in the store."""
 
     def __init__(self, cfg: RunConfig | None, resume: str | None, store: RunStore | None,
-                 world: D.World, quiet: bool, compile: bool = False) -> None:
+                 world: D.World, quiet: bool, locks: ExitStack, compile: bool = False, *,
+                 name: str | None = None, tags: Sequence[str] = (), fingerprint: str | None = None) -> None:
         self.store, self.world, self.quiet, self.compile = store, world, quiet, compile
+        self.sinks: list = []  # extra metric mirrors (TensorBoard)
+        self.new_run = resume is None
         meta, weights, state, self.start_step = None, None, {}, 0
         if resume is not None:  # the run's own config and latest checkpoint
             run_id = store.resolve(resume) if world.is_main else None
-            if world.is_main and store.get(run_id)["status"] == "finished":
-                raise ConfigError(f"run {run_id} has finished; train a new run (e.g. --init-from {run_id})")
+            if world.is_main:
+                _lock_run(store, run_id, locks)
+                if store.get(run_id)["status"] == "finished":
+                    raise ConfigError(f"run {run_id} has finished; train a new run (e.g. --init-from {run_id})")
             self.run_id = D.broadcast_object(run_id, world)
             self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
             meta, weights, state = read_checkpoint(checkpoint_dir(self.run_dir))
@@ -154,17 +191,31 @@ class Trainer:
                     raise ConfigError(
                         f"run {parent} is a pruned or quantized run; fine-tune it with `imo prune "
                         f"--finetune-steps N` (masks kept) or start from its parent run")
+                _check_shapes(parent, init, self.model.state_dict_for_save())
                 try:
                     self.model.load_saved_state({k: v.to(self.device) for k, v in init.items()})
                 except RuntimeError as e:
                     raise ConfigError(f"run {parent} does not fit this model's shape: "
                                       f"{str(e).splitlines()[0]}") from None
-            run_id = (store.create_run(KIND, cfg.name(), cfg.to_dict(), parent=cfg.train.init_from)
+            run_id = (store.create_run(KIND, name or cfg.name(), cfg.to_dict(), parent=cfg.train.init_from,
+                                       fingerprint=fingerprint, tags=tags)
                       if world.is_main else None)
+            if world.is_main:
+                _lock_run(store, run_id, locks)
             self.run_id = D.broadcast_object(run_id, world)
             self.run_dir = D.broadcast_object(str(store.run_dir(self.run_id)) if world.is_main else None, world)
         self.cfg = cfg
         self.eval_set = fixed_eval_set(self.corpus.val, cfg.model.context_length, t.batch_size, t.eval_batches)
+
+    def allocation_error(self, e: BaseException) -> ConfigError:
+        """Memory ran out: one line with a hint; a new run that never checkpointed is removed."""
+        m, t = self.cfg.model, self.cfg.train
+        if self.world.is_main and self.new_run and not (Path(self.run_dir) / POINTER).exists():
+            self.store.rm(self.run_id)
+        hint = ("--attn tiled (naive attention holds a context x context score matrix per head)"
+                if m.attn == "naive" else "a smaller --batch-size, --context or --width, or --grad-accum N")
+        return ConfigError(f"not enough memory for this run (context {m.context_length}, batch "
+                           f"{t.batch_size // t.grad_accum} per micro-step): {str(e).splitlines()[0][:120]}; try {hint}")
 
     def batch(self, gen: torch.Generator, m: int):
         """This rank's rows of micro-batch m of the global batch (all ranks draw the same batch)."""
@@ -172,6 +223,10 @@ class Trainer:
         begin = (m * self.world.size + self.world.rank) * self.micro
         return random_batch(self.corpus.train, self.cfg.model.context_length, t.batch_size, gen,
                             rows=slice(begin, begin + self.micro))
+
+    def final_batches(self) -> list:
+        """The whole validation split in non-overlapping windows: the run's final figure."""
+        return list(windows(self.corpus.val, self.cfg.model.context_length))
 
     def on_total(self, total: int) -> None:
         """A --minutes budget became `total` steps: the config says so (resume keeps it)."""
@@ -197,9 +252,10 @@ class Trainer:
                       + ("; torch.compile" if self.compile else ""), flush=True)
         tokens_per_step = t.batch_size * cfg.model.context_length
         log = RunLog(store if world.is_main else None, self.run_id, self.run_dir,
-                     meta=lambda: {"run_id": self.run_id, "config": self.cfg.to_dict()}, on_total=self.on_total)
+                     meta=lambda: {"run_id": self.run_id, "config": self.cfg.to_dict()}, on_total=self.on_total,
+                     sinks=self.sinks)
         autocast = partial(precision_autocast, t.dtype, self.device)  # evaluation keeps fp32
-        final = list(windows(self.corpus.val, cfg.model.context_length)) if world.is_main else None
+        final = self.final_batches() if world.is_main else None
         loss_fn = default_loss
         if self.compile:
             compiled = _compiled(self.model)
@@ -244,6 +300,27 @@ def _compiled(model: GPT):
 
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(paths.corpus_cache_dir().parent / "inductor"))
     return torch.compile(model)
+
+
+def _check_shapes(parent: str, saved: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> None:
+    """Refuse --init-from a run whose tensors differ from this model's, naming them and their
+    shapes (a position table that grew with --context is the usual one)."""
+    diffs = [f"{k} {tuple(saved[k].shape)} -> {tuple(v.shape)}" for k, v in own.items()
+             if k in saved and saved[k].shape != v.shape]
+    diffs += [f"{k} missing in run {parent}" for k in own if k not in saved]
+    diffs += [f"{k} not in this model" for k in saved if k not in own]
+    if diffs:
+        more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
+        raise ConfigError(f"run {parent} does not fit this model's shape: {'; '.join(diffs[:4])}{more}")
+
+
+def _lock_run(store: RunStore, run_id: str, locks: ExitStack) -> None:
+    """Hold the run's lock while training it, so a second `--resume` of it is refused."""
+    try:
+        locks.enter_context(store.lock(f"run-{run_id}", wait=False))
+    except RunBusy:
+        raise RunBusy(f"run {run_id} is being trained by another process; wait for it or stop it "
+                      f"(Ctrl-C there checkpoints it)") from None
 
 
 def fit_config(t: TrainConfig) -> FitConfig:
