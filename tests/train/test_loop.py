@@ -197,3 +197,14 @@ def test_score_is_token_weighted_bits():
     batches = [random_batch(DATA, 16, 2, torch.Generator().manual_seed(i)) for i in range(2)]
     from imo.train.evaluate import mean_bpb
     assert score(m, batches) == pytest.approx(mean_bpb(m, batches))
+
+
+def test_a_stopped_prune_fine_tune_saves_no_run(monkeypatch):
+    import imo.compress.runs as C
+
+    store = RunStore.open()
+    base = T.train(cfg(steps=2), quiet=True)
+    monkeypatch.setattr(C, "finetune_", lambda *a, **k: [3.0])  # as a Ctrl-C after one of 5 steps
+    with pytest.raises(KeyboardInterrupt, match="no run was saved"):
+        C.prune_run(store, base, "magnitude", 0.5, finetune_steps=5, eval_bytes=512)
+    assert [r["id"] for r in store.list()] == [base]

@@ -111,6 +111,8 @@ def prune_run(store: RunStore, run: str, method: str, sparsity: float, *, scope:
     before = scored(load_model(store.run_dir(rid))[0], corpus, eval_bytes)  # the parent, as stored
     pruned = scored(model, corpus, eval_bytes)
     losses = finetune_(model, corpus, finetune_steps, lr=lr, batch_size=batch_size, seed=seed, log=log)
+    if len(losses) < finetune_steps:  # Ctrl-C/SIGTERM stopped the fine-tuning: record nothing
+        raise KeyboardInterrupt(f"fine-tuning stopped after {len(losses)} of {finetune_steps} steps; no run was saved")
     after = scored(model, corpus, eval_bytes) if finetune_steps else pruned
     transform = {"op": "prune", "method": method, "sparsity": sparsity, "scope": scope, "skip": list(skip),
                  "finetune_steps": finetune_steps, "lr": lr, "batch_size": batch_size, "seed": seed}
