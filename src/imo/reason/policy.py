@@ -6,9 +6,10 @@ is given, not predicted), so every gradient is spent on how to solve. A row star
 exactly as at inference. The same loop fine-tunes on search-found solutions (expert iteration) and
 on revision examples (an attempt plus feedback, then a correct solution).
 
-Sampling is batched without a KV cache: rows are right-padded and each reads its logits at its
-own last position, which is exact for a causal model (a position never sees the padding to its
-right). The unit of generation is one step line, the unit every search method works in.
+Sampling goes through imo.engine: a KV cache per row, a prefix tree that keeps the states of the
+problem prompt and of every line written before (a search's next step computes only the new
+line), identical rows prefilled once. The unit of generation is one step line, the unit every
+search method works in.
 
     run_id = train_policy(PolicyConfig(task="countdown", difficulty=1), store)
     policy = load_policy(store, run_id)
@@ -176,26 +177,117 @@ def fit(model: GPT, rows: list[tuple[str, str]], steps: int, batch_size: int, lr
     return loss_bits
 
 
-class GPTPolicy:
-    """A trained GPT as a step-writing policy."""
+ASCII = 128  # the policy writes ASCII: one byte is one character
+BATCH_PREFILL = 16  # more distinct rows than this in one length group: one batched prefill pass
+TREE_TOKENS = 1 << 14  # the prefix tree's budget (least recently used paths are evicted past it)
 
-    def __init__(self, model: GPT, task: StepTask, difficulty: int, seed: int = 0, meta: dict | None = None):
+
+class GPTPolicy:
+    """A trained GPT as a step-writing policy, decoding through imo.engine.
+
+    `sampler="engine"` (the default): each row's prompt and solution so far is prefilled once
+    into a KV cache and the step is decoded a token per pass. A persistent prefix tree holds the
+    states of every prefix prefilled before, so a search's next step computes only the line
+    written since (the problem prompt and earlier lines are reused), and identical rows (the n
+    copies of a prefix that best-of-n, beam and MCTS extend) are prefilled once and copied.
+    `sampler="full"` is the previous sampler, kept as the reference: no cache, the whole prefix
+    re-run at every token (benchmarks/reason.py times one against the other)."""
+
+    def __init__(self, model: GPT, task: StepTask, difficulty: int, seed: int = 0, meta: dict | None = None,
+                 sampler: str = "engine"):
+        from imo.engine.decode import Engine
+        from imo.engine.prefix import PrefixTree
+
+        if sampler not in ("engine", "full"):
+            raise ConfigError(f"unknown sampler {sampler!r}; choose one of: engine, full")
         self.model, self.task, self.difficulty, self.meta = model.eval(), task, difficulty, meta or {}
+        self.sampler = sampler
+        self.engine = Engine(self.model, PrefixTree(TREE_TOKENS))
         self.gen = torch.Generator().manual_seed(seed)
 
     def reseed(self, seed: int) -> None:
         self.gen.manual_seed(seed)
 
-    @torch.no_grad()
-    def step(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
-        if not items:
-            return []
+    def _encode(self, items: list[tuple[str, str]]) -> tuple[list[list[int]], int]:
         limit = self.task.max_line(self.difficulty)
         enc = [list((p + s).encode()) for p, s in items]
         block = self.model.cfg.context_length
         if max(map(len, enc)) + limit > block:
             raise ConfigError(f"a prompt of {max(map(len, enc))} bytes plus a step of {limit} does not "
                               f"fit the policy's context of {block}")
+        return enc, limit
+
+    def _pick(self, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Next bytes (R,) from float logits (R, V): ASCII only, argmax or a tempered draw."""
+        last = logits.clone()
+        last[:, ASCII:] = float("-inf")
+        if temperature == 0:
+            return last.argmax(-1)
+        return torch.multinomial(F.softmax(last / temperature, -1), 1, generator=self.gen).squeeze(1)
+
+    @torch.no_grad()
+    def step(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
+        if not items:
+            return []
+        if self.sampler == "full":
+            return self._step_full(items, temperature)
+        from imo.engine.cache import KVCache
+
+        enc, limit = self._encode(items)
+        out: list[tuple[str, float]] = [("", 0.0)] * len(enc)
+        by_len: dict[int, list[int]] = {}
+        for i, e in enumerate(enc):
+            by_len.setdefault(len(e), []).append(i)
+        eng = self.engine
+        for n in sorted(by_len):
+            rows = by_len[n]
+            distinct: dict[tuple[int, ...], int] = {}
+            for i in rows:
+                distinct.setdefault(tuple(enc[i]), len(distinct))
+            seqs = [list(t) for t in distinct]
+            if len(seqs) > BATCH_PREFILL:  # many different rows (many problems): one pass for all
+                base = eng.new_cache(len(seqs), self.model.cfg.context_length)
+                first = eng.forward(torch.tensor(seqs), base)[:, -1]
+                cache = base.select([distinct[tuple(enc[i])] for i in rows])
+            else:  # few rows (one search): through the prefix tree, computing only what is new
+                pre = [eng.prefill(s) for s in seqs]
+                which = [distinct[tuple(enc[i])] for i in rows]
+                cache = KVCache.stack([pre[j][0] for j in which], capacity=self.model.cfg.context_length)
+                for c, _ in pre:
+                    eng.release(c)
+                first = torch.stack([pre[j][1] for j in which])
+            for i, res in zip(rows, self._decode(cache, first, limit, temperature), strict=True):
+                out[i] = res
+        return out
+
+    def _decode(self, cache, logits: torch.Tensor, limit: int, temperature: float) -> list[tuple[str, float]]:
+        """Decode one line per cache row (up to a newline or `limit` bytes) from the logits after
+        each row's prefix; finished rows leave the batch."""
+        R = logits.size(0)
+        text: list[list[int]] = [[] for _ in range(R)]
+        logp = [0.0] * R
+        live = list(range(R))
+        for t in range(limit):
+            nxt = self._pick(logits, temperature)
+            lp = F.log_softmax(logits, dim=-1).gather(1, nxt[:, None])[:, 0]
+            keep = []
+            for k, (r, b, q) in enumerate(zip(live, nxt.tolist(), lp.tolist(), strict=True)):
+                text[r].append(b)
+                logp[r] += q
+                if b != NEWLINE:
+                    keep.append(k)
+            if not keep or t == limit - 1:
+                break
+            if len(keep) < len(live):
+                cache, nxt = cache.select(keep), nxt[keep]
+                live = [live[k] for k in keep]
+            logits = self.engine.forward(nxt[:, None], cache)[:, -1]
+        return [(bytes(text[r]).decode("ascii"), logp[r]) for r in range(R)]
+
+    def _step_full(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
+        """The reference sampler: right-padded rows, each reads its logits at its own last
+        position (exact for a causal model), the whole prefix re-run for every token."""
+        enc, limit = self._encode(items)
         B = len(enc)
         x = torch.zeros(B, max(map(len, enc)) + limit, dtype=torch.long)
         for i, e in enumerate(enc):
@@ -210,11 +302,7 @@ class GPTPolicy:
             logits, _ = self.model(x[rows, :cur])  # (A, cur, V)
             last = logits[torch.arange(len(rows)), lens[rows] - 1].float()  # (A, V)
             lp = F.log_softmax(last, dim=-1)
-            last[:, 128:] = float("-inf")  # the policy writes ASCII: one byte is one character
-            if temperature == 0:
-                nxt = last.argmax(-1)
-            else:
-                nxt = torch.multinomial(F.softmax(last / temperature, -1), 1, generator=self.gen).squeeze(1)
+            nxt = self._pick(last, temperature)
             x[rows, lens[rows]] = nxt
             logp[rows] += lp[torch.arange(len(rows)), nxt]
             lens[rows] += 1
