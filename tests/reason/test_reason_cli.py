@@ -69,3 +69,31 @@ def test_old_level_name_still_loads_and_maps(capsys):
         PolicyConfig.from_dict({**stored, "difficulty": 3})
     assert "not both" in user_error(capsys, "train", "--level", "1", "--difficulty", "3")
     assert "no difficulty 9" in user_error(capsys, "train", "--task", "arith", "--level", "9")
+
+
+def test_policy_training_stops_cleanly_and_resumes_exactly(tmp_path):
+    from imo.reason.policy import PolicyConfig, TrainingStopped, train_policy
+    from imo.runs.store import RunStore
+
+    store = RunStore.open(tmp_path / "store.sqlite")
+    cfg = PolicyConfig(task="arith", difficulty=1, n_train=100, n_test=4, n_layer=1, n_embd=32,
+                       context_length=64, steps=12, batch_size=8, warmup=2)
+    whole = train_policy(cfg, store, reuse=False)
+    with pytest.raises(TrainingStopped) as e:
+        train_policy(cfg, store, reuse=False, stop_at=5)
+    part = e.value.run_id
+    assert store.get(part)["status"] == "interrupted"
+    assert train_policy(cfg, store, resume=part) == part
+    a, b = store.get(whole)["figures"], store.get(part)["figures"]
+    assert b["steps"] == 12 and b["loss_bits"] == pytest.approx(a["loss_bits"], abs=1e-6)
+    assert b["greedy_test_acc"] == a["greedy_test_acc"]
+    assert store.metrics(part, "train/bpb")  # the loop's metrics are in the store
+    with pytest.raises(Exception, match="has finished"):
+        train_policy(cfg, store, resume=part)
+
+
+def test_reason_train_takes_minutes(capsys):
+    args = [a for a in TINY if a not in ("--steps", "15")]
+    run_id = ok(capsys, "train", *args, "--minutes", "0.02").split()[-1]
+    assert run_id
+    assert "minutes must be > 0" in user_error(capsys, "train", *args, "--minutes", "0")

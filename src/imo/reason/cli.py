@@ -9,6 +9,8 @@ budget, learn from search.
 """
 
 import json
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,19 @@ def _threads() -> None:
     torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves the machine to others
 
 
+@contextmanager
+def _stoppable(resume_hint: str | None):
+    """A clean stop (Ctrl-C/SIGTERM) of a training run: the hint, then exit 128 + the signal."""
+    from imo.reason.policy import TrainingStopped
+
+    try:
+        yield
+    except TrainingStopped as e:
+        hint = f"; continue with: {resume_hint} {e.run_id}" if resume_hint else ""
+        print(f"stopped run {e.run_id}{hint}", flush=True)
+        raise typer.Exit(128 + (e.signum or signal.SIGINT)) from None
+
+
 @reason_app.command("train")
 def train_command(
     task: Annotated[str, Opt(help="Step task: arith, countdown, game24.")] = "arith",
@@ -40,12 +55,14 @@ def train_command(
     heads: Annotated[int, Opt(help="Attention heads.")] = 4,
     context: Annotated[int, Opt(help="Context length in bytes.")] = 128,
     steps: Annotated[int, Opt(help="Optimizer steps.")] = 1000,
+    minutes: Annotated[float | None, Opt(help="Train for this long instead of --steps.")] = None,
     batch_size: Annotated[int, Opt(help="Problems per step.")] = 32,
     lr: Annotated[float, Opt(help="Peak learning rate.")] = 3e-3,
     revision: Annotated[float, Opt(help="Share of rows that teach revising a wrong attempt (0 = none).")] = 0.0,
     seed: Annotated[int, Opt(help="Seed of initialisation and batches.")] = 0,
     data_seed: Annotated[int, Opt(help="Seed of the train/test split.")] = 0,
     init_from: Annotated[str | None, Opt(help="Fine-tune this policy run.")] = None,
+    resume: Annotated[str | None, Opt(help="Continue this interrupted policy run (its own config).")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
     level: Annotated[int | None, Opt("--level", hidden=True, help="Deprecated name of --difficulty.")] = None,
 ) -> None:
@@ -60,8 +77,10 @@ def train_command(
     _threads()
     cfg = PolicyConfig(task=task, difficulty=difficulty, n_train=n_train, n_test=n_test, data_seed=data_seed,
                        n_layer=layers, n_embd=width, n_head=heads, context_length=context, steps=steps,
-                       batch_size=batch_size, lr=lr, seed=seed, init_from=init_from, revision=revision)
-    run_id = train_policy(cfg, RunStore.open(), quiet=quiet, reuse=False)
+                       batch_size=batch_size, lr=lr, seed=seed, init_from=init_from, revision=revision,
+                       minutes=minutes)
+    with _stoppable("imo reason train --resume"):
+        run_id = train_policy(cfg, RunStore.open(), quiet=quiet, reuse=False, resume=resume)
     print(run_id)
 
 
@@ -75,6 +94,7 @@ def train_verifier_command(
     layers: Annotated[int, Opt(help="Transformer blocks.")] = 2,
     width: Annotated[int, Opt(help="Embedding width.")] = 64,
     steps: Annotated[int, Opt(help="Optimizer steps.")] = 400,
+    minutes: Annotated[float | None, Opt(help="Train for this long instead of --steps.")] = None,
     seed: Annotated[int, Opt(help="Seed.")] = 0,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -84,8 +104,9 @@ def train_verifier_command(
 
     _threads()
     cfg = VerifierConfig(kind=kind, policy=policy, n_problems=problems, samples=samples, rollouts=rollouts,
-                         n_layer=layers, n_embd=width, steps=steps, seed=seed)
-    print(train_verifier(cfg, RunStore.open(), quiet=quiet, reuse=False))
+                         n_layer=layers, n_embd=width, steps=steps, seed=seed, minutes=minutes)
+    with _stoppable(None):
+        print(train_verifier(cfg, RunStore.open(), quiet=quiet, reuse=False))
 
 
 def _problem(policy, text: str):

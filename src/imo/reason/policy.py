@@ -18,7 +18,6 @@ search method works in.
 
 import hashlib
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -34,9 +33,7 @@ from imo.reason.core import POLICY_KIND, Candidate, check_kind, finished
 from imo.reason.steps import StepTask
 from imo.runs.store import RunStore, config_hash
 from imo.tasks import Problem, get, split
-from imo.train.checkpoint import load_model, save_checkpoint
-from imo.train.progress import Progress
-from imo.train.schedule import lr_at
+from imo.train.checkpoint import load_model
 
 NEWLINE = ord("\n")
 IGNORE = -100  # F.cross_entropy's default ignore_index
@@ -82,6 +79,7 @@ class PolicyConfig:
     lr: float = 3e-3
     warmup: int = 50
     seed: int = 0  # initialisation and batches
+    minutes: float | None = None  # a time budget instead of `steps` (imo.train.loop turns it into steps)
     init_from: str | None = None  # fine-tune this policy run's weights
     examples: str | None = None  # sha256 of explicit (prompt, completion) examples used instead
     revision: float = 0.0  # share of rows that teach revising a wrong attempt (see revision.py)
@@ -94,6 +92,8 @@ class PolicyConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
         if not 0.0 <= self.revision < 1.0:
             raise ConfigError(f"revision must be a share in [0, 1), got {self.revision}")
         need = 40 + task.max_tokens(self.difficulty) * (2 if self.revision else 1)
@@ -147,34 +147,29 @@ def _batch(rows: list[tuple[str, str]], block: int) -> tuple[torch.Tensor, torch
     return x, y
 
 
-def fit(model: GPT, rows: list[tuple[str, str]], steps: int, batch_size: int, lr: float, warmup: int,
-        seed: int, quiet: bool = True, weights: list[float] | None = None) -> float:
-    """Masked next-byte training on (prompt, completion) rows; returns the last loss in bits/byte
-    of completion. `weights` (one per row) make some rows more likely to be drawn."""
-    gen = torch.Generator().manual_seed(seed)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.99))
-    probs = torch.tensor(weights if weights is not None else [1.0] * len(rows), dtype=torch.float)
-    progress = Progress(steps, enabled=not quiet)
-    model.train()
-    loss_bits = math.nan
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, lr, warmup, steps, 0.1)
-        idx = torch.multinomial(probs, batch_size, replacement=True, generator=gen).tolist()
-        x, y = _batch([rows[i] for i in idx], model.cfg.context_length)
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        loss_bits = loss.item() / math.log(2)
-        progress.update(step + 1, loss_bits, None, int((y != IGNORE).sum()))
-    progress.close()
-    model.eval()
-    return loss_bits
+class TrainingStopped(KeyboardInterrupt):
+    """A policy or verifier run stopped cleanly by SIGINT/SIGTERM: checkpointed and marked
+    interrupted; `imo reason train --resume RUN` continues a policy run."""
+
+    def __init__(self, run_id: str, signum: int | None):
+        super().__init__(f"training of run {run_id} was stopped")
+        self.run_id, self.signum = run_id, signum
+
+
+def fit_rows(model: GPT, n_rows: int, batch, steps: int | None, minutes: float | None, batch_size: int, lr: float,
+             warmup: int, seed: int, quiet: bool = True, run=None, resume=None, label: str = "train",
+             stop_at: int | None = None):
+    """Train through imo.train.loop.fit: each step draws `batch_size` of `n_rows` rows at random
+    (the loop's own generator, so a resume repeats the draws) and `batch(idx)` makes (x, y); AdamW, warmup + cosine to a tenth, clipping at 1, a clean stop on
+    Ctrl-C/SIGTERM, checkpoints, metrics and resume when `run` (a RunLog) is given."""
+    from imo.train.loop import FitConfig, fit
+
+    def batches(gen: torch.Generator, m: int):
+        return batch(torch.randint(n_rows, (batch_size,), generator=gen).tolist())
+
+    cfg = FitConfig(steps=None if minutes is not None else steps, minutes=minutes, lr=lr, warmup=warmup,
+                    seed=seed, log_every=10, eval_every=1 << 30)
+    return fit(model, batches, cfg, run=run, resume=resume, quiet=quiet, label=label, stop_at=stop_at)
 
 
 ASCII = 128  # the policy writes ASCII: one byte is one character
@@ -344,16 +339,37 @@ def load_policy(store: RunStore, run: str, seed: int = 0) -> GPTPolicy:
 
 def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool = True,
                  examples: list[tuple[str, str]] | None = None, eval_n: int | None = None,
-                 reuse: bool = True) -> str:
+                 reuse: bool = True, resume: str | None = None, stop_at: int | None = None) -> str:
     """Train (or fine-tune, with cfg.init_from) a policy and record it; returns the run id. With
     `examples` the rows are those (prompt, completion) pairs rather than the generated training set.
-    A finished run with the same config is reused when `reuse` is set."""
+    A finished run with the same config is reused when `reuse` is set. `resume` continues an
+    interrupted run from its last checkpoint (its own config and examples). A clean stop
+    (Ctrl-C/SIGTERM) checkpoints, marks the run interrupted and raises TrainingStopped."""
+    from imo.train.checkpoint import checkpoint_dir, read_checkpoint
+    from imo.train.loop import RunLog
+
     store = store or RunStore.open()
+    state = None
+    if resume is not None:
+        run_id = store.resolve(resume)
+        info = store.get(run_id)
+        if info["kind"] != POLICY_KIND:
+            check_kind(store, run_id, POLICY_KIND, "a policy")
+        if info["status"] == "finished":
+            raise ConfigError(f"run {run_id} has finished; train a new one (e.g. --init-from {run_id})")
+        cfg = PolicyConfig.from_dict(info["config"])
+        if cfg.examples is not None:
+            examples = json.loads((store.run_dir(run_id) / "examples.json").read_text())
+        try:
+            meta, weights, tensors = read_checkpoint(checkpoint_dir(store.run_dir(run_id)))
+        except (FileNotFoundError, ConfigError):
+            raise ConfigError(f"run {run_id} has no checkpoint to resume from; train it again") from None
+        state = (meta, tensors)
     if examples is not None:
         cfg = replace(cfg, examples=examples_sha(examples))
-    if cfg.init_from is not None:
+    if cfg.init_from is not None and resume is None:
         cfg = replace(cfg, init_from=check_kind(store, store.resolve(cfg.init_from), POLICY_KIND, "a policy")["id"])
-    found = store.find(POLICY_KIND, config_hash(asdict(cfg))) if reuse else []
+    found = store.find(POLICY_KIND, config_hash(asdict(cfg))) if reuse and resume is None else []
     if found:
         return found[0]
     task = step_task(cfg.task)
@@ -370,35 +386,47 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
         rows = examples
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model_config())
-    if cfg.init_from is not None:
+    if state is not None:
+        model.load_saved_state(weights)
+    elif cfg.init_from is not None:
         parent, _ = load_model(store.run_dir(cfg.init_from))
         if parent.cfg != model.cfg:
             raise ConfigError(f"run {cfg.init_from} has another model shape; keep its layers and width")
         model.load_state_dict(parent.state_dict())
     name = f"policy-{cfg.task}{cfg.difficulty}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
-    run_id = store.create_run(POLICY_KIND, name, asdict(cfg), parent=cfg.init_from)
+    if resume is None:
+        run_id = store.create_run(POLICY_KIND, name, asdict(cfg), parent=cfg.init_from)
+    else:
+        store.set_status(run_id, "running")
     t0 = time.perf_counter()
     try:
         if not quiet:
             print(f"run {run_id}  {name}  {model.num_params():,} parameters  {len(rows)} examples", flush=True)
-        loss = fit(model, rows, cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed, quiet)
-        path = save_checkpoint(store.run_dir(run_id), cfg.steps, model.state_dict_for_save(), {},
-                               {"run_id": run_id, "config": {"model": model.cfg.to_dict(), "policy": asdict(cfg)}})
-        store.add_artifact(run_id, "checkpoint", path)
-        if examples is not None:
+        if examples is not None and resume is None:
             from imo.atomic import write_text
 
             write_text(store.run_dir(run_id) / "examples.json", json.dumps(examples))
+        log = RunLog(store, run_id, store.run_dir(run_id),
+                     meta=lambda: {"run_id": run_id, "config": {"model": model.cfg.to_dict(), "policy": asdict(cfg)}})
+        res = fit_rows(model, len(rows), lambda idx: _batch([rows[i] for i in idx], model.cfg.context_length),
+                       cfg.steps, cfg.minutes, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed, quiet, log,
+                       state, "policy", stop_at)
+        if res.stopped:
+            store.set_status(run_id, "interrupted")
+            raise TrainingStopped(run_id, res.signal)
+        loss = res.train_bpb
         policy = GPTPolicy(model, task, cfg.difficulty)
         n = eval_n if eval_n is not None else len(test_set)
         figures: dict[str, Any] = {"loss_bits": loss, "params": model.num_params(), "examples": len(rows),
-                                   "seconds_train": time.perf_counter() - t0}
+                                   "steps": res.steps, "seconds_train": time.perf_counter() - t0}
         figures["greedy_test_acc"] = greedy_accuracy(policy, test_set[:n])
         hard = harder(cfg, n)
         if hard:
             figures["greedy_harder_acc"] = greedy_accuracy(GPTPolicy(model, task, cfg.difficulty + 1), hard)
         figures["seconds"] = time.perf_counter() - t0
         store.finish(run_id, figures)
+    except TrainingStopped:
+        raise
     except BaseException:
         store.set_status(run_id, "failed")
         raise

@@ -18,7 +18,6 @@ score is P("+") / (P("+") + P("-")). `reads_tokens` says whether scoring costs b
     v = load_verifier("prm:3f2a...", store, policy); v.score(problem, candidates)
 """
 
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -35,6 +34,8 @@ from imo.reason.policy import (
     IGNORE,
     GPTPolicy,
     PolicyConfig,
+    TrainingStopped,
+    fit_rows,
     load_policy,
     print_done,
     problems,
@@ -43,9 +44,8 @@ from imo.reason.policy import (
 from imo.registry import Registry
 from imo.runs.store import RunStore, config_hash
 from imo.tasks import Problem
-from imo.train.checkpoint import load_model, save_checkpoint
-from imo.train.progress import Progress
-from imo.train.schedule import lr_at
+from imo.train.checkpoint import load_model
+from imo.train.loop import RunLog
 
 VERIFIERS: Registry = Registry("verifier")
 GOOD, BAD = ord("+"), ord("-")
@@ -177,8 +177,11 @@ class VerifierConfig:
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
+    minutes: float | None = None  # a time budget instead of `steps`
 
     def __post_init__(self) -> None:
+        if self.minutes is not None and not self.minutes > 0:
+            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
         if self.kind not in KINDS:
             raise ConfigError(f"unknown verifier kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
         for name in ("n_problems", "samples", "rollouts", "n_layer", "n_embd", "n_head", "steps", "batch_size"):
@@ -285,33 +288,26 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
         else:
             model = GPT(ModelConfig(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
                                     context_length=policy.model.cfg.context_length, pos="rope"))
-        gen = torch.Generator().manual_seed(cfg.seed)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
-        progress = Progress(cfg.steps, enabled=not quiet)
-        model.train()
-        for step in range(cfg.steps):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.lr, 30, cfg.steps, 0.1)
-            idx = torch.randint(len(rows), (cfg.batch_size,), generator=gen).tolist()
-            x, y = _label_batch([rows[i] for i in idx], model.cfg.context_length, cfg.kind)
-            _, loss = model(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            progress.update(step + 1, loss.item() / math.log(2), None, 0)
-        progress.close()
-        model.eval()
-        path = save_checkpoint(store.run_dir(run_id), cfg.steps, model.state_dict_for_save(), {},
-                               {"run_id": run_id, "config": {"model": model.cfg.to_dict(), "verifier": asdict(cfg)}})
-        store.add_artifact(run_id, "checkpoint", path)
+        # the loop checkpoints, logs metrics and stops cleanly; a verifier's step total is fixed
+        # by --steps or --minutes (resuming one is not offered: relabelling is the slow part)
+        log = RunLog(store, run_id, store.run_dir(run_id),
+                     meta=lambda: {"run_id": run_id, "config": {"model": model.cfg.to_dict(), "verifier": asdict(cfg)}})
+        res = fit_rows(model, len(rows), lambda idx: _label_batch([rows[i] for i in idx], model.cfg.context_length,
+                                                                  cfg.kind),
+                       cfg.steps, cfg.minutes, cfg.batch_size, cfg.lr, 30, cfg.seed, quiet, log, label=cfg.kind)
+        if res.stopped:
+            store.set_status(run_id, "interrupted")
+            raise TrainingStopped(run_id, res.signal)
         finals = [labels[-1] for _, t, labels in rows if Candidate(t).complete]
         agree = _agreement(policy.task, probs, rows) if cfg.kind == "prm" else None
         figures = {"examples": len(rows), "positive_share": sum(finals) / max(1, len(finals)),
-                   "seconds_labelling": t_label, "seconds": time.perf_counter() - t0, "loss_bits": loss.item() / math.log(2)}
+                   "seconds_labelling": t_label, "seconds": time.perf_counter() - t0, "loss_bits": res.train_bpb,
+                   "steps": res.steps}
         if agree is not None:
             figures["rollout_label_agreement"] = agree
         store.finish(run_id, figures)
+    except TrainingStopped:
+        raise
     except BaseException:
         store.set_status(run_id, "failed")
         raise
