@@ -21,3 +21,9 @@ def fake_registry(monkeypatch) -> Callable[[Claim], Claim]:
         return claim
 
     return add
+
+
+@pytest.fixture(autouse=True)
+def _tmp_evidence(tmp_path, monkeypatch):
+    """Recorded evidence goes to a folder of the test's own, never the repository's evidence/."""
+    monkeypatch.setenv("IMO_EVIDENCE", str(tmp_path / "evidence"))

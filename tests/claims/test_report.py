@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from imo import paths
 from imo.claims.cli import report_command
+from imo.claims.evidence import write_record
 from imo.claims.report import build_report, write_report
 from imo.claims.runner import run_claim
 from imo.errors import ImoError
@@ -28,7 +29,7 @@ def claims_and_results():
     never = fake_claim("never-run", [1.0])
     broken = fake_claim("broken", [1.0], fail_at=lambda s: FileNotFoundError("no corpus 'x'"))
     with RunStore.open() as store:
-        run_claim(good, "full", store)
+        write_record(run_claim(good, "full", store), allow_dirty=True)
         run_claim(bad, "quick", store)
         run_claim(broken, "quick", store)
         html = build_report(store, [good, bad, never, broken])
@@ -40,8 +41,11 @@ def test_report_has_every_claim_with_its_evidence():
     for cid in ("wide-wins", "deep-wins", "never-run", "broken"):
         assert f'<section class="claim" id="{cid}">' in html
     assert "width beats depth &lt;b&gt;&amp;&lt;/b&gt; more" in html  # escaped, not markup
-    assert 'class="badge v-supported"' in html and 'class="badge v-refuted"' in html
-    assert "not yet checked" in html and 'class="badge v-error"' in html
+    assert 'class="badge v-supported"' in html  # the recorded full verdict
+    assert 'class="badge v-refuted preview">refuted (quick preview)' in html  # a preview, marked
+    assert "no full evidence yet" in html  # never a quick verdict in a record's place
+    assert "code fingerprint" in html and "cores, torch" in html  # the record's provenance
+    assert "not yet checked" in html and 'class="badge v-error' in html
     assert "FileNotFoundError: no corpus &#x27;x&#x27;" in html
     assert "95% interval" in html and "noise band" in html  # full and quick decisions
     assert "run-wide-wins-2" in html  # the runs behind the figures
@@ -73,7 +77,8 @@ def test_a_missing_plot_file_is_said_not_crashed():
 def test_empty_store_says_there_are_no_results():
     with RunStore.open() as store:
         html = build_report(store, [fake_claim("a", [1.0])])
-        assert "No results yet: no claim has been checked yet" in html and "not yet checked" in html
+        assert "No results yet: no claim has been checked yet" in html and "no full evidence yet" in html
+        assert "preview</b>, never a verdict" in html  # the legend, even from an empty store
         assert "No results yet: no claims are registered" in build_report(store, [])
 
 
@@ -119,3 +124,13 @@ def test_cli_report_refuses_overwrite_with_exit_2(tmp_path):
     second = run()
     assert second.returncode == 2 and "--force" in second.stderr and "Traceback" not in second.stderr
     assert run("--force").returncode == 0
+
+
+def test_a_preview_that_disagrees_with_the_record_is_flagged():
+    c = fake_claim("flip", [0.3, 0.35, 0.4])
+    with RunStore.open() as store:
+        write_record(run_claim(c, "full", store), allow_dirty=True)
+        flipped = fake_claim("flip", [-0.5])
+        run_claim(flipped, "quick", store)
+        html = build_report(store, [c])
+    assert "disagrees with the recorded verdict" in html and 'class="badge v-supported"' in html

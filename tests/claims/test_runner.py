@@ -1,6 +1,7 @@
 """The claim runner: verdicts stored with their figures and plots, errors recorded, seeds reused
 after an interruption; and `imo check` / `imo claims` on fake claims."""
 
+import json
 import os
 import subprocess
 import sys
@@ -212,19 +213,64 @@ def test_check_refuses_bad_arguments(fake_registry):
     assert "not both" in str(invoke("check", "alpha", "--all").exception)
 
 
-def test_claims_table_shows_evidence_and_marks_smoke(fake_registry):
+def _rows(res) -> dict:
+    return {r.split("\t")[0]: r.split("\t") for r in res.stdout.strip().splitlines()[1:]}
+
+
+def test_claims_table_shows_records_and_previews(fake_registry):
     fake_registry(fake_claim("checked", [0.5]))
     fake_registry(fake_claim("smoked", [0.5]))
     fake_registry(fake_claim("never", [0.5]))
+    fake_registry(fake_claim("recorded", [0.5, 0.6, 0.55]))
     assert invoke("check", "checked", "-q").exit_code == 0
     assert invoke("check", "smoked", "--smoke", "-q").exit_code == 0
+    res = invoke("check", "recorded", "--full", "--record", "--allow-dirty", "-q")
+    assert res.exit_code == 0, res.output
     res = invoke("claims")
     assert res.exit_code == 0, res.output
-    rows = {r.split("\t")[0]: r.split("\t") for r in res.stdout.strip().splitlines()[1:]}
-    assert rows["checked"][2:5] == ["supported", "gap = 0.5", "quick"]
-    assert rows["smoked"][2:5] == ["supported (smoke)", "gap = 0.5", "smoke"]
-    assert rows["never"][2:] == ["not yet checked", "-", "-", "-"]
+    rows = _rows(res)
+    # a quick result is never the verdict: it is a preview beside "no full evidence yet"
+    assert rows["checked"][2:5] == ["no full evidence yet", "-", "supported (quick)"]
+    assert rows["smoked"][2:5] == ["no full evidence yet", "-", "supported (smoke) (smoke)"]
+    assert rows["never"][2:] == ["no full evidence yet", "-", "-", "-"]
     assert rows["never"][1] == "the fake claim never holds"
+    assert rows["recorded"][2] == "supported" and rows["recorded"][3].startswith("gap = 0.55 [")
+
+
+def test_record_needs_full_and_a_clean_src(fake_registry, monkeypatch):
+    from imo.claims import provenance
+
+    fake_registry(fake_claim("rec", [0.5, 0.6, 0.55]))
+    assert "need --full" in str(invoke("check", "rec", "--record").exception)
+    monkeypatch.setattr(provenance, "src_dirty", lambda: ["src/imo/x.py"])
+    res = invoke("check", "rec", "--full", "--record")
+    assert isinstance(res.exception, ImoError) and "--allow-dirty" in str(res.exception)
+    with RunStore.open() as s:
+        assert s.results(RESULT_KIND) == []  # refused before any measurement
+    res = invoke("check", "rec", "--full", "--record", "--allow-dirty", "-q")
+    assert res.exit_code == 0, res.output
+    from imo.claims.evidence import record_path
+
+    rec = json.loads(record_path("rec").read_text())
+    assert rec["verdict"] == "supported" and rec["provenance"]["allow_dirty"] is True
+    assert [f["gap"] for f in rec["figures"]] == [0.5, 0.6, 0.55]
+    for key in ("commit", "fingerprint", "machine", "seeds", "budget", "date", "minutes"):
+        assert key in rec["provenance"], key
+    # the same code's record is replaced only with --force
+    res = invoke("check", "rec", "--full", "--record", "--allow-dirty", "-q")
+    assert "--force" in str(res.exception)
+
+
+def test_reproduce_agrees_and_flags_a_disagreement(fake_registry, monkeypatch):
+    fake_registry(fake_claim("rep", [0.5, 0.6, 0.55]))
+    assert "no recorded evidence" in str(invoke("check", "rep", "--reproduce").exception)
+    assert invoke("check", "rep", "--full", "--record", "--allow-dirty", "-q").exit_code == 0
+    res = invoke("check", "rep", "--reproduce", "-q")
+    assert res.exit_code == 0 and "Agrees." in res.stdout, res.output
+    # the same claim now measuring something else: the reproduction disagrees, exit 1
+    monkeypatch.setitem(registry.CLAIMS._items, "rep", fake_claim("rep", [-0.5, -0.6, -0.55]))
+    res = invoke("check", "rep", "--reproduce", "-q")
+    assert res.exit_code == 1 and "Disagrees: another verdict" in res.stdout, res.output
 
 
 def imo(*args: str) -> subprocess.CompletedProcess:

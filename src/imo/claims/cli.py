@@ -23,7 +23,7 @@ from rich.progress import (
 
 from imo.claims import load_all, registry
 from imo.claims.registry import Claim
-from imo.claims.runner import RESULT_KIND, evidence, key_figure, run_claim
+from imo.claims.runner import RESULT_KIND, key_figure, run_claim
 from imo.console import console, is_tty, print_table
 from imo.errors import ImoError
 from imo.runs.store import RunStore
@@ -45,8 +45,11 @@ def _verdict(payload: dict) -> str:
 
 
 def claims_command() -> None:
-    """List the claims with the verdict that speaks for each (--full before --quick; smoke
-    results are marked, they are not evidence)."""
+    """List the claims with their recorded full verdict (evidence/<id>.json; "no full evidence
+    yet" without one) and the newest local result beside it as a preview, flagged where the two
+    disagree."""
+    from imo.claims.evidence import disagrees, load_record, preview_row
+
     claims = _claims()
     if not claims:
         print("no claims are registered", file=sys.stderr)
@@ -54,14 +57,20 @@ def claims_command() -> None:
     rows = []
     with RunStore.open() as store:
         for c in claims:
-            r = evidence(store.results(RESULT_KIND, c.id), c)
-            if r is None:
-                rows.append([c.id, c.statement, "not yet checked", "-", "-", "-"])
+            rec = load_record(c)
+            prev = preview_row(store.results(RESULT_KIND, c.id), c)
+            verdict = "no full evidence yet" if rec is None else rec["verdict"] + (" (stale)" if rec["stale"] else "")
+            figure = key_figure(rec) if rec is not None else "-"
+            if prev is None:
+                preview, when = "-", "-"
             else:
-                p = r["payload"]
-                rows.append([c.id, c.statement, _verdict(p), key_figure(p), p["budget"],
-                             _when(r["created_at"])])  # fmt: skip
-    print_table(["id", "claim", "verdict", "figure", "budget", "checked (UTC)"], rows)
+                p = prev["payload"]
+                preview = f"{_verdict(p)} ({p['budget']})" + (" DISAGREES" if disagrees(rec, prev) else "")
+                when = _when(prev["created_at"])
+            rows.append([c.id, c.statement, verdict, figure, preview, when])
+    print_table(["id", "claim", "recorded verdict", "figure", "preview", "previewed (UTC)"], rows)
+    print("recorded: --full, 3+ seeds, evidence/<id>.json; preview: the newest local check, "
+          "never a verdict", file=sys.stderr)
 
 
 class _Display:
@@ -101,10 +110,30 @@ def check_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads for torch. The claims' models are small: one "
                                          "thread is as fast, and does not collapse on a busy machine.")] = 1,
+    record: Annotated[bool, typer.Option("--record", help="With --full: write each verdict to "
+                                         "evidence/<claim-id>.json (refused when src/ has uncommitted changes).")] = False,
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Record even with uncommitted changes "
+                                              "under src/ (the record is marked as such).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a record of this very code.")] = False,
+    reproduce: Annotated[bool, typer.Option("--reproduce", help="Measure the full budget afresh and say "
+                                            "whether it agrees with the recorded evidence (exit 1 if not).")] = False,
 ) -> None:
     """Measure claims and store their verdicts; prints a table of the results."""
     if threads < 1:
         raise ImoError(f"threads must be >= 1, got {threads}")
+    if reproduce and (smoke or quick):
+        raise ImoError("--reproduce measures the full budget; drop --smoke/--quick")
+    if reproduce:
+        full = True
+    if (record or allow_dirty) and not full:
+        raise ImoError("--record and --allow-dirty need --full: only full results are evidence")
+    if record and not allow_dirty:
+        from imo.claims.provenance import src_dirty
+
+        dirty = src_dirty()
+        if dirty:  # before any measurement: say so at once
+            raise ImoError(f"src/ has uncommitted changes ({', '.join(dirty[:3])}"
+                           f"{', ...' if len(dirty) > 3 else ''}); commit them, or pass --allow-dirty")  # fmt: skip
     import torch
 
     torch.set_num_threads(threads)
@@ -122,7 +151,16 @@ def check_command(
         raise ImoError(f"unknown claim {ids[0]!r}; no claims are registered")
     # every id is looked up before anything runs, so a typo costs no measurement
     todo = known if all_ else [registry.CLAIMS.get(i) for i in dict.fromkeys(ids or [])]
-    results = []
+    recorded = {}
+    if reproduce:
+        from imo.claims.evidence import load_record
+
+        for c in todo:
+            recorded[c.id] = load_record(c)
+            if recorded[c.id] is None:
+                raise ImoError(f"{c.id} has no recorded evidence to reproduce; "
+                               f"`imo check {c.id} --full --record` records it")  # fmt: skip
+    results, notes, agree_all = [], [], True
     display = _Display(len(todo), quiet)
     try:
         with RunStore.open() as store:
@@ -130,9 +168,21 @@ def check_command(
                 display.log(f"{c.id} ({budget})")
                 # nested training stays quiet: this display is the progress, and a second live
                 # progress bar inside it would clash
-                p = run_claim(c, budget, store, quiet=True, log=display.log)
+                p = run_claim(c, budget, store, quiet=True, log=display.log, resume=not reproduce)
                 display.done(p)
                 results.append(p)
+                if record and p.get("verdict") != "error":
+                    from imo.claims.evidence import write_record
+
+                    notes.append(f"{c.id}: recorded {write_record(p, allow_dirty, force)}")
+                elif record:
+                    notes.append(f"{c.id}: not recorded: {p.get('error')}")
+                if reproduce:
+                    from imo.claims.evidence import agreement
+
+                    ok, text = agreement(recorded[c.id], p)
+                    agree_all &= ok
+                    notes.append(f"{c.id}: {text}")
     finally:
         display.close()
     print_table(
@@ -140,6 +190,10 @@ def check_command(
         [[p["claim"], p["statement"], _verdict(p), key_figure(p), p["budget"],
           f"{p['elapsed_s']:.1f}"] for p in results],
     )  # fmt: skip
+    for line in notes:
+        print(line)
+    if not agree_all:
+        raise typer.Exit(1)
 
 
 def report_command(

@@ -100,6 +100,9 @@ class Context:
     store: Any
     quiet: bool = True
     log: Callable[[str], None] = lambda msg: None
+    # the claim's code fingerprint (imo.claims.provenance): stored with each seed, and for
+    # train_or_reuse(..., code_fingerprint=) so a run trained by other code is not reused
+    code_fingerprint: str | None = None
 
 
 CLAIMS: Registry[Claim] = Registry("claim")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imo.claims.registry import SEEDS, Claim
-from imo.claims.runner import RESULT_KIND, evidence
+from imo.claims.runner import RESULT_KIND
 from imo.errors import ImoError
 from imo.runs.store import RunStore, git_state
 
@@ -83,8 +83,9 @@ A full result takes precedence over a quick one.</li>
 @dataclass
 class Entry:
     claim: Claim
-    row: dict | None  # the stored result that speaks for the claim (store.results row)
+    row: dict | None  # the newest local result (store.results row): a preview
     plot_png: bytes | None = None
+    record: dict | None = None  # the recorded full evidence (evidence/<id>.json)
 
 
 def _fmt(v: Any) -> str:
@@ -94,12 +95,35 @@ def _fmt(v: Any) -> str:
 
 
 def _badge(payload: dict | None) -> str:
+    """A local result's badge: always marked as a preview (smoke: not evidence)."""
     if payload is None:
         return '<span class="badge v-unchecked">not yet checked</span>'
     v = payload.get("verdict", "error")
     if payload.get("budget") == "smoke":
         return f'<span class="badge smoke">{escape(v)} (smoke, not evidence)</span>'
-    return f'<span class="badge v-{escape(v)}">{escape(v)}</span>'
+    return f'<span class="badge v-{escape(v)} preview">{escape(v)} ({escape(str(payload.get("budget")))} preview)</span>'
+
+
+def _record_badge(record: dict | None) -> str:
+    if record is None:
+        return '<span class="badge v-unchecked">no full evidence yet</span>'
+    v = record.get("verdict", "error")
+    stale = " (stale: the code changed since)" if record.get("stale") else ""
+    return f'<span class="badge v-{escape(v)}">{escape(v)}{stale}</span>'
+
+
+def _provenance(record: dict) -> str:
+    prov = record.get("provenance") or {}
+    m = prov.get("machine") or {}
+    rows = [
+        ("commit", (prov.get("commit") or "-")[:12] + (" (recorded with --allow-dirty)" if prov.get("allow_dirty") else "")),
+        ("code fingerprint", prov.get("fingerprint", "-")),
+        ("machine", f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}"),
+        ("seeds", ", ".join(str(x) for x in prov.get("seeds", [])) or "-"),
+        ("date", f"{prov.get('date', '-')}, {prov.get('minutes', 0)} min of measurement"),
+    ]
+    return '<table class="prov">' + "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
 
 
 def _commit(row: dict) -> str:
@@ -140,24 +164,40 @@ def _decision_table(p: dict) -> str:
 
 
 def _section(e: Entry) -> str:
+    from imo.claims.evidence import disagrees
+
     c = e.claim
     parts = [
         f'<section class="claim" id="{escape(c.id)}">',
-        f"<h2>{escape(c.id)} {_badge(e.row['payload'] if e.row else None)}</h2>",
+        f"<h2>{escape(c.id)} {_record_badge(e.record)}</h2>",
         f"<p>{escape(c.statement)}</p>",
         "<dl>",
         f"<dt>source</dt><dd>{escape(c.source)}</dd>",
         f"<dt>experiment</dt><dd>{escape(c.experiment)}</dd>",
         f"<dt>rule</dt><dd>{escape(c.rule.describe())}</dd>",
+        f"<dt>falsifier</dt><dd>{escape(c.rule.falsifier)}</dd>",
         f"<dt>anchor</dt><dd>{escape(c.anchor or 'none')}</dd>",
+        "</dl>",
     ]
+    if e.record is not None:
+        parts += ["<h3>recorded full evidence</h3>", _figures_table(e.record), _decision_table(e.record),
+                  _provenance(e.record)]  # fmt: skip
+    else:
+        parts.append(f'<p class="small">no full evidence yet: <code>imo check {escape(c.id)} --full '
+                     "--record</code> records it.</p>")
     if e.row is None:
-        parts += ["</dl>", '<p class="small">not yet checked: <code>imo check '
-                  f"{escape(c.id)}</code> measures it.</p>", "</section>"]  # fmt: skip
-        return "\n".join(parts)
+        parts += ['<p class="small">no local preview: <code>imo check '
+                  f"{escape(c.id)}</code> measures one.</p>", "</section>"]  # fmt: skip
+        return "\n".join(x for x in parts if x)
     p, row = e.row["payload"], e.row
     when = (row.get("created_at") or "")[:19].replace("T", " ")
+    flag = (' <span class="badge v-error">disagrees with the recorded verdict</span>'
+            if disagrees(e.record, e.row) else "")  # fmt: skip
     parts += [
+        f"<h3>preview {_badge(p)}{flag}</h3>",
+        '<p class="small">the newest local check: never a verdict, and where it disagrees '
+        "with the record, the record's seeds and budget are the evidence.</p>",
+        "<dl>",
         f"<dt>budget</dt><dd>{escape(str(p.get('budget')))}</dd>",
         f"<dt>checked</dt><dd>{escape(when)} (UTC), commit {escape(_commit(row))}, "
         f"{float(p.get('duration_s') or 0.0):.1f} s of measurement</dd>",
@@ -181,17 +221,24 @@ def _section(e: Entry) -> str:
 
 
 def _summary(entries: list[Entry]) -> str:
-    if not any(e.row for e in entries):
-        what = "no claims are registered" if not entries else "no claim has been checked yet"
-        return (f'<p class="none">No results yet: {what}. '
-                "<code>imo check --all</code> measures them.</p>")  # fmt: skip
+    from imo.claims.evidence import disagrees
+
+    if not entries:
+        return '<p class="none">No results yet: no claims are registered.</p>'
+    note = ""
+    if not any(e.row or e.record for e in entries):
+        note = ('<p class="none">No results yet: no claim has been checked yet. '
+                "<code>imo check --all</code> measures previews; <code>imo check ID --full "
+                "--record</code> records evidence.</p>")  # fmt: skip
     rows = "".join(
         f'<tr><td><a href="#{escape(e.claim.id)}">{escape(e.claim.id)}</a></td>'
-        f"<td>{_badge(e.row['payload'] if e.row else None)}</td>"
-        f"<td>{escape(str(e.row['payload'].get('budget')) if e.row else '-')}</td></tr>"
+        f"<td>{_record_badge(e.record)}</td>"
+        f"<td>{_badge(e.row['payload'] if e.row else None)}"
+        f"{' (disagrees)' if disagrees(e.record, e.row) else ''}</td></tr>"
         for e in entries
     )
-    return f"<table><tr><th>claim</th><th>verdict</th><th>budget</th></tr>{rows}</table>"
+    return (f"{note}<table><tr><th>claim</th><th>recorded verdict</th><th>local preview</th></tr>"
+            f"{rows}</table>")  # fmt: skip
 
 
 def render(entries: list[Entry], store_path: str = "", commit: str | None = None,
@@ -212,14 +259,16 @@ def render(entries: list[Entry], store_path: str = "", commit: str | None = None
 
 def build_report(store: RunStore, claims: list[Claim]) -> str:
     """Pick each claim's result from the store, read its plot, render the page."""
+    from imo.claims.evidence import load_record, preview_row
+
     entries = []
     for c in claims:
-        row = evidence(store.results(RESULT_KIND, c.id), c)
+        row = preview_row(store.results(RESULT_KIND, c.id), c)
         png = None
         plot = row["payload"].get("plot") if row else None
         if plot and Path(plot).is_file():
             png = Path(plot).read_bytes()
-        entries.append(Entry(c, row, png))
+        entries.append(Entry(c, row, png, record=load_record(c)))
     # the commit of the code that drew the page; each claim shows the commit it was checked at
     commit, dirty = git_state(Path(__file__).resolve().parent)
     if commit:

@@ -23,6 +23,7 @@ from typing import Any
 
 from imo import paths
 from imo.atomic import atomic_path
+from imo.claims import provenance as code
 from imo.claims.registry import BUDGETS, SEEDS, Claim, Context
 from imo.claims.verdict import decide
 from imo.errors import ImoError
@@ -91,13 +92,15 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
-def _seed(claim: Claim, budget: str, seed: int, store: RunStore, ctx: Context) -> tuple[dict, float, bool]:
+def _seed(claim: Claim, budget: str, seed: int, store: RunStore, ctx: Context,
+          resume: bool = True) -> tuple[dict, float, bool]:  # fmt: skip
     """(figures, seconds it took to measure, reused?) for one seed."""
     key = seed_key(claim, budget, seed)
-    found = store.results(SEED_KIND, key) if budget == "full" else []
-    # only a full check resumes, and only from seeds measured by this very code: a quick or smoke
-    # check always measures afresh (its training runs are still reused when configs are identical)
-    found = [r for r in found if r["git_commit"] is not None and r["git_commit"] == git_state()[0]]
+    found = store.results(SEED_KIND, key) if budget == "full" and resume else []
+    # only a full check resumes, and only from seeds measured by this very code (the claim's code
+    # fingerprint: the files its measurement imports, whatever the commit or a dirty tree): a quick
+    # or smoke check always measures afresh (its training runs are still reused)
+    found = [r for r in found if r["payload"].get("fingerprint") == ctx.code_fingerprint]
     if found:  # newest first
         p = found[0]["payload"]
         return p["figures"], float(p.get("seconds", 0.0)), True
@@ -106,9 +109,20 @@ def _seed(claim: Claim, budget: str, seed: int, store: RunStore, ctx: Context) -
     figures = _check_figures(claim, claim.measure(budget, seed, ctx))
     seconds = time.perf_counter() - t0
     payload = {"claim": claim.id, "version": claim.version, "budget": budget, "seed": seed,
-               "figures": figures, "seconds": seconds}  # fmt: skip
+               "figures": figures, "seconds": seconds, "fingerprint": ctx.code_fingerprint}  # fmt: skip
     store.put_result(SEED_KIND, key, payload, run_ids=figures.get("_runs", []))
     return figures, seconds, False
+
+
+def provenance(code_fingerprint: str, budget: str, seeds: list[int], seconds: float) -> dict[str, Any]:
+    """What a verdict rests on: commit, whether src/ had uncommitted changes, the claim's code
+    fingerprint, the machine, seeds, budget, date (UTC) and minutes of measurement."""
+    commit, _ = git_state()
+    dirty = code.src_dirty()
+    return {"commit": commit, "src_dirty": bool(dirty) if dirty is not None else None,
+            "fingerprint": code_fingerprint, "machine": code.machine(), "seeds": seeds,
+            "budget": budget, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "minutes": round(seconds / 60, 2)}  # fmt: skip
 
 
 def _draw(claim: Claim, figures: list[dict], out: Path) -> Path:
@@ -136,13 +150,16 @@ def run_claim(
     store: RunStore,
     quiet: bool = True,
     log: Callable[[str], None] | None = None,
+    resume: bool = True,
 ) -> dict:
     """Measure (or reuse) each seed of the budget, decide, store and return the result payload
     (with "result_id"). A failing measurement gives verdict "error"; Ctrl-C propagates, and the
-    seeds measured so far stay stored for the next run."""
+    seeds measured so far stay stored for the next run. resume=False measures every seed afresh
+    (`--reproduce`)."""
     if budget not in BUDGETS:
         raise ImoError(f"unknown budget {budget!r}; choose one of: {', '.join(BUDGETS)}")
-    ctx = Context(store=store, quiet=quiet, log=log or (lambda msg: None))
+    ctx = Context(store=store, quiet=quiet, log=log or (lambda msg: None),
+                  code_fingerprint=code.fingerprint(claim))
     rule = claim.rule
     t0 = time.perf_counter()
     per_seed: list[dict] = []
@@ -151,7 +168,7 @@ def run_claim(
     tb = ""
     for seed in range(SEEDS[budget]):
         try:
-            figures, s, was_reused = _seed(claim, budget, seed, store, ctx)
+            figures, s, was_reused = _seed(claim, budget, seed, store, ctx, resume)
         except Exception as e:  # the claim's bug or failure, not the check's: record it, go on
             error = e
             tb = traceback.format_exc()
@@ -181,6 +198,8 @@ def run_claim(
         "elapsed_s": time.perf_counter() - t0,  # what this check took
         "runs": run_ids,
         "plot": None,
+        "provenance": provenance(ctx.code_fingerprint, budget, [s for s in range(len(per_seed))],
+                                 seconds),
     }
     if error is not None:
         nan = math.nan
