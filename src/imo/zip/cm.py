@@ -8,8 +8,11 @@ Each byte is coded as 8 binary decisions, high bit first. For each bit:
   byte so far), orders 1-6 and 8 (the previous bytes, hashed into 2^table_bits slots together
   with the partial byte), and two word contexts (a hash of the letters of the current word, and
   of the current and the previous word).
-  Each slot is a 32-bit counter: a 22-bit probability and a 10-bit count, updated by
-  p += (bit - p) / (count + 1.5) (integer reciprocal table) with the count capped at `limit`;
+  Each hashed slot is 32 bits: a 16-bit probability, an 8-bit check of the context's hash and an
+  8-bit count; slots come in two-way buckets, so a slot that holds another context is never read
+  as this one's (a new context takes the less-used slot of its bucket). The probability moves by
+  p += (bit - p) / (count + 1.5) (an integer reciprocal table), the count capped at `LIMIT`;
+  order 0 and the match model use unchecked slots (22-bit probability, 10-bit count);
 * a match model: the byte that followed the last occurrence of the current 6-byte context
   predicts this byte; its bit's probability is learned per (match length, predicted bit);
 * two mixers add the models' stretched probabilities (stretch(p) = ln(p / (1 - p)), from a
@@ -129,6 +132,22 @@ def _update_counter(t, i, y, recip):
 
 
 @njit(cache=True, nogil=True)
+def _update_counter16(t, i, y, recip):
+    """A checked slot: 16-bit probability, 8-bit check, 8-bit count."""
+    v = int(t[i])
+    n = v & 0xFF
+    p = v >> 16
+    p += ((y << 16) - p) * int(recip[n]) >> 16
+    if p < 0:
+        p = 0
+    if p > 0xFFFF:
+        p = 0xFFFF
+    if n < LIMIT:
+        n += 1
+    t[i] = (p << 16) | (v & 0xFF00) | n
+
+
+@njit(cache=True, nogil=True)
 def _squash(d, sq):
     if d > 2047:
         d = 2047
@@ -143,7 +162,6 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
     """THE coding loop for encoder (encode=1: inp holds the n_in bytes, out receives the payload)
     and decoder (encode=0: inp is the payload, out receives n_out bytes). Returns the number of
     bytes written to `out`."""
-    mask = (1 << bits) - 1
     x1, x2, x = 0, M32, 0
     ip, op = 0, 0
     if encode == 0:
@@ -179,10 +197,25 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             seen = 0  # how many of orders 2-6 have seen this context: the mixer's confidence selector
             for i in range(1, N_CTX):
                 h = ((int(hashes[i]) ^ (c0 * 0x2545F491)) * 0x9E3779B1) & M32
-                idx[i] = h >> (32 - bits) if bits < 32 else h
-                v = int(tables[i - 1, idx[i] & mask])
+                # two-way bucket with an 8-bit check: a slot holding another context is not
+                # read as this one's statistics; a new context takes the less-used slot
+                j = h >> (32 - bits)
+                chk = (h >> 3) & 0xFF
+                t = tables[i - 1]
+                v = int(t[j])
+                if ((v >> 8) & 0xFF) != chk:
+                    v2 = int(t[j ^ 1])
+                    if ((v2 >> 8) & 0xFF) == chk:
+                        j = j ^ 1
+                        v = v2
+                    else:
+                        if (v2 & 0xFF) < (v & 0xFF):
+                            j = j ^ 1
+                        v = (1 << 31) | (chk << 8)
+                        t[j] = v
+                idx[i] = j
                 stv[i] = int(st[v >> 20])
-                if 2 <= i <= 6 and (v & 1023) > 0:
+                if 2 <= i <= 6 and (v & 0xFF) > 0:
                     seen += 1
             ms = -1
             if mlen > 0 and (expected >> (8 - b)) == c0:
@@ -256,7 +289,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             apm[j] += (target - int(apm[j])) >> 6
             _update_counter(order0, idx[0], y, recip)
             for i in range(1, N_CTX):
-                _update_counter(tables[i - 1], idx[i] & mask, y, recip)
+                _update_counter16(tables[i - 1], idx[i], y, recip)
             if ms >= 0:
                 _update_counter(match_sm, ms, y, recip)
             c0 = (c0 << 1) | y
