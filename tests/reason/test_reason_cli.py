@@ -97,3 +97,16 @@ def test_reason_train_takes_minutes(capsys):
     run_id = ok(capsys, "train", *args, "--minutes", "0.02").split()[-1]
     assert run_id
     assert "minutes must be > 0" in user_error(capsys, "train", *args, "--minutes", "0")
+
+
+def test_subsetsum_trains_and_solves(capsys):
+    policy = ok(capsys, "train", "--task", "subsetsum", "--difficulty", "1", "--n-train", "100", "--n-test", "4",
+                "--layers", "1", "--width", "32", "--context", "96", "--steps", "5", "--batch-size", "8",
+                "-q").split()[-1]
+    out = ok(capsys, "solve", policy, "--method", "beam", "--verifier", "oracle", "--problem", "14 3 9 20 7:30",
+             "--budget", "400")
+    assert out.startswith("14 3 9 20 7:30\n") and "tokens:" in out
+    out = ok(capsys, "solve", policy, "--harder", "--n", "2", "--method", "greedy")
+    assert "on 2 problems" in out
+    assert "held out" in user_error(capsys, "train", "--task", "subsetsum", "--difficulty", "3", "--context", "192")
+    assert "no subset" in user_error(capsys, "solve", policy, "--problem", "4 6:5")

@@ -46,8 +46,8 @@ def _stoppable(resume_hint: str | None):
 
 @reason_app.command("train")
 def train_command(
-    task: Annotated[str, Opt(help="Step task: arith, countdown, game24.")] = "arith",
-    difficulty: Annotated[int, Opt(help="Difficulty (digits for arith, numbers - 2 for countdown).")] = 2,
+    task: Annotated[str, Opt(help="Step task: arith, countdown, game24, subsetsum.")] = "arith",
+    difficulty: Annotated[int, Opt(help="Difficulty (digits for arith, numbers - 2 for countdown, 1-2 for subsetsum: 3-4 are held out).")] = 2,
     n_train: Annotated[int, Opt(help="Training problems with worked solutions.")] = 3000,
     n_test: Annotated[int, Opt(help="Test problems (unseen).")] = 200,
     layers: Annotated[int, Opt(help="Transformer blocks.")] = 2,
@@ -113,6 +113,8 @@ def _problem(policy, text: str):
     """A problem typed by the user, in the task's prompt format."""
     task = policy.task
     text = text.strip()
+    if hasattr(task, "from_text"):  # a task that reads its own problems (subsetsum)
+        return task.from_text(text, policy.difficulty)
     try:
         if task.name == "arith":
             import re

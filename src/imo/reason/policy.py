@@ -87,6 +87,10 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         task = step_task(self.task)
         task.check_difficulty(self.difficulty)
+        if self.difficulty in task.held_out:
+            raise ConfigError(f"difficulty {self.difficulty} of {self.task} is held out (kept to score harder "
+                              f"problems, never trained on); train at one of: "
+                              + ", ".join(str(d) for d in task.difficulties if d not in task.held_out))
         for name in ("n_train", "n_test", "n_layer", "n_embd", "n_head", "context_length", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")

@@ -46,6 +46,7 @@ class Task:
     name: str = ""
     description: str = ""
     difficulties: tuple[int, ...] = (1,)
+    held_out: tuple[int, ...] = ()  # harder difficulties kept for scoring only (no training on them)
 
     def generate(self, rng: random.Random, difficulty: int) -> Problem:
         raise NotImplementedError
