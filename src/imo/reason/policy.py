@@ -233,54 +233,59 @@ class GPTPolicy:
         from imo.engine.cache import KVCache
 
         enc, limit = self._encode(items)
-        out: list[tuple[str, float]] = [("", 0.0)] * len(enc)
-        by_len: dict[int, list[int]] = {}
-        for i, e in enumerate(enc):
-            by_len.setdefault(len(e), []).append(i)
-        eng = self.engine
-        for n in sorted(by_len):
-            rows = by_len[n]
-            distinct: dict[tuple[int, ...], int] = {}
-            for i in rows:
-                distinct.setdefault(tuple(enc[i]), len(distinct))
-            seqs = [list(t) for t in distinct]
-            if len(seqs) > BATCH_PREFILL:  # many different rows (many problems): one pass for all
-                base = eng.new_cache(len(seqs), self.model.cfg.context_length)
-                first = eng.forward(torch.tensor(seqs), base)[:, -1]
-                cache = base.select([distinct[tuple(enc[i])] for i in rows])
-            else:  # few rows (one search): through the prefix tree, computing only what is new
-                pre = [eng.prefill(s) for s in seqs]
-                which = [distinct[tuple(enc[i])] for i in rows]
-                cache = KVCache.stack([pre[j][0] for j in which], capacity=self.model.cfg.context_length)
-                for c, _ in pre:
-                    eng.release(c)
-                first = torch.stack([pre[j][1] for j in which])
-            for i, res in zip(rows, self._decode(cache, first, limit, temperature), strict=True):
-                out[i] = res
-        return out
+        # Rows differ in length (beams and samples write lines of different lengths) but one KV
+        # cache holds rows of one length: prefill every row's first L0 bytes (L0 the shortest
+        # row), then decode all rows in lockstep, feeding each row its own remaining known bytes
+        # before it starts to write. One batch per call, however the lengths differ.
+        L0 = min(map(len, enc))
+        distinct: dict[tuple[int, ...], int] = {}
+        for e in enc:
+            distinct.setdefault(tuple(e[:L0]), len(distinct))
+        which = [distinct[tuple(e[:L0])] for e in enc]
+        seqs = [list(t) for t in distinct]
+        eng, ctx = self.engine, self.model.cfg.context_length
+        if len(seqs) > BATCH_PREFILL:  # many different rows (many problems): one pass for all
+            base = eng.new_cache(len(seqs), ctx)
+            first = eng.forward(torch.tensor(seqs), base)[:, -1]
+            cache = base.select(which)
+            first = first[which]
+        else:  # few (one search): through the prefix tree, computing only what is new
+            pre = [eng.prefill(q) for q in seqs]
+            cache = KVCache.stack([pre[j][0] for j in which], capacity=ctx)
+            for c, _ in pre:
+                eng.release(c)
+            first = torch.stack([pre[j][1] for j in which])
+        return self._decode(cache, first, [e[L0:] for e in enc], limit, temperature)
 
-    def _decode(self, cache, logits: torch.Tensor, limit: int, temperature: float) -> list[tuple[str, float]]:
-        """Decode one line per cache row (up to a newline or `limit` bytes) from the logits after
-        each row's prefix; finished rows leave the batch."""
+    def _decode(self, cache, logits: torch.Tensor, known: list[list[int]], limit: int,
+                temperature: float) -> list[tuple[str, float]]:
+        """One line per cache row: first the row's `known` bytes are fed, then it writes up to a
+        newline or `limit` bytes; finished rows leave the batch."""
         R = logits.size(0)
         text: list[list[int]] = [[] for _ in range(R)]
         logp = [0.0] * R
+        pending = [list(k) for k in known]
         live = list(range(R))
-        for t in range(limit):
-            nxt = self._pick(logits, temperature)
-            lp = F.log_softmax(logits, dim=-1).gather(1, nxt[:, None])[:, 0]
-            keep = []
-            for k, (r, b, q) in enumerate(zip(live, nxt.tolist(), lp.tolist(), strict=True)):
-                text[r].append(b)
-                logp[r] += q
-                if b != NEWLINE:
-                    keep.append(k)
-            if not keep or t == limit - 1:
+        while True:
+            writing = [k for k, r in enumerate(live) if not pending[r]]
+            feed = [pending[r].pop(0) if pending[r] else -1 for r in live]
+            if writing:
+                sub = logits[writing]
+                nxt = self._pick(sub, temperature).tolist()
+                lp = F.log_softmax(sub, dim=-1).gather(1, torch.tensor(nxt)[:, None])[:, 0].tolist()
+                for k, b, q in zip(writing, nxt, lp, strict=True):
+                    r = live[k]
+                    text[r].append(b)
+                    logp[r] += q
+                    feed[k] = b
+            keep = [k for k, r in enumerate(live)
+                    if not (text[r] and (text[r][-1] == NEWLINE or len(text[r]) >= limit))]
+            if not keep:
                 break
             if len(keep) < len(live):
-                cache, nxt = cache.select(keep), nxt[keep]
-                live = [live[k] for k in keep]
-            logits = self.engine.forward(nxt[:, None], cache)[:, -1]
+                cache = cache.select(keep)
+                live, feed = [live[k] for k in keep], [feed[k] for k in keep]
+            logits = self.engine.forward(torch.tensor(feed)[:, None], cache)[:, -1]
         return [(bytes(text[r]).decode("ascii"), logp[r]) for r in range(R)]
 
     def _step_full(self, items: list[tuple[str, str]], temperature: float) -> list[tuple[str, float]]:
