@@ -114,3 +114,42 @@ def test_read_gguf_raises_data_error_on_truncated_tensor_data(tmp_path, tiny):
     bad.write_bytes(tiny.read_bytes()[:-100])
     with pytest.raises(DataError):
         read_gguf(bad)
+
+
+def test_bits_per_byte_is_total_bits_over_scored_bytes(tiny):
+    import math
+
+    from imo.data.tokenizer import load_tokenizer
+    from imo.importers.evaluate import bits_per_byte
+
+    run_id = import_gguf(tiny, name="t")
+    with RunStore.open() as store:
+        run_dir = store.run_dir(run_id)
+    model, meta = load_model(run_dir)
+    tok = load_tokenizer(run_dir, meta)
+    text = "hello world, the cat and the dog def return print 12 " * 5
+    bpb, n = bits_per_byte(model, tok, text, context=16, batch=3)
+    ids = tok.encode(text)
+    bits, nbytes = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(ids), 16):
+            w = ids[i : i + 16]
+            logp = torch.log_softmax(model(torch.tensor([w]))[0][0], -1)
+            for j in range(1, len(w)):
+                bits -= float(logp[j - 1, w[j]]) / math.log(2)
+                nbytes += len(tok.token_bytes(w[j]))
+    assert n == nbytes and abs(bpb - bits / nbytes) < 1e-4
+    assert nbytes < len(text.encode()) and bpb > 0
+
+
+def test_eval_scores_an_imported_run_per_byte_and_sample_refuses_it(tiny, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("hello world, the cat and the dog. def f(): return print(12)\n" * 60)
+    import_gguf(tiny, name="t")
+    code, out, err = cli(capsys, "eval", "t", "--corpus", f"file:{text}", "--context", "32", "--max-bytes", "1500")
+    assert code == 0, err
+    assert "bits/byte" in out and 0 < float(out.split()[0]) < 40
+    code, out, err = cli(capsys, "eval", "t")
+    assert code == 2 and "--corpus" in err
+    code, out, err = cli(capsys, "sample", "t", "--prompt", "hi")
+    assert code == 2 and "imo chat" in err and "Traceback" not in err

@@ -45,7 +45,11 @@ def _load(run: str):
 
     store = RunStore.open()
     run_id = store.resolve(run)
-    model, _ = load_model(store.run_dir(run_id))
+    model, meta = load_model(store.run_dir(run_id))
+    kind = (meta["config"].get("tokenizer") or {}).get("kind", "byte")
+    if kind != "byte":  # the engine's stops and texts read token ids as bytes
+        raise ConfigError(f"run {run_id} uses a {kind} tokenizer; imo sample and imo serve read byte models so far",
+                          hint=f"imo chat {run} talks to it")
     return run_id, model
 
 

@@ -106,7 +106,9 @@ def eval_command(
     store = RunStore.open()
     run_id = store.resolve(run)
     model, meta = load_model(store.run_dir(run_id))
-    corpus_name = corpus or meta["config"]["train"]["corpus"]
+    corpus_name = corpus or meta["config"].get("train", {}).get("corpus")
+    if corpus_name is None:
+        raise ConfigError(f"run {run_id} was not trained here; name a corpus with --corpus")
     ctx = context if context is not None else model.cfg.context_length
     if ctx < 1:
         raise ConfigError(f"context must be >= 1, got {ctx}")
@@ -114,7 +116,12 @@ def eval_command(
         raise ConfigError(f"max-bytes must be >= 1, got {max_bytes}")
     model.positions.check_length(ctx)
     data = load_corpus(corpus_name).split(split)
-    bpb = evaluate_split(model, data, ctx, max_bytes)
+    if (meta["config"].get("tokenizer") or {}).get("kind", "byte") != "byte":  # an imported BPE model
+        from imo.importers.evaluate import evaluate_run_split
+
+        bpb = evaluate_run_split(store.run_dir(run_id), model, meta, data, ctx, max_bytes)
+    else:
+        bpb = evaluate_split(model, data, ctx, max_bytes)
     store.put_result("eval", run_id, {"corpus": corpus_name, "split": split, "context": ctx,
                                       "max_bytes": max_bytes, "bpb": bpb}, [run_id])
     print(f"{bpb:.4f} bits/byte  run {run_id}  corpus {corpus_name} ({split})  context {ctx}")
