@@ -2,11 +2,12 @@
 and fit the loss against size, L(N) = E + A * N^-alpha (Kaplan et al. 2020; Hoffmann et al. 2022
 "Chinchilla" fit E + A/N^a + B/D^b, of which this is the fixed-D slice).
 
-The fit needs only numpy: for a fixed alpha the law is linear in (E, A), so a dense grid over
-alpha with an exact non-negative least squares for (E, A) at each point, refined by a second
-grid around the best alpha, finds the global least-squares fit without a starting guess. The
-prediction interval at a new N is a residual bootstrap (refit on fitted values plus resampled
-residuals, plus one resampled residual for the new point's own noise).
+For a fixed alpha the law is linear in (E, A), so a dense grid over alpha with an exact
+non-negative least squares for (E, A) at each point finds the global basin without a guess;
+scipy.optimize.curve_fit (bounded trust-region least squares) then refines all three from it. The
+prediction interval at a new N is a residual bootstrap through scipy.stats.bootstrap (refit on
+fitted values plus resampled residuals: the percentile interval of the prediction), widened by
+the residuals' own quantiles for the new point's noise (conservative: quantiles add).
 
     points = train_sweep([dict(n_layer=2, n_embd=32, n_head=2, context_length=64)], dict(steps=200), 0, ctx)
     E, A, alpha = fit_power_law(N, L); pred, low, high = prediction_interval(N, L, 1e6)
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import curve_fit
+from scipy.stats import bootstrap
 
 from imo.model import GPT, ModelConfig
 from imo.train.config import RunConfig
@@ -54,7 +57,8 @@ def train_sweep(models: list[dict[str, Any]], train: dict[str, Any], seed: int, 
     for m in models:
         cfg = RunConfig.build(preset=None, model=m, train=t)
         ctx.log(f"train {m} for {steps} steps")
-        run_id = train_or_reuse(cfg, store=ctx.store, quiet=ctx.quiet)
+        run_id = train_or_reuse(cfg, store=ctx.store, quiet=ctx.quiet,
+                                code_fingerprint=getattr(ctx, "code_fingerprint", None))
         fig = ctx.store.get(run_id)["figures"]
         mc = cfg.model
         n = non_embedding_params(mc.to_dict())
@@ -115,6 +119,15 @@ def fit_power_law(N, L, alpha_range: tuple[float, float] = ALPHA_RANGE) -> tuple
         best = (float(E[i]), float(A[i]), float(grid[i]))
         grid = np.linspace(a_lo, a_hi, 401)
     E_s, A_s, alpha = best
+    rss_grid = float(((E_s + A_s * np.exp(-alpha * logn) - L) ** 2).sum())
+    try:
+        (E_c, A_c, a_c), _ = curve_fit(
+            lambda x, E, A, a: E + A * np.exp(-a * x), logn, L, p0=(E_s, A_s, alpha),
+            bounds=([0.0, 0.0, alpha_range[0]], [np.inf, np.inf, alpha_range[1]]), method="trf")
+        if float(((E_c + A_c * np.exp(-a_c * logn) - L) ** 2).sum()) < rss_grid:
+            E_s, A_s, alpha = float(E_c), float(A_c), float(a_c)
+    except (RuntimeError, ValueError):  # no convergence: the grid's optimum stands
+        pass
     return E_s, A_s * n0**alpha, alpha  # A_s (N/n0)^-a = (A_s n0^a) N^-a
 
 
@@ -134,11 +147,13 @@ def prediction_interval(N, L, N_new: float, n_boot: int = 300, level: float = 0.
     n = len(N)
     resid = (resid - resid.mean()) * np.sqrt(n / max(n - 3, 1))
     pred = float(power_law(N_new, *params))
-    rng = np.random.default_rng(seed)
-    sims = np.empty(n_boot)
-    for b in range(n_boot):
-        Lb = fitted + rng.choice(resid, size=n, replace=True)
-        sims[b] = float(power_law(N_new, *fit_power_law(N, Lb))) + rng.choice(resid)
+
+    def refit(r: np.ndarray) -> float:
+        return float(power_law(N_new, *fit_power_law(N, fitted + r)))
+
+    ci = bootstrap((resid,), refit, vectorized=False, n_resamples=n_boot, confidence_level=level,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     q = (1 - level) / 2
-    low, high = np.quantile(sims, [q, 1 - q])
+    r_lo, r_hi = np.quantile(resid, [q, 1 - q])
+    low, high = ci.low + r_lo, ci.high + r_hi
     return pred, float(min(low, pred)), float(max(high, pred))

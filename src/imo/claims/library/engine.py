@@ -54,7 +54,8 @@ def measure(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
                                  "batch_size": s["batch"], "warmup": min(20, s["steps"]),
                                  "eval_every": s["steps"]})
     ctx.log(f"model ({budget}, seed {seed})")
-    run_id = train_or_reuse(cfg, store=ctx.store, quiet=ctx.quiet)
+    run_id = train_or_reuse(cfg, store=ctx.store, quiet=ctx.quiet,
+                            code_fingerprint=ctx.code_fingerprint)
     model, _ = load_model(ctx.store.run_dir(run_id))
     import torch
 

@@ -72,7 +72,8 @@ def base_config(pos: str, budget: str, seed: int, **model: Any) -> RunConfig:
 
 def base_run(pos: str, budget: str, seed: int, ctx: Context, **model: Any) -> str:
     ctx.log(f"{pos} model ({budget}, seed {seed}{''.join(f', {k}={v}' for k, v in model.items())})")
-    return train_or_reuse(base_config(pos, budget, seed, **model), store=ctx.store, quiet=ctx.quiet)
+    return train_or_reuse(base_config(pos, budget, seed, **model), store=ctx.store, quiet=ctx.quiet,
+                            code_fingerprint=ctx.code_fingerprint)
 
 
 # --- position-breaks-symmetry -----------------------------------------------------------------

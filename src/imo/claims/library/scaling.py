@@ -122,5 +122,6 @@ def compress_too_much() -> Claim:
         anchor="Kaplan et al. 2020: L(N) = (N_c/N)^0.076; Hoffmann et al. 2022 (Chinchilla): "
                "L = 1.69 + 406.4/N^0.34 + 410.7/D^0.28.",
         plot=plot,
+        version=2,  # v2: curve_fit refinement and scipy.stats.bootstrap interval (issue 13)
         tags=("scaling", "training", "reproduce"),
     )

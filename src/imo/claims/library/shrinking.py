@@ -68,7 +68,8 @@ def char_config(budget: str, seed: int) -> RunConfig:
 
 def char_run(budget: str, seed: int, ctx: Context) -> str:
     ctx.log(f"char model ({budget}, seed {seed})")
-    return train_or_reuse(char_config(budget, seed), store=ctx.store, quiet=ctx.quiet)
+    return train_or_reuse(char_config(budget, seed), store=ctx.store, quiet=ctx.quiet,
+                            code_fingerprint=ctx.code_fingerprint)
 
 
 # --- lottery-tickets --------------------------------------------------------------------------------
