@@ -34,3 +34,9 @@ def test_every_claim_names_its_falsifier_in_its_description():
     for cid in IDS:
         text = registry.CLAIMS.get(cid).rule.describe()
         assert "refuted if" in text and "supported if" in text, cid
+
+
+def test_the_demo_previews_name_registered_claims():
+    from imo.demo import DEMO_PREVIEWS
+
+    assert set(DEMO_PREVIEWS) <= set(IDS) and len(DEMO_PREVIEWS) < len(IDS)

@@ -83,14 +83,15 @@ def test_empty_store_says_there_are_no_results():
 
 
 def test_write_report_refuses_to_overwrite(tmp_path):
-    out = tmp_path / "report.html"
+    (tmp_path / "out").mkdir()  # a folder of its own: the per-test store lives in tmp_path too
+    out = tmp_path / "out" / "report.html"
     assert write_report(out, "<p>one</p>") == out
     with pytest.raises(ImoError, match="exists; use --force"):
         write_report(out, "<p>two</p>")
     assert out.read_text() == "<p>one</p>"
     write_report(out, "<p>two</p>", force=True)
     assert out.read_text() == "<p>two</p>"
-    assert os.listdir(tmp_path) == ["report.html"]  # no temporary files left behind
+    assert os.listdir(out.parent) == ["report.html"]  # no temporary files left behind
     with pytest.raises(ImoError, match="does not exist"):
         write_report(tmp_path / "nowhere" / "r.html", "x")
 
