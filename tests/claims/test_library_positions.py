@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-import imo.claims.library.positions  # noqa: F401  (registers the claims)
+import imo.claims.library.positions as positions
 from imo.claims.registry import CLAIMS, Context
 from imo.claims.verdict import VERDICTS, decide
 from imo.runs.store import RunStore
@@ -13,9 +13,14 @@ from imo.runs.store import RunStore
 IDS = ["position-breaks-symmetry", "alibi-extrapolates", "interpolation-extends"]
 
 
+def get(claim_id):
+    # position-breaks-symmetry is a verified property now, not a registered claim
+    return positions.position_breaks_symmetry() if claim_id == "position-breaks-symmetry" else CLAIMS.get(claim_id)
+
+
 @pytest.mark.parametrize("claim_id", IDS)
 def test_smoke_figures_hold_a_finite_metric(claim_id, tmp_path):
-    claim = CLAIMS.get(claim_id)
+    claim = get(claim_id)
     ctx = Context(store=RunStore.open())
     figures = claim.measure("smoke", 0, ctx)
     value = figures[claim.rule.metric]
@@ -27,7 +32,7 @@ def test_smoke_figures_hold_a_finite_metric(claim_id, tmp_path):
 
 
 def test_symmetry_without_positions_is_float_rounding_only():
-    figures = CLAIMS.get("position-breaks-symmetry").measure("smoke", 0, Context(store=RunStore.open()))
+    figures = get("position-breaks-symmetry").measure("smoke", 0, Context(store=RunStore.open()))
     assert figures["change_none"] < 1e-5
     # at 4 steps attention is near uniform, so the effect is small, yet far above the noise
     assert all(figures[f"change_{p}"] > 30 * figures["change_none"] for p in ("learned", "sinusoidal", "rope", "alibi"))

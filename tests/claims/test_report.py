@@ -135,3 +135,28 @@ def test_a_preview_that_disagrees_with_the_record_is_flagged():
         run_claim(flipped, "quick", store)
         html = build_report(store, [c])
     assert "disagrees with the recorded verdict" in html and 'class="badge v-supported"' in html
+
+
+def test_verified_properties_are_listed_with_tests_that_exist():
+    from pathlib import Path
+
+    from imo.claims import load_all, registry
+    from imo.claims.properties import PROPERTIES
+
+    with RunStore.open() as store:
+        html = build_report(store, [])
+    assert 'id="verified-properties"' in html
+    root = Path(__file__).resolve().parents[2]
+    load_all()
+    assert "position-breaks-symmetry" not in registry.CLAIMS.names()  # a property, not a claim
+    for p in PROPERTIES:
+        assert escape_name(p.name) in html
+        for node in p.tests:
+            path, name = node.split("::")
+            assert f"def {name}(" in (root / path).read_text(), node
+
+
+def escape_name(text: str) -> str:
+    import html
+
+    return html.escape(text)

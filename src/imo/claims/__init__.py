@@ -5,7 +5,7 @@ figures, `runner` measures seed by seed and stores results, `report` renders the
 and `cli` holds `imo claims`, `imo check` and `imo report`. The claims themselves live in
 `imo.claims.library`, one module per theme; `load_all()` imports them so they register.
 
-    load_all(); run_claim(CLAIMS.get("position-breaks-symmetry"), "quick", store)
+    load_all(); run_claim(CLAIMS.get("outlier-split"), "quick", store)
 """
 
 import importlib

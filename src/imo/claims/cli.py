@@ -1,7 +1,7 @@
 """`imo claims`, `imo check`, `imo report`: list the claims, measure them, show the evidence.
 
     imo claims                              # every claim with the verdict that speaks for it
-    imo check position-breaks-symmetry --full   # or: imo check --all  (--quick by default)
+    imo check outlier-split --full   # or: imo check --all  (--quick by default)
     imo report -o report.html               # one self-contained HTML page
 """
 

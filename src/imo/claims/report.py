@@ -74,6 +74,7 @@ A full result takes precedence over a quick one.</li>
 <main>
 {summary}
 {sections}
+{properties}
 </main>
 </body>
 </html>
@@ -241,6 +242,21 @@ def _summary(entries: list[Entry]) -> str:
             f"{rows}</table>")  # fmt: skip
 
 
+def _properties() -> str:
+    """Verified properties: certainties backed by tests, not claims (no verdict, no votes)."""
+    from imo.claims.properties import PROPERTIES
+
+    items = "".join(
+        f"<li><b>{escape(p.name)}</b>: {escape(p.statement)}<br><span class=\"small\">tests: "
+        + ", ".join(f"<code>{escape(t.split('::')[-1])}</code>" for t in p.tests)
+        + f" ({escape(p.tests[0].split('::')[0])})</span></li>"
+        for p in PROPERTIES
+    )
+    return ('<section class="claim" id="verified-properties"><h2>verified properties</h2>'
+            "<p>Mathematical certainties, decided by tests that run with <code>make test</code>, "
+            f"not opinions measured by seeds.</p><ul>{items}</ul></section>")
+
+
 def render(entries: list[Entry], store_path: str = "", commit: str | None = None,
            date: str | None = None) -> str:  # fmt: skip
     """The page for these claims and results (pure: no files are read)."""
@@ -254,6 +270,7 @@ def render(entries: list[Entry], store_path: str = "", commit: str | None = None
         full=SEEDS["full"],
         summary=_summary(entries),
         sections="\n".join(_section(e) for e in entries),
+        properties=_properties(),
     )
 
 

@@ -6,7 +6,7 @@ result (kind "claim", key = claim id) is appended to the store, never overwritte
 gets a file name of its own, so two checks running at once both keep theirs. A claim whose
 measurement raises is recorded with the verdict "error" and the caller goes on with the next one.
 
-    result = run_claim(CLAIMS.get("position-breaks-symmetry"), "quick", store)
+    result = run_claim(CLAIMS.get("outlier-split"), "quick", store)
     result["verdict"], result["mean"], result["plot"]
 """
 

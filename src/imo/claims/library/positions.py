@@ -138,7 +138,9 @@ def plot_symmetry(per_seed: list[dict[str, Any]], path) -> None:
     save_figure(fig, path)
 
 
-@register
+# not registered (issue 13): that attention without positions is permutation-equivariant is a
+# mathematical certainty, decided by tests (imo.claims.properties), not an opinion to vote on.
+# The measurement stays for the figures it gives (how much each encoding sees order).
 def position_breaks_symmetry() -> Claim:
     return Claim(
         id="position-breaks-symmetry",
