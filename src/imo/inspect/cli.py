@@ -1,0 +1,90 @@
+"""`imo inspect ...`: look inside models. First: toy models of superposition.
+
+    imo inspect tms -o tms/                 # n=20, m=5 figures over a sparsity sweep
+    imo inspect tms --phase -o tms/         # and the n=2, m=1 phase diagram with its theory
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imo.errors import ConfigError
+
+Opt = typer.Option
+
+inspect_app = typer.Typer(help="Look inside models: toy models of superposition.", no_args_is_help=True)
+
+
+def _parse_floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--sparsities must be comma-separated numbers, got {text!r}") from None
+
+
+@inspect_app.command("tms")
+def tms_command(
+    out: Annotated[Path, Opt("-o", "--out", help="Folder for the PNGs and summary.json.")] = Path("tms"),
+    n: Annotated[int, Opt(help="Features.")] = 20,
+    m: Annotated[int, Opt(help="Hidden dimensions.")] = 5,
+    decay: Annotated[float, Opt(help="Importance of feature i is decay**i.")] = 0.7,
+    sparsities: Annotated[str, Opt(help="Comma-separated S = P(x_i = 0).")] =
+        "0,0.7,0.9,0.97,0.99,0.997,0.999",
+    steps: Annotated[int, Opt(help="Training steps (all sparsities train together).")] = 10_000,
+    batch: Annotated[int, Opt(help="Batch size.")] = 1024,
+    lr: Annotated[float, Opt(help="AdamW learning rate.")] = 1e-3,
+    seed: Annotated[int, Opt(help="Seed.")] = 0,
+    phase: Annotated[bool, Opt("--phase/--no-phase", help="Also the n=2, m=1 phase diagram.")] = False,
+    grid: Annotated[int, Opt(help="Phase diagram: grid size (grid x grid cells).")] = 20,
+    phase_seeds: Annotated[int, Opt(help="Phase diagram: seeds per cell (lowest loss kept).")] = 3,
+    phase_steps: Annotated[int, Opt(help="Phase diagram: training steps.")] = 4000,
+    force: Annotated[bool, Opt(help="Overwrite an existing summary.json in --out.")] = False,
+) -> None:
+    """Train toy models of superposition and draw the paper's figures."""
+    import torch
+
+    from imo.atomic import write_text
+    from imo.inspect import figures, tms
+
+    torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves the machine to others
+    summary_path = out / "summary.json"
+    if summary_path.exists() and not force:
+        raise ConfigError(f"{summary_path} exists", hint="pass --force to overwrite it")
+    cfg = tms.TMSConfig(n=n, m=m, decay=decay, sparsities=_parse_floats(sparsities), steps=steps,
+                        batch=batch, lr=lr, seed=seed)
+    pcfg = tms.PhaseConfig(size=grid, seeds=phase_seeds, steps=phase_steps, seed=seed)
+    cfg.check()
+    if phase:
+        pcfg.check()
+    res = tms.train_tms(cfg)
+    paths = figures.tms_figures(res, out)
+    norms = tms.feature_norms(res.W)
+    Di = tms.dimensions_per_feature(res.W)
+    Dstar = tms.dimensions_per_represented_feature(res.W)
+    rows = []
+    for i, s in enumerate(cfg.sparsities):
+        keep = norms[i] > tms.REPRESENTED
+        med = float(Di[i][keep].median()) if keep.any() else 0.0
+        rows.append({"sparsity": s, "loss": float(res.loss[i]), "represented": int(keep.sum()),
+                     "D_star": float(Dstar[i]), "median_D_i": med})
+        typer.echo(f"S={s:<6g} loss={float(res.loss[i]):.4f} represented={int(keep.sum()):>3}/{n} "
+                   f"D*={float(Dstar[i]):.3f} median D_i={med:.3f}")
+    summary: dict = {"config": cfg.__dict__, "sparsities": rows}
+    if phase:
+        theory, _ = tms.theory_phases(pcfg)
+        emp = tms.train_phase_diagram(pcfg)
+        agree = float((emp["phase"] == theory).float().mean())
+        paths.append(figures.phase_figure(emp["phase"], theory, emp["density"], emp["importance"],
+                                          out / "tms_phase.png"))
+        summary["phase"] = {"config": {**pcfg.__dict__}, "agreement": agree,
+                            "trained": emp["phase"].tolist(), "theory": theory.tolist()}
+        typer.echo(f"phase diagram {grid}x{grid}: trained agrees with theory on {agree:.1%} of cells")
+    write_text(summary_path, json.dumps(summary, indent=1, default=list))
+    for p in paths:
+        typer.echo(f"wrote {p}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(inspect_app, name="inspect")
