@@ -39,7 +39,7 @@ def main() -> None:
     agree = (emp["phase"] == theory).float().mean().item()
     cpu = platform.processor() or platform.machine()
     rows = [f"| n=20 m=5 sweep ({len(cfg.sparsities)} S, {cfg.steps} steps) | {sweep[0]:.1f} | {sweep[1]:.1f} | "
-            + ", ".join(f"S={s:g}: {d:.3f} ({k})" for s, d, k in zip(cfg.sparsities, Dstar.tolist(), kept.tolist()))
+            + ", ".join(f"S={s:g}: {d:.3f} ({k})" for s, d, k in zip(cfg.sparsities, Dstar.tolist(), kept.tolist(), strict=True))
             + " |",
             f"| phase {args.grid}x{args.grid}x{pcfg.seeds} seeds, {pcfg.steps} steps | {phase[0]:.1f} | {phase[1]:.1f} | "
             f"agreement with theory {agree:.1%} |"]
