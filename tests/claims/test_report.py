@@ -160,3 +160,14 @@ def escape_name(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_nested_figures_are_small_tables_not_reprs():
+    from imo.claims.report import _figures_table
+
+    p = {"figures": [{"gap": 0.5, "models": [{"layers": 1, "bpb": 2.0}, {"layers": 2, "bpb": 1.5}],
+                      "by_eps": {"0.1": 0.2, "0.25": 0.9}, "shots": [1, 2]}]}
+    html = _figures_table(p)
+    assert "{" not in html and "[" not in html  # no dict or list repr in any cell
+    assert "<summary>models</summary>" in html and "<th>layers</th>" in html
+    assert "<th>0.25</th>" in html and "1, 2" in html

@@ -40,6 +40,7 @@ dt { font-weight: 600; color: #444; } dd { margin: 0; }
 .badge.smoke { background: #fff; color: #57606a; border: 2px dashed #8c959f; }
 img.plot { max-width: 100%; border: 1px solid #eee; margin-top: .5rem; }
 .scroll { overflow-x: auto; max-width: 100%; }
+table.nested { font-size: .8rem; margin: .2rem 0; } details { margin: .3rem 0; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
 .none { padding: 1rem; background: #fff8c5; border: 1px solid #d4a72c; border-radius: 8px; }
 """
@@ -132,20 +133,55 @@ def _commit(row: dict) -> str:
     return c[:12] + (" (dirty)" if row.get("git_dirty") else "")
 
 
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, bool | int | float | str)
+
+
+def _small_table(v: Any) -> str:
+    """A nested figure as a small table: a list of dicts by rows, a dict of scalars by pairs,
+    a list of scalars on one line; deeper nesting recurses."""
+    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        keys = list(dict.fromkeys(k for x in v for k in x))
+        head = "".join(f"<th>{escape(str(k))}</th>" for k in keys)
+        rows = "".join("<tr>" + "".join(
+            f'<td class="num">{_cell(x.get(k, ""))}</td>' for k in keys) + "</tr>" for x in v)
+        return f'<table class="nested"><tr>{head}</tr>{rows}</table>'
+    if isinstance(v, dict):
+        rows = "".join(f"<tr><th>{escape(str(k))}</th><td class=\"num\">{_cell(x)}</td></tr>"
+                       for k, x in v.items())
+        return f'<table class="nested">{rows}</table>'
+    if isinstance(v, list):
+        return ", ".join(_cell(x) for x in v)
+    return escape(_fmt(v))
+
+
+def _cell(v: Any) -> str:
+    return escape(_fmt(v)) if _scalar(v) else _small_table(v)
+
+
 def _figures_table(p: dict) -> str:
+    """Scalar figures: one row per seed. Nested ones (dicts, lists): a small table per seed,
+    folded away under the figure's name, so no cell holds a Python repr."""
     figures: list[dict] = p.get("figures") or []
     if not figures:
         return ""
     keys = list(dict.fromkeys(k for f in figures for k in f))
-    head = "".join(f"<th>{escape(k)}</th>" for k in ["seed", *keys])
+    flat = [k for k in keys if all(_scalar(f.get(k)) for f in figures)]
+    nested = [k for k in keys if k not in flat]
+    head = "".join(f"<th>{escape(k)}</th>" for k in ["seed", *flat])
     body = []
     for seed, f in enumerate(figures):
         cells = "".join(
-            f'<td class="num">{escape(_fmt(f[k]))}</td>' if k in f else "<td></td>" for k in keys
+            f'<td class="num">{escape(_fmt(f[k]))}</td>' if k in f else "<td></td>" for k in flat
         )
         body.append(f'<tr><td class="num">{seed}</td>{cells}</tr>')
     # many figures make a wide table: it scrolls inside its card instead of overflowing the page
-    return f"<div class=\"scroll\"><table><tr>{head}</tr>{''.join(body)}</table></div>"
+    out = [f"<div class=\"scroll\"><table><tr>{head}</tr>{''.join(body)}</table></div>"]
+    for k in nested:
+        per_seed = "".join(f"<p class=\"small\">seed {seed}</p><div class=\"scroll\">"
+                           f"{_small_table(f.get(k))}</div>" for seed, f in enumerate(figures))
+        out.append(f"<details><summary>{escape(k)}</summary>{per_seed}</details>")
+    return "".join(out)
 
 
 def _decision_table(p: dict) -> str:
