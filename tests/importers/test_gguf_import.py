@@ -153,3 +153,12 @@ def test_eval_scores_an_imported_run_per_byte_and_sample_refuses_it(tiny, tmp_pa
     assert code == 2 and "--corpus" in err
     code, out, err = cli(capsys, "sample", "t", "--prompt", "hi")
     assert code == 2 and "imo chat" in err and "Traceback" not in err
+
+
+def test_same_name_needs_force(tiny, capsys):
+    assert cli(capsys, "import", "gguf", str(tiny), "--name", "t")[0] == 0
+    code, _, err = cli(capsys, "import", "gguf", str(tiny), "--name", "t")
+    assert code == 2 and "exists" in err
+    assert cli(capsys, "import", "gguf", str(tiny), "--name", "t", "--force")[0] == 0
+    with RunStore.open() as store:
+        assert [r["name"] for r in store.list()] == ["t"]

