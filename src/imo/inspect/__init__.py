@@ -1,1 +1,1 @@
-"""Looking inside models: toy models of superposition (tms), and more to come."""
+"""Looking inside models: toy models of superposition (tms) and an activation store (activations)."""

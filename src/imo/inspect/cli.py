@@ -2,6 +2,7 @@
 
     imo inspect tms -o tms/                 # n=20, m=5 figures over a sparsity sweep
     imo inspect tms --phase -o tms/         # and the n=2, m=1 phase diagram with its theory
+    imo inspect cache RUN --hook blocks.2.hook_resid_post --tokens 100000 -o acts/
 """
 
 import json
@@ -84,6 +85,57 @@ def tms_command(
     write_text(summary_path, json.dumps(summary, indent=1, default=list))
     for p in paths:
         typer.echo(f"wrote {p}")
+
+
+@inspect_app.command("cache")
+def cache_command(
+    run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
+    hook: Annotated[str, Opt(help="Hook point, e.g. blocks.2.hook_resid_post.")],
+    tokens: Annotated[int, Opt(help="Activations (tokens) to store.")] = 100_000,
+    out: Annotated[Path, Opt("-o", "--out", help="Cache folder (acts.f32 + meta.json).")] = Path("acts"),
+    split: Annotated[str, Opt(help="Corpus split: train or val.")] = "train",
+    context: Annotated[int, Opt(help="Window length; 0 = the model's context length.")] = 0,
+    batch: Annotated[int, Opt(help="Windows per forward pass.")] = 8,
+    force: Annotated[bool, Opt(help="Replace a different cache in --out.")] = False,
+    quiet: Annotated[bool, Opt("-q", "--quiet", help="No progress line.")] = False,
+) -> None:
+    """Stream one hook point's activations over the run's corpus into a memory-mapped file
+    (resumes an unfinished cache with the same settings)."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from imo.data.corpora import load_corpus
+    from imo.data.tokenizer import ByteTokenizer, load_tokenizer
+    from imo.inspect.activations import cache_activations
+    from imo.runs.store import RunStore
+    from imo.train.checkpoint import load_model
+
+    torch.set_num_threads(1)
+    store = RunStore.open()
+    rid = store.resolve(run)
+    run_dir = store.run_dir(rid)
+    model, meta = load_model(run_dir)
+    cfg = meta.get("config") or {}
+    corpus_name = (cfg.get("train") or {}).get("corpus", "python-docs")
+    data = load_corpus(corpus_name).split(split)
+    tok = load_tokenizer(run_dir, meta)
+    if isinstance(tok, ByteTokenizer):
+        ids = np.asarray(data)
+    else:  # a subword run: encode a prefix long enough for the request (a token is >= 1 byte)
+        ids = np.asarray(tok.encode(bytes(data[: tokens * 8])), dtype=np.int64)
+    ctx = context or int((cfg.get("model") or {}).get("context_length", 256))
+
+    def show(done: int, total: int) -> None:
+        if not quiet:
+            print(f"\r{done}/{total} tokens", end="", file=sys.stderr, flush=True)
+
+    m = cache_activations(model, ids, hook, tokens, out, context=ctx, batch=batch, force=force,
+                          source={"run": rid, "corpus": corpus_name, "split": split}, progress=show)
+    if not quiet:
+        print(file=sys.stderr)
+    typer.echo(f"{out}: {m['filled']} x {m['d']} float32 activations of {hook} from run {rid[:12]}")
 
 
 def register(app: typer.Typer) -> None:
