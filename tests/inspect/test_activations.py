@@ -74,3 +74,22 @@ def test_cli_cache(run_and_model, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["inspect", "cache", rid[:8], "--hook", "nope", "--tokens", "24", "-o", str(tmp_path / "y")])
     assert e.value.code == 2 and "unknown hook" in capsys.readouterr().err
+
+
+def test_cli_sae_trains_evaluates_and_saves_a_run(run_and_model, capsys):
+    from safetensors.torch import load_file
+
+    from imo.inspect import sae as S
+
+    rid, model, _ = run_and_model
+    with pytest.raises(SystemExit) as e:
+        main(["inspect", "sae", rid[:8], "--hook", HOOK, "--latents", "64", "--k", "4", "--tokens", "512",
+              "--steps", "30", "--batch", "128", "--eval-windows", "2", "-q"])
+    assert (e.value.code or 0) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "FVU" in out and "loss recovered" in out
+    store = RunStore.open()
+    (run,) = store.list(kind="sae")
+    assert run["parent"] == rid and 0 <= run["figures"]["dead"] <= 1 and run["figures"]["l0"] <= 4
+    tensors = load_file(str(store.run_dir(run["id"]) / "sae.safetensors"))
+    assert S.load(tensors, run["config"]["sae"]).W_dec.shape == (64, 32)

@@ -1,1 +1,1 @@
-"""Looking inside models: toy models of superposition (tms) and an activation store (activations)."""
+"""Looking inside models: toy models of superposition (tms), an activation store (activations) and sparse autoencoders (sae)."""

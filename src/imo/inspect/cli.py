@@ -3,6 +3,7 @@
     imo inspect tms -o tms/                 # n=20, m=5 figures over a sparsity sweep
     imo inspect tms --phase -o tms/         # and the n=2, m=1 phase diagram with its theory
     imo inspect cache RUN --hook blocks.2.hook_resid_post --tokens 100000 -o acts/
+    imo inspect sae RUN --hook blocks.2.hook_resid_post --arch topk --latents 1024 --k 16
 """
 
 import json
@@ -15,7 +16,7 @@ from imo.errors import ConfigError
 
 Opt = typer.Option
 
-inspect_app = typer.Typer(help="Look inside models: toy models of superposition.", no_args_is_help=True)
+inspect_app = typer.Typer(help="Look inside models: toy models of superposition, activation caches, SAEs.", no_args_is_help=True)
 
 
 def _parse_floats(text: str) -> tuple[float, ...]:
@@ -87,6 +88,31 @@ def tms_command(
         typer.echo(f"wrote {p}")
 
 
+def _run_tokens(run: str, split: str, tokens: int, context: int):
+    """(run id, model, token ids of the run's corpus split, context, corpus name)."""
+    import numpy as np
+
+    from imo.data.corpora import load_corpus
+    from imo.data.tokenizer import ByteTokenizer, load_tokenizer
+    from imo.runs.store import RunStore
+    from imo.train.checkpoint import load_model
+
+    store = RunStore.open()
+    rid = store.resolve(run)
+    run_dir = store.run_dir(rid)
+    model, meta = load_model(run_dir)
+    cfg = meta.get("config") or {}
+    corpus_name = (cfg.get("train") or {}).get("corpus", "python-docs")
+    data = load_corpus(corpus_name).split(split)
+    tok = load_tokenizer(run_dir, meta)
+    if isinstance(tok, ByteTokenizer):
+        ids = np.asarray(data)
+    else:  # a subword run: encode a prefix long enough for the request (a token is >= 1 byte)
+        ids = np.asarray(tok.encode(bytes(data[: tokens * 8])), dtype=np.int64)
+    ctx = context or int((cfg.get("model") or {}).get("context_length", 256))
+    return rid, model, ids, ctx, corpus_name
+
+
 @inspect_app.command("cache")
 def cache_command(
     run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
@@ -103,29 +129,12 @@ def cache_command(
     (resumes an unfinished cache with the same settings)."""
     import sys
 
-    import numpy as np
     import torch
 
-    from imo.data.corpora import load_corpus
-    from imo.data.tokenizer import ByteTokenizer, load_tokenizer
     from imo.inspect.activations import cache_activations
-    from imo.runs.store import RunStore
-    from imo.train.checkpoint import load_model
 
     torch.set_num_threads(1)
-    store = RunStore.open()
-    rid = store.resolve(run)
-    run_dir = store.run_dir(rid)
-    model, meta = load_model(run_dir)
-    cfg = meta.get("config") or {}
-    corpus_name = (cfg.get("train") or {}).get("corpus", "python-docs")
-    data = load_corpus(corpus_name).split(split)
-    tok = load_tokenizer(run_dir, meta)
-    if isinstance(tok, ByteTokenizer):
-        ids = np.asarray(data)
-    else:  # a subword run: encode a prefix long enough for the request (a token is >= 1 byte)
-        ids = np.asarray(tok.encode(bytes(data[: tokens * 8])), dtype=np.int64)
-    ctx = context or int((cfg.get("model") or {}).get("context_length", 256))
+    rid, model, ids, ctx, corpus_name = _run_tokens(run, split, tokens, context)
 
     def show(done: int, total: int) -> None:
         if not quiet:
@@ -136,6 +145,69 @@ def cache_command(
     if not quiet:
         print(file=sys.stderr)
     typer.echo(f"{out}: {m['filled']} x {m['d']} float32 activations of {hook} from run {rid[:12]}")
+
+
+@inspect_app.command("sae")
+def sae_command(
+    run: Annotated[str, typer.Argument(help="Run id or unique prefix of the language model.")],
+    hook: Annotated[str, Opt(help="Hook point, e.g. blocks.2.hook_resid_post.")],
+    arch: Annotated[str, Opt(help="Architecture: topk or relu-l1.")] = "topk",
+    latents: Annotated[int, Opt(help="Dictionary size.")] = 1024,
+    k: Annotated[int, Opt(help="topk: active latents per token.")] = 16,
+    l1: Annotated[float, Opt(help="relu-l1: L1 coefficient.")] = 5.0,
+    tokens: Annotated[int, Opt(help="Activations to train on (cached first if absent).")] = 200_000,
+    steps: Annotated[int, Opt(help="Training steps.")] = 2000,
+    batch: Annotated[int, Opt(help="Batch size (tokens).")] = 4096,
+    lr: Annotated[float, Opt(help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, Opt(help="Seed.")] = 0,
+    acts: Annotated[Path | None, Opt(help="Activation cache folder; default: in the store, per run and hook.")] = None,
+    eval_windows: Annotated[int, Opt(help="Validation windows for loss recovered.")] = 16,
+    quiet: Annotated[bool, Opt("-q", "--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Train a sparse autoencoder on one hook point of a run; print FVU, L0, dead fraction and
+    loss recovered against zero ablation; save it as a run of kind 'sae' (safetensors)."""
+    import sys
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from imo import paths
+    from imo.atomic import atomic_path
+    from imo.inspect import sae as S
+    from imo.inspect.activations import cache_activations, open_activations
+    from imo.runs.store import RunStore
+
+    torch.set_num_threads(1)
+    cfg = S.SAEConfig(arch=arch, latents=latents, k=k, l1=l1, steps=steps, batch=batch, lr=lr, seed=seed)
+    cfg.check()
+    rid, model, ids, ctx, corpus_name = _run_tokens(run, "train", tokens, 0)
+    folder = acts or paths.store_dir() / "acts" / f"{rid}-{hook}-{tokens}"
+    err = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    cache_activations(model, ids, hook, tokens, folder, context=ctx,
+                      source={"run": rid, "corpus": corpus_name, "split": "train"},
+                      progress=None if quiet else lambda d, t: print(f"\rcaching {d}/{t}", end="", file=sys.stderr))
+    err("")
+    data = np.asarray(open_activations(folder))
+    n_eval = max(1, len(data) // 10)   # the last 10% is held out for the metrics
+    sae = S.train_sae(data[:-n_eval], cfg, log=lambda st, loss: err(f"step {st}: loss {loss:.4f}"))
+    m = S.evaluate(sae, data[-n_eval:])
+    _, _, val, vctx, _ = _run_tokens(run, "val", tokens, 0)
+    n_win = min(eval_windows, len(val) // vctx)
+    windows = torch.tensor(np.asarray(val[: n_win * vctx], dtype=np.int64).reshape(n_win, vctx))
+    m.update(S.loss_recovered(model, sae, hook, windows))
+    store = RunStore.open()
+    sid = store.create_run("sae", f"sae-{arch}-{latents}-{hook}", {"sae": cfg.__dict__, "hook": hook,
+                           "lm": rid, "tokens": tokens}, parent=rid)
+    tensors, jcfg = S.state(sae)
+    out = store.run_dir(sid) / "sae.safetensors"
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"config": json.dumps(jcfg), "hook": hook, "lm": rid})
+    store.add_artifact(sid, "sae", out)
+    store.finish(sid, m)
+    typer.echo(f"sae run {sid}: FVU {m['fvu']:.4f}  L0 {m['l0']:.2f}  dead {m['dead']:.2%}  "
+               f"loss recovered {m['loss_recovered']:.3f} (CE clean {m['ce_clean']:.3f}, "
+               f"SAE {m['ce_sae']:.3f}, zero {m['ce_zero']:.3f})")
 
 
 def register(app: typer.Typer) -> None:
