@@ -3,7 +3,7 @@ and the n=2, m=1 phase diagram on a 20x20 grid (target < 10 min, agreement with 
 theory >= 90%). Reports wall and CPU seconds (the machine may be shared), D* per sparsity and the
 phase agreement; figures go to --out.
 
-    flock /tmp/imo-heavy.lock python benchmarks/inspect.py --out /tmp/tms [--markdown]
+    flock /tmp/imo-heavy.lock python benchmarks/superposition.py --out /tmp/tms [--markdown]
 """
 
 import argparse
