@@ -23,9 +23,11 @@ def _corpus_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _tmp_store(tmp_path, monkeypatch, _corpus_cache):
-    (tmp_path / "store").mkdir()  # a named store's folder must exist (imo refuses a missing one)
-    monkeypatch.setenv(imo.paths.STORE_ENV, str(tmp_path / "store" / "store.sqlite"))
+def _tmp_store(tmp_path_factory, monkeypatch, _corpus_cache):
+    # A folder of its own, outside tmp_path, so tests that list tmp_path see only what they wrote;
+    # it must exist: imo refuses a store whose folder is missing.
+    folder = tmp_path_factory.mktemp("store")
+    monkeypatch.setenv(imo.paths.STORE_ENV, str(folder / "store.sqlite"))
     monkeypatch.setenv("IMO_CACHE", str(_corpus_cache))
     imo.paths.set_store(None)
     yield
