@@ -9,13 +9,13 @@ by name from the config.
 """
 
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imo.model.attention import BACKENDS
+from imo.model.base import SavedWeights
 from imo.model.config import ModelConfig
 from imo.model.hooks import HookPoint
 from imo.model.positions import POSITIONS, PositionEncoding
@@ -95,7 +95,7 @@ class Block(nn.Module):
         return self.hook_resid_post(x)
 
 
-class GPT(nn.Module):
+class GPT(SavedWeights, nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -179,32 +179,13 @@ class GPT(nn.Module):
             loss = torch.stack(losses).mean()
         return logits, loss
 
-    @contextmanager
-    def attention_backend(self, name: str):
-        """Temporarily run every block with another backend (they compute the same function)."""
-        BACKENDS.get(name)
-        old = [b.attn.backend for b in self.transformer.h]
-        for b in self.transformer.h:
-            b.attn.backend = name
-        try:
-            yield self
-        finally:
-            for b, o in zip(self.transformer.h, old, strict=True):
-                b.attn.backend = o
-
     def state_dict_for_save(self) -> dict[str, Tensor]:
-        """Weights without the tied lm_head copy (safetensors stores each tensor once)."""
-        sd = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        if self.cfg.tie_weights:
-            sd.pop("lm_head.weight", None)
+        sd = super().state_dict_for_save()
         # the learned table is registered twice (positions.wpe and transformer.wpe); keep nanoGPT's name
         sd.pop("positions.wpe.weight", None)
         return sd
 
-    def load_saved_state(self, sd: dict[str, Tensor]) -> None:
-        sd = dict(sd)
-        if self.cfg.tie_weights:
-            sd["lm_head.weight"] = sd["transformer.wte.weight"]
+    def _restore_aliases(self, sd: dict[str, Tensor]) -> dict[str, Tensor]:
         if "transformer.wpe.weight" in sd:
             sd["positions.wpe.weight"] = sd["transformer.wpe.weight"]
-        self.load_state_dict(sd, strict=True)
+        return sd

@@ -10,7 +10,6 @@ GGUF files store q and k weights in (llama.cpp permutes Hugging Face's halves in
     logits, loss = model(idx, targets)
 """
 
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from imo.errors import ConfigError
 from imo.model.attention import BACKENDS
+from imo.model.base import SavedWeights
 from imo.model.config import ModelConfig
 from imo.model.hooks import HookPoint
 from imo.model.positions import RoPE
@@ -118,7 +118,7 @@ class LlamaBlock(nn.Module):
         return self.hook_resid_post(x)
 
 
-class Llama(nn.Module):
+class Llama(SavedWeights, nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.pos != "rope":
@@ -166,29 +166,3 @@ class Llama(nn.Module):
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
-
-    @contextmanager
-    def attention_backend(self, name: str):
-        """Temporarily run every block with another backend (they compute the same function)."""
-        BACKENDS.get(name)
-        old = [b.attn.backend for b in self.transformer.h]
-        for b in self.transformer.h:
-            b.attn.backend = name
-        try:
-            yield self
-        finally:
-            for b, o in zip(self.transformer.h, old, strict=True):
-                b.attn.backend = o
-
-    def state_dict_for_save(self) -> dict[str, Tensor]:
-        """Weights without the tied lm_head copy (safetensors stores each tensor once)."""
-        sd = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        if self.cfg.tie_weights:
-            sd.pop("lm_head.weight", None)
-        return sd
-
-    def load_saved_state(self, sd: dict[str, Tensor]) -> None:
-        sd = dict(sd)
-        if self.cfg.tie_weights:
-            sd["lm_head.weight"] = sd["transformer.wte.weight"]
-        self.load_state_dict(sd, strict=True)
