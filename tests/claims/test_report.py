@@ -2,6 +2,7 @@
 marked, an empty store said plainly, and no file overwritten without --force."""
 
 import base64
+import dataclasses
 import os
 import re
 import subprocess
@@ -51,7 +52,9 @@ def test_report_has_every_claim_with_its_evidence():
     assert "run-wide-wins-2" in html  # the runs behind the figures
     assert "supported if gap &gt; 0" in html  # the rule, stated
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 2  # the broken claim has no plot, the unchecked one no result
+    # the two previews' plots and the record's own, drawn from its figures; the broken claim
+    # has no plot, the unchecked one no result
+    assert len(images) == 3 and 'alt="plot of wide-wins, recorded"' in html
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     # self-contained: no scripts, nothing fetched from elsewhere
     assert "<script" not in html.lower() and not EXTERNAL.search(html)
@@ -163,11 +166,50 @@ def escape_name(text: str) -> str:
 
 
 def test_nested_figures_are_small_tables_not_reprs():
-    from imo.claims.report import _figures_table
+    from imo.claims.report_tables import figures_html
 
-    p = {"figures": [{"gap": 0.5, "models": [{"layers": 1, "bpb": 2.0}, {"layers": 2, "bpb": 1.5}],
-                      "by_eps": {"0.1": 0.2, "0.25": 0.9}, "shots": [1, 2]}]}
-    html = _figures_table(p)
-    assert "{" not in html and "[" not in html  # no dict or list repr in any cell
-    assert "<summary>models</summary>" in html and "<th>layers</th>" in html
-    assert "<th>0.25</th>" in html and "1, 2" in html
+    seeds = [{"gap": 0.5 + s, "models": [{"layers": 1, "bpb": 2.0}, {"layers": 2, "bpb": 1.5}],
+              "by_eps": {"0.1": 0.2, "0.25": 0.9}, "shots": [1, 2], "long": list(range(40)),
+              "accuracy": {"copy": {"copy": 1.0, "rev": 0.1}, "rev": {"copy": 0.0, "rev": 0.9}},
+              "text": "a definition, " * 30, "ok": True} for s in range(3)]
+    html = figures_html(seeds)
+    assert "{" not in html and "[" not in html and "'" not in html  # no dict or list repr anywhere
+    main = html.split("</table>")[0]  # the figure-by-seed table: a column per seed
+    assert "<th>seed 2</th>" in main and "<th>gap</th>" in main and "2.5" in main
+    assert "<li>0.1: 0.2</li><li>0.25: 0.9</li>" in main  # a short dict: a compact list, inline
+    assert "<li>1</li><li>2</li>" in main and "<th>ok</th>" in main and "true" in main
+    assert "<th>models</th>" not in main and "<th>long</th>" not in main
+    # a list of rows from every seed: one table with a seed column
+    assert "<summary>models</summary><table class=\"nested\"><tr><th>seed</th><th>layers</th>" in html
+    assert "<summary>accuracy</summary>" in html and "<th>rev</th>" in html  # a matrix per seed
+    assert "<summary>long</summary>" in html and "<th>39</th>" in html  # too long for one cell
+    assert html.count('<div class="cell">') == html.count("<td") - html.count("<td></td>")
+    assert figures_html([]) == ""
+
+
+def test_a_claim_without_a_record_never_shows_a_quick_verdict_in_its_place():
+    c = fake_claim("only-quick", [-0.5])
+    with RunStore.open() as store:
+        run_claim(c, "quick", store)
+        run_claim(c, "full", store)  # a local full run, not recorded: still a preview
+        html = build_report(store, [c])
+    section = html.split('<section class="claim" id="only-quick">')[1]
+    heading = section.split("</h2>")[0]
+    assert "no full evidence yet" in heading and "refuted" not in heading
+    summary_row = html.split('<a href="#only-quick">only-quick</a></td>')[1].split("</tr>")[0]
+    record_cell, preview_cell = summary_row.split("</td>")[:2]
+    assert "no full evidence yet" in record_cell and "refuted" not in record_cell
+    assert "refuted (full preview)" in preview_cell
+    assert "recorded full evidence" not in section and 'id="legend"' in html
+
+
+def test_a_record_that_cannot_be_drawn_says_why():
+    c = fake_claim("bad-plot", [0.3, 0.35, 0.4])
+    with RunStore.open() as store:
+        write_record(run_claim(c, "full", store), allow_dirty=True)
+
+        def broken(per_seed, path):
+            raise KeyError("eps")
+
+        html = build_report(store, [dataclasses.replace(c, plot=broken)])
+    assert "no plot: KeyError: &#x27;eps&#x27;" in html

@@ -8,26 +8,26 @@ resources, so the file can be mailed or archived and reads the same anywhere.
 from __future__ import annotations
 
 import base64
-import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from imo.claims.registry import SEEDS, Claim
+from imo.claims.report_tables import CSS as TABLE_CSS
+from imo.claims.report_tables import figures_html, fmt
 from imo.claims.runner import RESULT_KIND
 from imo.errors import ImoError
 from imo.runs.store import RunStore, git_state
 
 CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
-       color: #1d1d1f; background: #fff; }
+       color: #1d1d1f; background: #fff; overflow-wrap: anywhere; }
 h1 { margin-bottom: .2rem; } h2 { margin: 0 0 .3rem; font-size: 1.25rem; }
 .meta, .small { color: #555; font-size: .9rem; }
 section.claim { border: 1px solid #d8d8de; border-radius: 8px; padding: 1rem 1.2rem; margin: 1.2rem 0; }
-table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; max-width: 100%; }
 th, td { border: 1px solid #d8d8de; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 dl { display: grid; grid-template-columns: 8rem 1fr; gap: .2rem 1rem; margin: .5rem 0; }
@@ -39,9 +39,9 @@ dt { font-weight: 600; color: #444; } dd { margin: 0; }
 .v-unchecked { background: #8c959f; }
 .badge.smoke { background: #fff; color: #57606a; border: 2px dashed #8c959f; }
 img.plot { max-width: 100%; border: 1px solid #eee; margin-top: .5rem; }
-.scroll { overflow-x: auto; max-width: 100%; }
-table.nested { font-size: .8rem; margin: .2rem 0; } details { margin: .3rem 0; }
-pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
+details { margin: .3rem 0; } summary { cursor: pointer; }
+pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; font-size: .8rem; }
+.legend { background: #f6f8fa; border: 1px solid #d8d8de; border-radius: 8px; padding: .6rem 1rem; }
 .none { padding: 1rem; background: #fff8c5; border: 1px solid #d4a72c; border-radius: 8px; }
 """
 
@@ -51,7 +51,7 @@ PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>imo claims report</title>
-<style>{css}</style>
+<style>{css}{table_css}</style>
 </head>
 <body>
 <header>
@@ -61,16 +61,24 @@ PAGE = """<!DOCTYPE html>
 a <em>claim</em>: a registered experiment whose metric and decision rule were stated before it ran.
 The program measures it and answers <b>supported</b>, <b>refuted</b> or <b>inconclusive</b>;
 no verdict is written by hand.</p>
+<div class="legend" id="legend">
+<p><b>How to read the verdicts.</b> Every rule names a target: its threshold plus the smallest
+effect that matters, both stated before the run. <b>supported</b>: the whole band around the
+estimate lies beyond the target; <b>refuted</b>: the whole band lies short of it; otherwise
+<b>inconclusive</b>.</p>
 <ul class="small">
+<li><b>recorded verdict</b>: the evidence, from <code>imo check ID --full --record</code>: {full}
+or more seeds, the band is the 95% Student t interval of their mean. It is committed in
+<code>evidence/&lt;claim-id&gt;.json</code> with its commit, code fingerprint, machine and date, and
+marked <i>stale</i> once the code it measured has changed. A claim without that file shows
+<b>no full evidence yet</b>, whatever was run locally.</li>
+<li><b>preview</b>, never a verdict: the newest local check on this machine, usually
+<code>--quick</code> ({quick} seed, the band is the rule's pre-stated noise band around the single
+value). It is shown beside the recorded verdict and flagged where the two disagree; the record's
+seeds and budget are the evidence.</li>
 <li><b>smoke</b>: tiny sizes, seconds, for tests only; never evidence, shown dashed.</li>
-<li>Every rule names a target: its threshold plus the smallest effect that matters.
-<b>supported</b>: the whole band around the estimate lies beyond the target; <b>refuted</b>: the
-whole band lies short of it; otherwise <b>inconclusive</b>.</li>
-<li><b>quick</b>: a <b>preview</b>, never a verdict: {quick} seed, the band is the rule's
-pre-stated noise band around the single value.</li>
-<li><b>full</b>: {full} seeds or more; the band is the 95% Student t interval of the mean.
-A full result takes precedence over a quick one.</li>
 </ul>
+</div>
 </header>
 <main>
 {summary}
@@ -88,12 +96,8 @@ class Entry:
     row: dict | None  # the newest local result (store.results row): a preview
     plot_png: bytes | None = None
     record: dict | None = None  # the recorded full evidence (evidence/<id>.json)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
+    record_png: bytes | None = None  # the claim's plot drawn from the recorded figures
+    record_plot_error: str | None = None
 
 
 def _badge(payload: dict | None) -> str:
@@ -133,65 +137,14 @@ def _commit(row: dict) -> str:
     return c[:12] + (" (dirty)" if row.get("git_dirty") else "")
 
 
-def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, bool | int | float | str)
-
-
-def _small_table(v: Any) -> str:
-    """A nested figure as a small table: a list of dicts by rows, a dict of scalars by pairs,
-    a list of scalars on one line; deeper nesting recurses."""
-    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-        keys = list(dict.fromkeys(k for x in v for k in x))
-        head = "".join(f"<th>{escape(str(k))}</th>" for k in keys)
-        rows = "".join("<tr>" + "".join(
-            f'<td class="num">{_cell(x.get(k, ""))}</td>' for k in keys) + "</tr>" for x in v)
-        return f'<table class="nested"><tr>{head}</tr>{rows}</table>'
-    if isinstance(v, dict):
-        rows = "".join(f"<tr><th>{escape(str(k))}</th><td class=\"num\">{_cell(x)}</td></tr>"
-                       for k, x in v.items())
-        return f'<table class="nested">{rows}</table>'
-    if isinstance(v, list):
-        return ", ".join(_cell(x) for x in v)
-    return escape(_fmt(v))
-
-
-def _cell(v: Any) -> str:
-    return escape(_fmt(v)) if _scalar(v) else _small_table(v)
-
-
-def _figures_table(p: dict) -> str:
-    """Scalar figures: one row per seed. Nested ones (dicts, lists): a small table per seed,
-    folded away under the figure's name, so no cell holds a Python repr."""
-    figures: list[dict] = p.get("figures") or []
-    if not figures:
-        return ""
-    keys = list(dict.fromkeys(k for f in figures for k in f))
-    flat = [k for k in keys if all(_scalar(f.get(k)) for f in figures)]
-    nested = [k for k in keys if k not in flat]
-    head = "".join(f"<th>{escape(k)}</th>" for k in ["seed", *flat])
-    body = []
-    for seed, f in enumerate(figures):
-        cells = "".join(
-            f'<td class="num">{escape(_fmt(f[k]))}</td>' if k in f else "<td></td>" for k in flat
-        )
-        body.append(f'<tr><td class="num">{seed}</td>{cells}</tr>')
-    # many figures make a wide table: it scrolls inside its card instead of overflowing the page
-    out = [f"<div class=\"scroll\"><table><tr>{head}</tr>{''.join(body)}</table></div>"]
-    for k in nested:
-        per_seed = "".join(f"<p class=\"small\">seed {seed}</p><div class=\"scroll\">"
-                           f"{_small_table(f.get(k))}</div>" for seed, f in enumerate(figures))
-        out.append(f"<details><summary>{escape(k)}</summary>{per_seed}</details>")
-    return "".join(out)
-
-
 def _decision_table(p: dict) -> str:
     if p.get("verdict") == "error":
         return ""
     band = p.get("band") or ("95% interval" if p.get("budget") == "full" and p.get("seeds", 0) >= 3
                              else "noise band")
     rows = [
-        (f"mean of {p.get('metric')}", _fmt(p.get("mean"))),
-        (band, f"[{_fmt(p.get('low'))}, {_fmt(p.get('high'))}]"),
+        (f"mean of {p.get('metric')}", fmt(p.get("mean"))),
+        (band, f"[{fmt(p.get('low'))}, {fmt(p.get('high'))}]"),
         ("seeds", f"{p.get('seeds')}" + (f" (reused: {p['reused_seeds']})" if p.get("reused_seeds") else "")),
         ("why", p.get("reason", "")),
     ]
@@ -217,8 +170,9 @@ def _section(e: Entry) -> str:
         "</dl>",
     ]
     if e.record is not None:
-        parts += ["<h3>recorded full evidence</h3>", _figures_table(e.record), _decision_table(e.record),
-                  _provenance(e.record)]  # fmt: skip
+        parts += ["<h3>recorded full evidence</h3>", figures_html(e.record.get("figures") or []),
+                  _decision_table(e.record), _provenance(e.record),
+                  _plot(e.record_png, f"plot of {c.id}, recorded", e.record_plot_error)]  # fmt: skip
     else:
         parts.append(f'<p class="small">no full evidence yet: <code>imo check {escape(c.id)} --full '
                      "--record</code> records it.</p>")
@@ -246,15 +200,37 @@ def _section(e: Entry) -> str:
         parts.append(f'<p class="small"><b>error:</b> {escape(p.get("error", ""))}</p>')
         if p.get("traceback"):
             parts.append(f"<details><summary>traceback</summary><pre>{escape(p['traceback'])}</pre></details>")
-    parts += [_figures_table(p), _decision_table(p)]
-    if e.plot_png:
-        b64 = base64.b64encode(e.plot_png).decode("ascii")
-        parts.append(f'<img class="plot" alt="plot of {escape(c.id)}" src="data:image/png;base64,{b64}">')
-    elif p.get("plot") or p.get("plot_error"):
+    parts += [figures_html(p.get("figures") or []), _decision_table(p)]
+    why = None
+    if not e.plot_png and (p.get("plot") or p.get("plot_error")):
         why = p.get("plot_error") or f"plot file {p['plot']} is missing"
-        parts.append(f'<p class="small">no plot: {escape(why)}</p>')
+    parts.append(_plot(e.plot_png, f"plot of {c.id}", why))
     parts.append("</section>")
     return "\n".join(x for x in parts if x)
+
+
+def _plot(png: bytes | None, alt: str, why: str | None) -> str:
+    if png:
+        b64 = base64.b64encode(png).decode("ascii")
+        return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{b64}">'
+    return f'<p class="small">no plot: {escape(why)}</p>' if why else ""
+
+
+def _draw_record(claim: Claim, record: dict) -> tuple[bytes | None, str | None]:
+    """The claim's own plot of its recorded per-seed figures (the record keeps figures, not
+    pictures), or the one-line reason it could not be drawn."""
+    if claim.plot is None or not record.get("figures"):
+        return None, None
+    import tempfile
+
+    from imo.claims.runner import _draw
+
+    with tempfile.TemporaryDirectory(prefix="imo-report-") as tmp:
+        try:
+            path = _draw(claim, record["figures"], Path(tmp) / f"{claim.id}.png")
+            return path.read_bytes(), None
+        except Exception as e:  # the record stands without its picture
+            return None, f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 def _summary(entries: list[Entry]) -> str:
@@ -299,6 +275,7 @@ def render(entries: list[Entry], store_path: str = "", commit: str | None = None
     date = date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return PAGE.format(
         css=CSS,
+        table_css=TABLE_CSS,
         date=escape(date),
         commit=escape(commit or "unknown"),
         store=escape(store_path),
@@ -321,7 +298,9 @@ def build_report(store: RunStore, claims: list[Claim]) -> str:
         plot = row["payload"].get("plot") if row else None
         if plot and Path(plot).is_file():
             png = Path(plot).read_bytes()
-        entries.append(Entry(c, row, png, record=load_record(c)))
+        record = load_record(c)
+        record_png, record_why = _draw_record(c, record) if record is not None else (None, None)
+        entries.append(Entry(c, row, png, record, record_png, record_why))
     # the commit of the code that drew the page; each claim shows the commit it was checked at
     commit, dirty = git_state(Path(__file__).resolve().parent)
     if commit:
