@@ -168,7 +168,8 @@ def escape_name(text: str) -> str:
 def test_nested_figures_are_small_tables_not_reprs():
     from imo.claims.report_tables import figures_html
 
-    seeds = [{"gap": 0.5 + s, "models": [{"layers": 1, "bpb": 2.0}, {"layers": 2, "bpb": 1.5}],
+    seeds = [{"gap": 0.5 + s, "models": [{"layers": 1, "bpb": 2.0 + s}, {"layers": 2, "bpb": 1.5}],
+              "ranked": [{"name": n, "score": 1.0} for n in (["a", "b"] if s else ["b", "a"])],
               "by_eps": {"0.1": 0.2, "0.25": 0.9}, "shots": [1, 2], "long": list(range(40)),
               "accuracy": {"copy": {"copy": 1.0, "rev": 0.1}, "rev": {"copy": 0.0, "rev": 0.9}},
               "text": "a definition, " * 30, "ok": True} for s in range(3)]
@@ -179,8 +180,14 @@ def test_nested_figures_are_small_tables_not_reprs():
     assert "<li>0.1: 0.2</li><li>0.25: 0.9</li>" in main  # a short dict: a compact list, inline
     assert "<li>1</li><li>2</li>" in main and "<th>ok</th>" in main and "true" in main
     assert "<th>models</th>" not in main and "<th>long</th>" not in main
-    # a list of rows from every seed: one table with a seed column
-    assert "<summary>models</summary><table class=\"nested\"><tr><th>seed</th><th>layers</th>" in html
+    # the same rows on every seed: one row per item, a figure that differs listed seed by seed
+    models = html.split("<summary>models</summary>")[1].split("</details>")[0]
+    assert "one row per item" in models and "<th>layers</th><th>bpb</th>" in models
+    assert models.count("<tr>") == 3 and "<li>2</li><li>3</li><li>4</li>" in models
+    assert '<div class="cell">1.5</div>' in models  # equal on every seed: shown once
+    # rows in another order per seed: stacked, with a seed column (text columns first)
+    ranked = html.split("<summary>ranked</summary>")[1].split("</details>")[0]
+    assert "<tr><th>seed</th><th>name</th><th>score</th></tr>" in ranked and ranked.count("<tr>") == 7
     assert "<summary>accuracy</summary>" in html and "<th>rev</th>" in html  # a matrix per seed
     assert "<summary>long</summary>" in html and "<th>39</th>" in html  # too long for one cell
     assert html.count('<div class="cell">') == html.count("<td") - html.count("<td></td>")
