@@ -197,16 +197,32 @@ def check_command(
 
 
 def report_command(
-    out: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="The file to write (default: "
+                                             "report.html; with --markdown, standard output).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The recorded verdicts as a Markdown table "
+                                           "(the claims section of benchmarks/RESULTS.md) instead of HTML.")] = False,
 ) -> None:
-    """Write every claim with its rule, figures, plot and verdict as one self-contained HTML page."""
+    """Write every claim with its rule, figures, plot and verdict as one self-contained HTML page;
+    with --markdown, the recorded full verdicts (evidence/) as a Markdown table."""
     from imo.claims.report import build_report, write_report  # reads plots; only this command
 
-    out = out.expanduser().absolute()
-    if out.exists() and not force:  # before building: say so at once
-        raise ImoError(f"{out} exists; use --force to overwrite it")
+    if out is None and not markdown:
+        out = Path("report.html")
+    if out is not None:
+        out = out.expanduser().absolute()
+        if out.exists() and not force:  # before building: say so at once
+            raise ImoError(f"{out} exists; use --force to overwrite it")
     claims = _claims()
+    if markdown:
+        from imo.claims.report_markdown import claims_markdown
+
+        text = claims_markdown(claims) + "\n"
+        if out is None:
+            print(text, end="")
+        else:
+            print(write_report(out, text, force=force))
+        return
     with RunStore.open() as store:
         html = build_report(store, claims)
     print(write_report(out, html, force=force))
