@@ -220,3 +220,11 @@ def test_a_record_that_cannot_be_drawn_says_why():
 
         html = build_report(store, [dataclasses.replace(c, plot=broken)])
     assert "no plot: KeyError: &#x27;eps&#x27;" in html
+
+
+def test_a_band_without_valid_values_is_said_not_printed_as_nan():
+    c = fake_claim("no-value", [float("nan")])
+    with RunStore.open() as store:
+        run_claim(c, "quick", store)
+        html = build_report(store, [c])
+    assert "none: the metric has no valid value" in html and "[nan, nan]" not in html

@@ -8,6 +8,7 @@ resources, so the file can be mailed or archived and reads the same anywhere.
 from __future__ import annotations
 
 import base64
+import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,9 +143,12 @@ def _decision_table(p: dict) -> str:
         return ""
     band = p.get("band") or ("95% interval" if p.get("budget") == "full" and p.get("seeds", 0) >= 3
                              else "noise band")
+    low, high = p.get("low"), p.get("high")
+    valid = all(isinstance(x, int | float) and math.isfinite(x) for x in (low, high))
     rows = [
         (f"mean of {p.get('metric')}", fmt(p.get("mean"))),
-        (band, f"[{fmt(p.get('low'))}, {fmt(p.get('high'))}]"),
+        # no "[nan, nan]": a band that could not be formed says so (the reason is in "why")
+        (band, f"[{fmt(low)}, {fmt(high)}]" if valid else "none: the metric has no valid value"),
         ("seeds", f"{p.get('seeds')}" + (f" (reused: {p['reused_seeds']})" if p.get("reused_seeds") else "")),
         ("why", p.get("reason", "")),
     ]
