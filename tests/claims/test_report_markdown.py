@@ -38,9 +38,10 @@ def recorded(fake_registry):
     fake_registry(fake_claim("changed", [-0.5, -0.4, -0.6], op="<", threshold=0.0, version=2))
     fake_registry(fake_claim("never-recorded", [1.0]))
     with RunStore.open() as store:
-        write_record(run_claim(wide, "full", store), allow_dirty=True)
-        clean = run_claim(old, "full", store)
-        clean["provenance"]["src_dirty"] = False  # as if measured on a clean tree (this one may not be)
+        # as if measured on a dirty and on a clean tree (this one may be either)
+        dirty, clean = run_claim(wide, "full", store), run_claim(old, "full", store)
+        dirty["provenance"]["src_dirty"], clean["provenance"]["src_dirty"] = True, False
+        write_record(dirty, allow_dirty=True)
         write_record(clean)
     return [wide]
 
