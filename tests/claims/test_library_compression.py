@@ -51,7 +51,7 @@ def test_compute_per_byte_seeds_read_different_slices(monkeypatch, shared_data):
     monkeypatch.setattr(comp, "SHARED_TEXT", shared_data / "tinyshakespeare.txt")
 
     seen = []
-    monkeypatch.setattr(comp, "measure_compute", lambda data: seen.append(data) or {})
+    monkeypatch.setattr(comp, "measure_compute", lambda data, **kw: seen.append(data) or {})
     for seed in range(3):
         comp.measure_cpb("full", seed, Context(store=None))
     assert len(seen) == 3 and all(len(d) == comp.CPB_BYTES["full"] for d in seen)
@@ -61,3 +61,25 @@ def test_compute_per_byte_seeds_read_different_slices(monkeypatch, shared_data):
         for j in range(i + 1, 3):
             shift = bytes(seen[i]).find(bytes(seen[j][:256]))
             assert shift == -1 or shift >= len(seen[i]) // 5
+
+
+def test_timed_xz_codes_like_xz_9e_and_round_trips():
+    """The timed xz (dictionary cut to the input) codes to exactly xz -9e's length and decodes."""
+    import lzma
+
+    import imo.claims.library.compression as comp
+
+    data = bytes(range(256)) * 20 + b"to be or not to be " * 300
+    for n in (1, 4096, 4097, len(data)):
+        packed = comp.xz_timed(data[:n])
+        assert lzma.decompress(packed) == data[:n]
+        assert len(packed) == len(comp.CLASSIC["xz"](data[:n]))
+
+
+def test_fastest_excludes_the_warm_up_and_takes_the_fastest_call():
+    import imo.claims.library.compression as comp
+
+    calls = []
+    best, median, result = comp.fastest(lambda b: calls.append(len(b)) or len(b), b"x" * 5000, repeats=3)
+    assert calls[0] == comp.WARMUP_BYTES and calls[1:] == [5000] * 3  # warm-up on the head, untimed
+    assert result == 5000 and 0 <= best <= median
