@@ -177,7 +177,8 @@ def test_nested_figures_are_small_tables_not_reprs():
     assert "{" not in html and "[" not in html and "'" not in html  # no dict or list repr anywhere
     main = html.split("</table>")[0]  # the figure-by-seed table: a column per seed
     assert "<th>seed 2</th>" in main and "<th>gap</th>" in main and "2.5" in main
-    assert "<li>0.1: 0.2</li><li>0.25: 0.9</li>" in main  # a short dict: a compact list, inline
+    # a short dict: a compact list, inline; the same on every seed: once, across the seed columns
+    assert '<td class="num" colspan="3"><div class="cell"><ul class="compact"><li>0.1: 0.2</li><li>0.25: 0.9</li></ul> (every seed)' in main
     assert "<li>1</li><li>2</li>" in main and "<th>ok</th>" in main and "true" in main
     assert "<th>models</th>" not in main and "<th>long</th>" not in main
     # the same rows on every seed: one row per item, a figure that differs listed seed by seed
@@ -191,6 +192,8 @@ def test_nested_figures_are_small_tables_not_reprs():
     assert "<summary>accuracy</summary>" in html and "<th>rev</th>" in html  # a matrix per seed
     assert "<summary>long</summary>" in html and "<th>39</th>" in html  # too long for one cell
     assert html.count('<div class="cell">') == html.count("<td") - html.count("<td></td>")
+    one = figures_html(seeds[:1])  # one seed: nothing to merge
+    assert "colspan" not in one and "<li>0.1: 0.2</li>" in one
     assert figures_html([]) == ""
 
 

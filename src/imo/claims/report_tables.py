@@ -163,10 +163,15 @@ def figures_html(figures: list[dict]) -> str:
     main = [k for k in keys if k not in notes and all(scalar(f.get(k)) or compact(f.get(k)) for f in figures)]
     nested = [k for k in keys if k not in main and k not in notes]
     head = "<th>figure</th>" + "".join(f"<th>seed {s}</th>" for s in range(len(figures)))
-    rows = "".join(
-        f"<tr><th>{escape(k)}</th>" + "".join(_td(inline(f[k])) if k in f else "<td></td>" for f in figures)
-        + "</tr>" for k in main
-    )  # fmt: skip
+
+    def row(k: str) -> str:
+        vals = [f.get(k) for f in figures]
+        if len(figures) > 1 and all(k in f for f in figures) and all(v == vals[0] for v in vals):
+            # the same on every seed (a setting, a size list): once, across the seed columns
+            return f'<td class="num" colspan="{len(figures)}"><div class="cell">{inline(vals[0])} (every seed)</div></td>'
+        return "".join(_td(inline(f[k])) if k in f else "<td></td>" for f in figures)
+
+    rows = "".join(f"<tr><th>{escape(k)}</th>{row(k)}</tr>" for k in main)
     out = [f'<table class="figs"><tr>{head}</tr>{rows}</table>']
     out += [_note(k, [f.get(k) for f in figures]) for k in notes]
     out += [_nested_block(k, [f.get(k) for f in figures]) for k in nested]
