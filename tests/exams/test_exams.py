@@ -46,6 +46,18 @@ def test_interpolation_curve():
         interpolation_curve(run(store, "alibi"), store, steps=2, points=2)
 
 
+def test_interpolation_fine_tunes_are_keyed_on_the_code_fingerprint():
+    store = RunStore.open()
+    cfg = RunConfig.build(preset=None, model=dict(TINY, pos="rope"), train=dict(steps=2, batch_size=4, warmup=1, seed=0))
+    base = train_or_reuse(cfg, store=store, code_fingerprint="claim-code")
+    kw = dict(factor=2, steps=2, points=2, eval_batches=2)
+    out = interpolation_curve(base, store, **kw)  # none given: the base run's own
+    assert {store.get(r)["fingerprint"] for r in out["runs"]} == {"claim-code"}
+    assert interpolation_curve(base, store, **kw)["runs"] == out["runs"]  # same code: reused
+    other = interpolation_curve(base, store, code_fingerprint="other-code", **kw)["runs"]
+    assert not set(other) & set(out["runs"])
+
+
 def test_memory_point_in_a_fresh_process():
     # this test process is far larger than the child: a peak inherited from it (as ru_maxrss is
     # across fork + exec) would hide the child's growth entirely

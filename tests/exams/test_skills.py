@@ -20,7 +20,7 @@ TINY = SkillsSize(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3, ba
 def test_skills_exam_tests_every_skill():
     out = skills_exam(["copy", "skill-sort"], TINY, seed=0)
     assert out["train_skills"] == ["skill-copy", "skill-sort"]
-    assert set(out["accuracy"]) == set(tasks.names()) & set(out["accuracy"]) and len(out["accuracy"]) == 7
+    assert set(out["accuracy"]) == set(tasks.names()) & set(out["accuracy"]) and len(out["accuracy"]) == 8
     assert all(0.0 <= a <= 1.0 for a in out["accuracy"].values())
     store = RunStore.open()
     assert store.get(out["run"])["status"] == "finished"
@@ -101,7 +101,7 @@ def test_an_interrupted_training_run_is_never_measured(monkeypatch, tmp_path):
     store = RunStore.open()
     rid = store.create_run("train", "stopped", {"x": 1})
     store.set_status(rid, "interrupted")  # what a SIGTERM during training leaves
-    monkeypatch.setattr(trainer, "train_or_reuse", lambda cfg, store, quiet: rid)
+    monkeypatch.setattr(trainer, "train_or_reuse", lambda cfg, store, quiet, code_fingerprint=None: rid)
     with pytest.raises(ImoError, match="is interrupted, not finished"):
         train_run(tmp_path / "c.txt", TINY, 0, store)
 
@@ -119,3 +119,59 @@ def test_cli_difficulty_and_its_old_name(capsys):
     assert e.value.code == 0
     assert "copy" in capsys.readouterr().out
     assert RunStore.open().results("exam-skills")[0]["payload"]["size"]["difficulty"] == 2
+
+
+def test_runs_are_reused_only_under_the_same_code_fingerprint(tmp_path):
+    from imo.exams.textmodel import keyed_on, train_run
+
+    store = RunStore.open()
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("copy ab=ab\n" * 50)
+    a = train_run(corpus, TINY, 0, store, code_fingerprint="code-a")
+    assert train_run(corpus, TINY, 0, store, code_fingerprint="code-a") == a
+    b = train_run(corpus, TINY, 0, store, code_fingerprint="code-b")  # other code: trained anew
+    assert b != a and store.get(b)["fingerprint"] == "code-b"
+    with keyed_on("code-a"):  # an exam that passes none takes its claim's
+        assert train_run(corpus, TINY, 0, store) == a
+    assert train_run(corpus, TINY, 0, store) not in (a, b)  # outside any claim: no fingerprint
+
+
+def test_the_shared_format_puts_every_skills_shots_in_every_corpus():
+    from imo.exams.skills import skills_corpus
+    from imo.tasks.skills import skill_names
+
+    size = SkillsSize(n_train=40, n_test=5, shots=3)
+    path, tests = skills_corpus(["skill-copy"], size, seed=0)
+    lines = path.read_text().splitlines()
+    for name in skill_names(controls=True):
+        verb = name.removeprefix("skill-")
+        n = sum(line.startswith(verb + " ") for line in lines)
+        assert n == (40 if verb == "copy" else 3), verb
+        assert not {p.prompt + p.answer for p in tests[name]} & set(lines)  # held-out problems stay out
+    ref, _ = skills_corpus([], size, seed=0, filler=True)
+    ref_lines = ref.read_text().splitlines()
+    assert sum(line.startswith("noise ") for line in ref_lines) == 40 and len(ref_lines) == 40 + 3 * 8
+
+
+def test_transfer_shares_and_the_control():
+    from imo.exams.skills import transfer_shares
+
+    acc = {"none": {"sort": 0.1, "order": 0.0, "copy": 0.2},
+           "sort": {"sort": 0.9, "order": 0.8, "copy": 0.25},
+           "order": {"sort": 0.5, "order": 0.8, "copy": 0.2},
+           "copy": {"sort": 0.0, "order": 0.0, "copy": 0.22}}
+    got = transfer_shares(acc, [("sort", "order"), ("copy", "sort"), ("sort", "copy"), ("order", "sort")], 0.25)
+    assert got == {("sort", "order"): 1.0, ("copy", "sort"): 0.0, ("order", "sort"): 0.5}  # clipped; copy
+    # (own gain 0.02) is below the floor and counts for nothing
+
+
+def test_the_control_is_its_skill_under_another_verb():
+    import random
+
+    sort, order = tasks.get("skill-sort"), tasks.get("skill-order")
+    rng = random.Random(0)
+    for _ in range(50):
+        p = order.generate(rng, 1)
+        text = p.prompt.removeprefix("order ")
+        assert order.solve(p.prompt) == sort.solve("sort " + text) == p.answer
+    assert sort.solve("order cab=") is None and order.solve("sort cab=") is None

@@ -12,6 +12,10 @@ context and scale) is evaluated here on the same windows, rebuilt as the trainer
 `eval_check` is the gap between the trainer's last logged value and this module's evaluation of
 the final weights on the rebuilt windows (0 when they are the same windows).
 
+Both fine-tunes are reused only when their config and code fingerprint match: the caller's
+`code_fingerprint`, else the base run's own (a claim trains its base keyed on its code, so the
+fine-tunes that start from it are keyed on the same code).
+
     curve = interpolation_curve(base_run_id, store, factor=4, steps=200, points=4)
 """
 
@@ -48,6 +52,7 @@ def interpolation_curve(
     batch_size: int | None = None,
     eval_batches: int = 16,
     quiet: bool = True,
+    code_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the RoPE run `base_run_id` at factor * L with interpolated and extrapolated
     positions; returns {"steps": [0, ...], "interpolation": [bpb, ...], "extrapolation": [...],
@@ -60,6 +65,8 @@ def interpolation_curve(
     cfg = meta["config"]
     if cfg["model"]["pos"] != "rope":
         raise ConfigError(f"run {base_run_id} has {cfg['model']['pos']!r} positions; this exam needs rope")
+    if code_fingerprint is None:
+        code_fingerprint = store.get(base_run_id).get("fingerprint")
     L = cfg["model"]["context_length"]
     batch_size = batch_size or max(1, cfg["train"]["batch_size"] // factor)
     corpus = load_corpus(cfg["train"]["corpus"])
@@ -73,7 +80,7 @@ def interpolation_curve(
         start = GPT(ft.model)  # step 0: the base weights at the new context and scale
         start.load_saved_state(base.state_dict_for_save())
         curve = [mean_bpb(start, windows)]
-        run_id = train_or_reuse(ft, store=store, quiet=quiet)
+        run_id = train_or_reuse(ft, store=store, quiet=quiet, code_fingerprint=code_fingerprint)
         logged = {s: v for s, _, v in store.metrics(run_id, "val/bpb")}
         curve += [logged[s] for s in out["steps"][1:]]
         final, _ = load_model(store.run_dir(run_id))

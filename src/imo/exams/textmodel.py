@@ -9,7 +9,10 @@ that shared part, so the exams depend on it and never on each other's internals:
                        path, same runs: `train_or_reuse` finds them again);
   * `RunSize`          the model and training sizes of one such run (`train_run` reads any object
                        with these fields, e.g. an exam's `SkillsSize`);
-  * `train_run`        train or reuse the run, refusing one that did not finish;
+  * `train_run`        train or reuse the run (keyed on its config and the caller's code
+                       fingerprint), refusing one that did not finish;
+  * `keyed_on`         the code fingerprint `train_run` uses when its caller passes none (a
+                       claim wraps exams it cannot pass one through);
   * `check_expressible` refuse a run whose vocabulary or learned positions cannot hold a task;
   * `greedy_continue`  argmax continuation of a batch of equal-length contexts;
   * `answer`           each prompt continued after a newline up to the next newline.
@@ -18,8 +21,10 @@ that shared part, so the exams depend on it and never on each other's internals:
     answer(model, ["bora color:"])   # [" red"]
 """
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +36,20 @@ from imo.atomic import write_bytes
 from imo.errors import ConfigError, ImoError
 
 LINE_START = "\n"  # every prompt is given after a newline, as each line follows one in training
+
+# the claim's code fingerprint (imo.claims.provenance) for runs trained inside `keyed_on`: an
+# exam that does not take one (the negatives exam) still keys its runs on the claim's code
+_FINGERPRINT: ContextVar[str | None] = ContextVar("imo_exam_code_fingerprint", default=None)
+
+
+@contextlib.contextmanager
+def keyed_on(code_fingerprint: str | None) -> Iterator[None]:
+    """Within the block, `train_run` calls that pass no fingerprint use this one."""
+    token = _FINGERPRINT.set(code_fingerprint)
+    try:
+        yield
+    finally:
+        _FINGERPRINT.reset(token)
 
 
 class TrainsModel(Protocol):
@@ -70,8 +89,11 @@ def corpus_file(text: str, tag: str) -> Path:
     return path
 
 
-def train_run(corpus: Path, size: TrainsModel, seed: int, store, quiet: bool = True) -> str:
-    """Train (or reuse) a byte model of `size` on a corpus file; the run id of a finished run."""
+def train_run(corpus: Path, size: TrainsModel, seed: int, store, quiet: bool = True,
+              code_fingerprint: str | None = None) -> str:
+    """Train (or reuse) a byte model of `size` on a corpus file; the run id of a finished run.
+    A run is reused only when its config and code fingerprint match: `code_fingerprint`, else the
+    one of the enclosing `keyed_on` block, else None (runs trained outside any claim)."""
     from imo.train.config import RunConfig
     from imo.train.trainer import train_or_reuse
 
@@ -83,7 +105,8 @@ def train_run(corpus: Path, size: TrainsModel, seed: int, store, quiet: bool = T
                    lr=size.lr, warmup=min(50, size.steps // 10), seed=seed,
                    eval_every=max(1, size.steps), ckpt_every=max(1, size.steps)),
     )
-    run_id = train_or_reuse(cfg, store=store, quiet=quiet)
+    fingerprint = code_fingerprint if code_fingerprint is not None else _FINGERPRINT.get()
+    run_id = train_or_reuse(cfg, store=store, quiet=quiet, code_fingerprint=fingerprint)
     status = store.get(run_id)["status"]
     if status != "finished":  # stopped by Ctrl-C/SIGTERM: never measure a half-trained model
         raise ImoError(f"training run {run_id} is {status}, not finished; run the exam again to train "

@@ -15,6 +15,10 @@ assumed.
   * `skill-grid`     walk a 2-D grid from (0,0), moves U/D/L/R inside a W x H grid, final x,y:
                      `grid 3x3 RRD=` -> `2,1`  (y grows downwards)
 
+One more task is a *control*, outside the battery: `skill-order` is `sort` under another verb
+(`order cab=` -> `abc`), the same map with a new name, so learning one must bring the other: the
+positive control of the transfer exam (imo.exams.skills), which shows the exam can see transfer.
+
 Difficulty 1 is short inputs, difficulty 2 longer ones.
 
     task = get("skill-sort"); p = task.generate(random.Random(0), 1); task.solve(p.prompt) == p.answer
@@ -26,11 +30,13 @@ import re
 from imo.tasks import Problem, Task, register
 
 SKILLS = ("count", "copy", "reverse", "sort", "add", "compare", "grid")
+CONTROLS = ("order",)  # not skills of their own: a battery skill under another verb
 LETTERS = "abcdef"  # a small alphabet: repeats make counting and sorting non-trivial
 
 
-def skill_names() -> list[str]:
-    return [f"skill-{s}" for s in SKILLS]
+def skill_names(controls: bool = False) -> list[str]:
+    """The battery's task names (with the control tasks after them if `controls`)."""
+    return [f"skill-{s}" for s in SKILLS + (CONTROLS if controls else ())]
 
 
 class SkillTask(Task):
@@ -127,6 +133,12 @@ class Sort(SkillTask):
 
     def compute(self, text: str) -> str:
         return "".join(sorted(text))
+
+
+@register
+class Order(Sort):
+    name, verb = "skill-order", "order"
+    description = "sort the letters of a string, under another verb (the transfer exam's positive control)"
 
 
 @register

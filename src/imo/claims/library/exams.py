@@ -9,9 +9,10 @@
 * `true-negative-hard`: a model trained on a generated fact base answers present facts (true
   positives) far better than it says `unknown` about missing ones (true negatives)
   (imo.exams.negatives). The rule reads the best-trained model (largest, longest).
-* `skills-are-separate`: single-skill models tested on every skill of the battery
-  (imo.exams.skills): how much of a skill's accuracy does training on another skill bring,
-  relative to training on that skill itself.
+* `skills-are-separate`: the transfer exam (imo.exams.skills): every model sees a few worked lines
+  of every skill (one shared format), and one skill in full; how much of a skill's gain does
+  training on another skill bring, relative to training on that skill itself, beside a positive
+  control (sort -> order, one map under two verbs) that must transfer.
 
     imo check trickability --quick
 """
@@ -24,7 +25,8 @@ from typing import Any
 from imo.claims.plotting import plt, save_figure
 from imo.claims.registry import Claim, Context, Rule, register
 from imo.exams.negatives import NegativesSize, negatives_exam
-from imo.exams.skills import SkillsSize, skills_exam
+from imo.exams.skills import SkillsSize, own_gain, skills_exam, transfer_exam, transfer_shares
+from imo.exams.textmodel import keyed_on
 from imo.exams.trick import (
     PAPER_MNIST,
     VisionSize,
@@ -72,7 +74,8 @@ def measure_trickability(budget: str, seed: int, ctx: Context) -> dict[str, Any]
                                               and eff["clean_error_rise_points"] <= 1.0)
     skills, attack = TEXT[budget]
     ctx.log("char model on `compare`, byte-edit attack")
-    run = skills_exam(["compare"], skills, seed=seed, store=ctx.store, quiet=ctx.quiet)["run"]
+    run = skills_exam(["compare"], skills, seed=seed, store=ctx.store, quiet=ctx.quiet,
+                      code_fingerprint=ctx.code_fingerprint)["run"]
     text = text_exam(run, "compare", seed=seed, store=ctx.store, **attack)
     figures["_runs"].append(run)
     figures["text_clean_accuracy"] = text["clean_accuracy"]
@@ -147,7 +150,8 @@ NEGATIVES = {
 
 
 def measure_negatives(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
-    out = negatives_exam(NEGATIVES[budget], seed=seed, store=ctx.store, quiet=ctx.quiet, log=ctx.log)
+    with keyed_on(ctx.code_fingerprint):  # the negatives exam's runs are keyed on this claim's code
+        out = negatives_exam(NEGATIVES[budget], seed=seed, store=ctx.store, quiet=ctx.quiet, log=ctx.log)
     rows = out["rows"]
     best = max(rows, key=lambda r: (r["params"], r["steps"]))
     return {
@@ -202,36 +206,38 @@ def true_negative_hard() -> Claim:
 
 # --- skills-are-separate -----------------------------------------------------------------------
 
+# (battery skills trained as sources, size): the control's two skills are trained at every budget
 SKILLS = {
     "smoke": (("copy", "sort"), SkillsSize(n_layer=1, n_embd=16, n_head=2, context_length=16, steps=3,
-                                             batch_size=4, n_train=40, n_test=5)),
-    "quick": (("count", "compare"), SkillsSize(context_length=32, steps=150, batch_size=16, lr=1e-2,
-                                              n_train=1000, n_test=40)),
+                                    batch_size=4, n_train=40, n_test=5, shots=4)),
+    "quick": (("copy", "sort"), SkillsSize(context_length=32, steps=400, batch_size=16, lr=1e-2,
+                                           n_train=1000, n_test=60, shots=30)),
     "full": (("count", "copy", "reverse", "sort", "add", "compare", "grid"),
-             SkillsSize(context_length=32, steps=600, batch_size=16, n_train=2000, n_test=100)),
+             SkillsSize(context_length=32, steps=1500, batch_size=16, lr=1e-2, n_train=2000, n_test=100,
+                        shots=30)),
 }
-FLOOR = 0.05  # a skill its own training does not lift above this cannot show transfer
+CONTROL = ("sort", "order")  # order is sort under another verb: the pair that must transfer
+FLOOR = 0.25  # a target its own training lifts less than this over the reference cannot show transfer
 
 
 def measure_skills(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
-    names, size = SKILLS[budget]
-    acc: dict[str, dict[str, float]] = {}
-    runs = []
-    for s in names:
-        out = skills_exam([s], size, seed=seed, store=ctx.store, quiet=ctx.quiet, log=ctx.log)
-        runs.append(out["run"])
-        acc[s] = {k.removeprefix("skill-"): v for k, v in out["accuracy"].items()}
-    # transfer of A to B: B's accuracy after training on A, as a share of its accuracy after
-    # training on B itself; averaged over ordered pairs whose own accuracy clears the floor
-    shares = [min(1.0, acc[a][b] / acc[b][b]) for a in names for b in names
-              if a != b and acc[b][b] >= FLOOR]
-    own = [acc[s][s] for s in names]
+    battery, size = SKILLS[budget]
+    sources = list(dict.fromkeys([*battery, *CONTROL]))
+    out = transfer_exam(sources, size, seed=seed, store=ctx.store, quiet=ctx.quiet, log=ctx.log,
+                        code_fingerprint=ctx.code_fingerprint)
+    acc = out["accuracy"]
+    # distinct skills: every ordered pair of the battery's sources (the control's order is no skill)
+    shares = transfer_shares(acc, [(a, b) for a in battery for b in battery if a != b], FLOOR)
+    # a blind exam (order's own training lifts it less than the floor) sees no transfer: control 0
+    control = transfer_shares(acc, [CONTROL], FLOOR).get(CONTROL, 0.0)
+    # no distinct pair whose target was learnt: no measurement of separateness (inconclusive)
+    mean = statistics.fmean(shares.values()) if shares else float("nan")
     return {
-        "_runs": runs, "trained": list(names), "accuracy": acc,
-        "mean_own_accuracy": statistics.fmean(own),
-        "mean_other_accuracy": statistics.fmean(acc[a][b] for a in names for b in acc[a] if b != a),
-        "mean_transfer": statistics.fmean(shares) if shares else float("nan"),
-        "pairs_counted": len(shares),
+        "_runs": list(out["runs"].values()), "trained": ["none", *sources], "accuracy": acc,
+        "own_gain": {b: own_gain(acc, b) for b in sources},
+        "transfer": {f"{a}->{b}": v for (a, b), v in shares.items()},
+        "pairs_counted": len(shares), "mean_transfer": mean, "control_transfer": control,
+        "control_minus_transfer": control - mean,
     }
 
 
@@ -242,18 +248,27 @@ def plot_skills(per_seed: list[dict[str, Any]], path) -> None:
     trained = f0["trained"]
     tested = list(f0["accuracy"][trained[0]])
     m = np.array([[statistics.fmean(f["accuracy"][a][b] for f in per_seed) for b in tested] for a in trained])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(tested), 1.4 + 0.55 * len(trained)), dpi=100)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(4.2 + 0.8 * len(tested), 1.6 + 0.5 * len(trained)), dpi=100,
+                                 gridspec_kw={"width_ratios": [len(tested), 3]})
     im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for i in range(len(trained)):
         for j in range(len(tested)):
             ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if m[i, j] > 0.5 else "white")
     ax.set_xticks(range(len(tested)), tested, fontsize=8, rotation=30)
-    ax.set_yticks(range(len(trained)), trained, fontsize=8)
+    ax.set_yticks(range(len(trained)), ["reference" if t == "none" else t for t in trained], fontsize=8)
     ax.set_xlabel("tested on")
-    ax.set_ylabel("trained on")
+    ax.set_ylabel("trained on (+ the shared lines)")
     ax.set_title(f"exact accuracy (mean of {len(per_seed)} seed(s))", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.04)
+    for k, key in enumerate(("mean_transfer", "control_transfer")):
+        vals = [f[key] for f in per_seed]
+        bx.bar(k, statistics.fmean(vals), color=f"C{k}", alpha=0.7)
+        bx.plot([k] * len(vals), vals, "k.", ms=6)
+    bx.set_xticks([0, 1], ["distinct\nskills", "sort->order\n(control)"], fontsize=8)
+    bx.set_ylim(0, 1.05)
+    bx.set_ylabel("transfer (share of own gain)")
+    bx.grid(True, axis="y", alpha=0.3)
     save_figure(fig, path)
 
 
@@ -264,14 +279,23 @@ def skills_are_separate() -> Claim:
         statement="Intelligence is many separate skills: learning one skill does not bring the others.",
         source="source-notes: intelligence is many skills; one does not bring the others",
         experiment="The skills battery (count, copy, reverse, sort, add, compare, 2-D grid; generated, "
-                   "exact checkers): one byte model per skill, trained on that skill alone, tested on "
-                   "held-out problems of every skill. Transfer A->B = B's accuracy after training on A "
-                   f"over B's accuracy after training on B (pairs where the latter is >= {FLOOR}).",
-        rule=Rule(metric="mean_transfer", op="<", threshold=0.25, noise=0.1,
-                  meaning="on average, training on one skill brings less than a quarter of the accuracy "
-                          "on another skill that training on that skill itself brings"),
+                   "exact checkers) in one shared format: every model trains the same steps on the same "
+                   "30 worked lines of every skill plus the full training set of one skill (the "
+                   "reference: as many filler lines with random answers). Transfer A->B = B's accuracy "
+                   "gain over the reference after training on A, as a share of the gain training on B "
+                   f"brings (clipped to [0, 1]; targets whose own gain is >= {FLOOR}); each target is held "
+                   "out of the other models' training but for its 30 shared lines. Positive control: "
+                   "sort -> order (sort under another verb) must transfer; a blind exam counts it as 0. "
+                   "Metric: control transfer minus the mean transfer between distinct skills.",
+        rule=Rule(metric="control_minus_transfer", op=">", threshold=0.5, noise=0.2,
+                  meaning="distinct skills bring each other more than half of a skill's own gain less "
+                          "than one skill under two names does: the exam sees transfer where it must, "
+                          "and little between distinct skills"),
         measure=measure_skills,
         plot=plot_skills,
         anchor=None,
+        version=2,  # v2: one shared format (every model sees every skill's verb), a zero reference, a
+        # positive control (sort -> order) in the metric; v1's models saw only their own verb, so zero
+        # transfer followed from the data format (issue 13)
         tags=("exams",),
     )
