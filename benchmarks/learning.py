@@ -1,0 +1,110 @@
+"""Learning rules against backprop at equal budget on the MNIST split (issue 19).
+
+The budget is equal epochs: every arm sees the same training digits in the same seeded batch
+order (batch 100) for the same number of epochs; wall seconds are reported beside it.
+Sections:
+- rules: backprop, feedback alignment, MeZO and Forward-Forward (both read-outs) on one MLP;
+- sparse: dense, static, SET and RigL at one sparsity (ERK), plus dense-masked vs torch CSR
+  inference at batch 1 (samples per second, best of 3 timed runs);
+- capsules: the slim CapsNet with 1 and 3 routing iterations and a CNN of equal parameters.
+
+    flock /tmp/imo-heavy.lock python benchmarks/learning.py [--quick] [--markdown]
+"""
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+
+import torch
+
+from imo.learn.capsules import fit_capsules
+from imo.learn.data import load
+from imo.learn.loop import fit
+from imo.learn.rules import RuleConfig
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def batch1_rate(fn, x: torch.Tensor, reps: int = 3) -> float:
+    """Samples per second of fn on single rows, best of `reps` passes over x."""
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for i in range(len(x)):
+            fn(x[i:i + 1])
+        best = min(best, time.perf_counter() - t0)
+    return len(x) / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", default="mnist")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not a result")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sections", default="rules,sparse,capsules")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    q = args.quick
+    data = load(args.data, seed=args.seed, max_train=500 if q else None)
+    sections = set(args.sections.split(","))
+    commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, commit {commit}, "
+          f"data {data.source}: {len(data.x_train)} train / {len(data.x_val)} validation, seed {args.seed}")
+    log = lambda s: print("  " + s, flush=True)  # noqa: E731
+
+    if "rules" in sections:
+        hidden, epochs = ((64, 64, 64), 1) if q else ((1000, 1000, 1000), 15)
+        print(f"\n## rules: MLP {'x'.join(map(str, hidden))}, {epochs} epochs, batch 100 (equal epochs)\n")
+        rows = []
+        for rule in ("backprop", "fa", "mezo", "ff"):
+            rec, _ = fit(rule, data, RuleConfig(hidden=hidden, seed=args.seed), epochs, 100, log=log)
+            f = rec["final"]
+            rows.append(f"| {rule} | {rec['rule']['lr']:g} | {pct(f['error'])} | "
+                        f"{pct(f['goodness_error']) if 'goodness_error' in f else '—'} | {f['steps']} | {f['seconds']:.0f} |")
+        print("| rule | lr | val error % | goodness read-out % | steps | wall s |\n|:--|--:|--:|--:|--:|--:|")
+        print("\n".join(rows))
+
+    if "sparse" in sections:
+        (hidden, epochs), sparsity = ((64, 64), 2) if q else ((1000, 1000, 1000), 10), 0.97
+        print(f"\n## sparse: MLP {'x'.join(map(str, hidden))}, {epochs} epochs, sparsity {sparsity} (ERK), "
+              f"update every 100 steps, drop 0.3 cosine, until 75%\n")
+        rows, probe = [], data.x_val[:300]
+        for rule in ("backprop", "static", "set", "rigl"):
+            cfg = RuleConfig(hidden=hidden, seed=args.seed, sparsity=sparsity)
+            rec, model = fit(rule, data, cfg, epochs, 100, log=log)
+            f = rec["final"]
+            rate = batch1_rate(model.logits, probe)
+            csr = ""
+            if rule != "backprop":
+                dens = rec["rule"]["weight_nonzeros"] / rec["rule"]["weight_entries"]
+                sparse_fn = model.csr_forward()
+                assert torch.allclose(sparse_fn(probe), model.logits(probe), atol=1e-4)
+                csr = f"{batch1_rate(sparse_fn, probe):.0f}"
+            else:
+                dens = 1.0
+            rows.append(f"| {rule if rule != 'backprop' else 'dense'} | {dens:.4f} | {pct(f['error'])} | "
+                        f"{rate:.0f} | {csr or '—'} | {f['seconds']:.0f} |")
+        print("| arm | weight density | val error % | batch-1 samples/s (dense) | batch-1 samples/s (CSR) | train wall s |")
+        print("|:--|--:|--:|--:|--:|--:|")
+        print("\n".join(rows))
+
+    if "capsules" in sections:
+        epochs = 1 if q else 2
+        print(f"\n## capsules: slim CapsNet vs CNN of equal classifier parameters, {epochs} epochs, Adam 1e-3\n")
+        rows = []
+        for arch, routing in (("capsnet", 1), ("capsnet", 3), ("cnn", 1)):
+            rec, _ = fit_capsules(arch, data, epochs, routing=routing, seed=args.seed, log=log)
+            name = f"capsnet, routing {routing}" if arch == "capsnet" else "cnn"
+            rows.append(f"| {name} | {rec['params']:,} | {pct(rec['final']['error'])} | {rec['final']['seconds']:.0f} |")
+        print("| arm | classifier params | val error % | wall s |\n|:--|--:|--:|--:|")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
