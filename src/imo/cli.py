@@ -96,10 +96,12 @@ def _mount() -> None:
     from imo.exams import cli as exams_cli
     from imo.importers import cli as importers_cli
     from imo.inspect import cli as inspect_cli
+    from imo.learn import cli as learn_cli
     from imo.reason import cli as reason_cli
     from imo.zip import cli as zip_cli
 
-    for module in (zip_cli, compress_cli, engine_cli, reason_cli, exams_cli, importers_cli, inspect_cli):
+    for module in (zip_cli, compress_cli, engine_cli, reason_cli, exams_cli, importers_cli, inspect_cli,
+                   learn_cli):
         module.register(app)
 
 

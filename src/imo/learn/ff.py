@@ -57,6 +57,8 @@ class FFLayer(nn.Module):
 
 @RULES.register("ff")
 class ForwardForward(Rule):
+    """Forward-Forward: a local goodness loss per layer, no backward pass between layers."""
+
     name = "ff"
     DEFAULT_LR = 3e-3
 
@@ -107,9 +109,7 @@ class ForwardForward(Rule):
             opt.zero_grad(set_to_none=True)
             loss.backward()  # local: the graph of this loss holds this layer's weights only
             opt.step()
-        with torch.no_grad():
-            feats = torch.cat([normalise(h) for h in self.features(x, None)[self.readout_from:]], dim=1)
-        ro = F.cross_entropy(self.readout(feats), y)
+        ro = F.cross_entropy(self.readout(self.readout_features(x)), y)
         self.readout_opt.zero_grad(set_to_none=True)
         ro.backward()
         self.readout_opt.step()
@@ -126,9 +126,14 @@ class ForwardForward(Rule):
         return torch.stack(cols, dim=1)
 
     @torch.no_grad()
+    def readout_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The softmax read-out's input: normalised activations above the first layer, neutral
+        label, no graph (the read-out's loss must not reach the FF layers)."""
+        return torch.cat([normalise(h) for h in self.features(x, None)[self.readout_from:]], dim=1)
+
+    @torch.no_grad()
     def logits(self, x):
-        feats = torch.cat([normalise(h) for h in self.features(x, None)[self.readout_from:]], dim=1)
-        return self.readout(feats)
+        return self.readout(self.readout_features(x))
 
     @torch.no_grad()
     def errors(self, x, y):

@@ -11,14 +11,12 @@ from collections.abc import Callable
 import torch
 
 from imo.errors import ConfigError
+from imo.learn import ff, mezo, sparse  # noqa: F401  (the rules register themselves on import)
 from imo.learn.data import Split, batches
 from imo.learn.rules import RULES, Rule, RuleConfig
 
 
 def make_rule(name: str, cfg: RuleConfig, data: Split) -> Rule:
-    # The rules register themselves on import; importing them here keeps the registry complete.
-    from imo.learn import ff, mezo, sparse  # noqa: F401
-
     return RULES.get(name)(cfg, data.n_in, data.n_classes)
 
 

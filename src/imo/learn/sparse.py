@@ -157,12 +157,16 @@ class SparseMLP(Rule):
 
 @RULES.register("static")
 class StaticSparse(SparseMLP):
+    """A fixed random sparse mask (ERK or uniform), trained by backprop."""
+
     name = "static"
     dynamic = False
 
 
 @RULES.register("set")
 class SET(SparseMLP):
+    """Sparse MLP; drop the smallest weights, regrow as many at random (Mocanu et al. 2018)."""
+
     name = "set"
 
     def grow_order(self, m, inactive):
@@ -176,6 +180,8 @@ class SET(SparseMLP):
 
 @RULES.register("rigl")
 class RigL(SparseMLP):
+    """Sparse MLP; drop the smallest weights, regrow where the gradient is largest (Evci et al. 2020)."""
+
     name = "rigl"
 
     def grow_order(self, m, inactive):

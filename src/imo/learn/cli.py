@@ -1,0 +1,151 @@
+"""`imo learn ...`: train digit classifiers with other learning rules and wirings (issue 19).
+
+    imo learn rules                                           # the rules and what they are
+    imo learn train ff --data mnist --hidden 1000,1000,1000 --epochs 15
+    imo learn train mezo --data digits --epochs 50 --eps 1e-3 --samples 4
+    imo learn train set --sparsity 0.97 --distribution erk -o set.json
+    imo learn capsules --routing 3 --epochs 2 [--arch cnn]
+
+Every run prints one progress line per epoch and, with -o, writes its record (config, history,
+final validation errors) as JSON. Seeded: the same command gives the same numbers.
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imo.errors import ConfigError
+
+Opt = typer.Option
+
+learn_app = typer.Typer(help="Other learning rules and wirings on digit classifiers: MeZO, Forward-Forward, "
+                        "feedback alignment, SET/RigL sparsity, capsules.", no_args_is_help=True)
+
+DATA_HELP = "mnist (the 8,000-digit cut in ../shared/data/mnist or IMO_MNIST), mnist:DIR, or digits (sklearn 8x8)."
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden must be comma-separated integers, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"--hidden needs at least one positive width, got {text!r}")
+    return widths
+
+
+def _check_out(out: Path | None, force: bool) -> None:
+    if out is not None and out.exists() and not force:
+        raise ConfigError(f"{out} exists", hint="pass --force to overwrite it")
+    if out is not None and not out.parent.is_dir():
+        raise ConfigError(f"folder {out.parent} does not exist")
+
+
+def _write(out: Path | None, record: dict) -> None:
+    if out is not None:
+        from imo.atomic import write_text
+
+        write_text(out, json.dumps(record, indent=2) + "\n")
+        typer.echo(f"wrote {out}")
+
+
+@learn_app.command("rules")
+def rules_command() -> None:
+    """List the learning rules `imo learn train` knows."""
+    from imo.learn import loop  # noqa: F401  (imports every rule, so each registers itself)
+    from imo.learn.rules import RULES
+
+    for name, cls in RULES.items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:9} {doc[0] if doc else ''}")
+
+
+@learn_app.command("train")
+def train_command(
+    rule: Annotated[str, typer.Argument(help="backprop, fa, mezo, ff, static, set or rigl (see `imo learn rules`).")],
+    data: Annotated[str, Opt(help=DATA_HELP)] = "mnist",
+    hidden: Annotated[str, Opt(help="Hidden layer widths, comma-separated.")] = "256,256",
+    epochs: Annotated[int, Opt(help="Passes over the training split.")] = 5,
+    batch: Annotated[int, Opt(help="Batch size.")] = 100,
+    lr: Annotated[float | None, Opt(help="Learning rate; default: the rule's own (Adam 1e-3, FF 3e-3, MeZO SGD 1e-3).")] = None,
+    seed: Annotated[int, Opt(help="Seed for the split, the init, the batch order and the rule's draws.")] = 0,
+    max_train: Annotated[int | None, Opt(help="Use only the first N training digits.")] = None,
+    max_seconds: Annotated[float | None, Opt(help="Stop after this many seconds of wall time (equal-time runs).")] = None,
+    eps: Annotated[float, Opt(help="mezo: perturbation size epsilon.")] = 1e-3,
+    samples: Annotated[int, Opt(help="mezo: directions per step (n-SPSA).")] = 1,
+    label_scale: Annotated[float, Opt(help="ff: value of the one-hot label appended to the pixels.")] = 10.0,
+    threshold: Annotated[float | None, Opt(help="ff: goodness threshold; default: the layer width.")] = None,
+    sparsity: Annotated[float, Opt(help="static/set/rigl: fraction of weights that are zero.")] = 0.9,
+    distribution: Annotated[str, Opt(help="static/set/rigl: erk or uniform layer densities.")] = "erk",
+    update_every: Annotated[int, Opt(help="set/rigl: steps between topology updates.")] = 100,
+    drop_fraction: Annotated[float, Opt(help="set/rigl: initial fraction dropped per update (cosine decay).")] = 0.3,
+    out: Annotated[Path | None, Opt("-o", "--out", help="Write the run's record here (JSON).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Train the MLP on digits with one learning rule; report validation error per epoch."""
+    import torch
+
+    from imo.learn import data as learn_data
+    from imo.learn.loop import fit
+    from imo.learn.rules import RuleConfig
+
+    torch.set_num_threads(1)
+    _check_out(out, force)
+    cfg = RuleConfig(hidden=_hidden(hidden), lr=lr, seed=seed, eps=eps, samples=samples, label_scale=label_scale,
+                     ff_threshold=threshold, sparsity=sparsity, distribution=distribution,
+                     update_every=update_every, drop_fraction=drop_fraction)
+    cfg.check()
+    from imo.learn.rules import RULES
+
+    RULES.get(rule)  # an unknown name fails before the data is read
+    split = learn_data.load(data, seed=seed, max_train=max_train)
+    typer.echo(f"{rule}: {split.source}, {len(split.x_train)} train / {len(split.x_val)} validation digits, "
+               f"hidden {hidden}, {epochs} epochs, batch {batch}")
+    record, _ = fit(rule, split, cfg, epochs, batch, log=typer.echo, max_seconds=max_seconds)
+    f = record["final"]
+    extra = "".join(f", {k} {100 * v:.2f}%" for k, v in f.items() if k.endswith("_error"))
+    typer.echo(f"{rule}: validation error {100 * f['error']:.2f}%{extra} after {f['steps']} steps, {f['seconds']:.1f}s")
+    _write(out, record)
+
+
+@learn_app.command("capsules")
+def capsules_command(
+    data: Annotated[str, Opt(help=DATA_HELP)] = "mnist",
+    arch: Annotated[str, Opt(help="capsnet, or cnn (the baseline of equal classifier parameters).")] = "capsnet",
+    routing: Annotated[int, Opt(help="capsnet: routing-by-agreement iterations.")] = 3,
+    recon: Annotated[bool, Opt("--recon/--no-recon", help="capsnet: add the reconstruction loss.")] = True,
+    epochs: Annotated[int, Opt(help="Passes over the training split.")] = 2,
+    batch: Annotated[int, Opt(help="Batch size.")] = 100,
+    lr: Annotated[float, Opt(help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, Opt(help="Seed.")] = 0,
+    max_train: Annotated[int | None, Opt(help="Use only the first N training digits.")] = None,
+    out: Annotated[Path | None, Opt("-o", "--out", help="Write the run's record here (JSON).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Train the slim CapsNet (dynamic routing, margin loss) or its CNN twin on digits."""
+    import torch
+
+    from imo.learn import data as learn_data
+    from imo.learn.capsules import fit_capsules
+
+    torch.set_num_threads(1)
+    _check_out(out, force)
+    if arch not in ("capsnet", "cnn"):
+        raise ConfigError(f"unknown --arch {arch!r}; choose capsnet or cnn")
+    if routing < 1:
+        raise ConfigError(f"--routing must be >= 1, got {routing}")
+    if not lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {lr}")
+    split = learn_data.load(data, seed=seed, max_train=max_train)
+    typer.echo(f"{arch}: {split.source}, {len(split.x_train)} train / {len(split.x_val)} validation digits")
+    record, _ = fit_capsules(arch, split, epochs, batch, routing=routing, recon=recon, lr=lr, seed=seed,
+                             log=typer.echo)
+    typer.echo(f"{arch}: validation error {100 * record['final']['error']:.2f}%, "
+               f"{record['params']:,} classifier parameters")
+    _write(out, record)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(learn_app, name="learn")
