@@ -3,12 +3,13 @@
 The budget is equal epochs: every arm sees the same training digits in the same seeded batch
 order (batch 100) for the same number of epochs; wall seconds are reported beside it.
 Sections:
-- rules: backprop, feedback alignment, MeZO and Forward-Forward (both read-outs) on one MLP;
+- rules: backprop, feedback alignment, direct feedback alignment, voltage, MeZO and
+  Forward-Forward (both read-outs) on one MLP;
 - sparse: dense, static, SET and RigL at one sparsity (ERK), plus dense-masked vs torch CSR
   inference at batch 1 (samples per second, best of 3 timed runs);
 - capsules: the slim CapsNet with 1 and 3 routing iterations and a CNN of equal parameters.
 
-    flock /tmp/imo-heavy.lock python benchmarks/learning.py [--quick] [--markdown]
+    flock /tmp/imo-heavy.lock python benchmarks/learning.py [--quick] [--sections rules,sparse] [--rules ff,mezo]
 """
 
 import argparse
@@ -46,7 +47,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not a result")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sections", default="rules,sparse,capsules")
-    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--rules", default="backprop,fa,dfa,voltage,mezo,ff", help="rules section: which rules")
     args = ap.parse_args()
     torch.set_num_threads(1)
     q = args.quick
@@ -62,7 +63,7 @@ def main() -> None:
         hidden, epochs = ((64, 64, 64), 1) if q else ((1000, 1000, 1000), 15)
         print(f"\n## rules: MLP {'x'.join(map(str, hidden))}, {epochs} epochs, batch 100 (equal epochs)\n")
         rows = []
-        for rule in ("backprop", "fa", "mezo", "ff"):
+        for rule in args.rules.split(","):
             rec, _ = fit(rule, data, RuleConfig(hidden=hidden, seed=args.seed), epochs, 100, log=log)
             f = rec["final"]
             rows.append(f"| {rule} | {rec['rule']['lr']:g} | {pct(f['error'])} | "
@@ -88,10 +89,13 @@ def main() -> None:
                 csr = f"{batch1_rate(sparse_fn, probe):.0f}"
             else:
                 dens = 1.0
-            rows.append(f"| {rule if rule != 'backprop' else 'dense'} | {dens:.4f} | {pct(f['error'])} | "
+            moved = rec["rule"].get("moved_fraction")
+            rows.append(f"| {rule if rule != 'backprop' else 'dense'} | {dens:.4f} | "
+                        f"{'—' if moved is None else f'{moved:.3f}'} | {pct(f['error'])} | "
                         f"{rate:.0f} | {csr or '—'} | {f['seconds']:.0f} |")
-        print("| arm | weight density | val error % | batch-1 samples/s (dense) | batch-1 samples/s (CSR) | train wall s |")
-        print("|:--|--:|--:|--:|--:|--:|")
+        print("| arm | weight density | share of weights moved | val error % | batch-1 samples/s (dense) | "
+              "batch-1 samples/s (CSR) | train wall s |")
+        print("|:--|--:|--:|--:|--:|--:|--:|")
         print("\n".join(rows))
 
     if "capsules" in sections:

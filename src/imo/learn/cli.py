@@ -4,6 +4,7 @@
     imo learn train ff --data mnist --hidden 1000,1000,1000 --epochs 15
     imo learn train mezo --data digits --epochs 50 --eps 1e-3 --samples 4
     imo learn train set --sparsity 0.97 --distribution erk -o set.json
+    imo learn train voltage --volt-threshold 0.05 --decay 0.9
     imo learn capsules --routing 3 --epochs 2 [--arch cnn]
 
 Every run prints one progress line per epoch and, with -o, writes its record (config, history,
@@ -64,7 +65,7 @@ def rules_command() -> None:
 
 @learn_app.command("train")
 def train_command(
-    rule: Annotated[str, typer.Argument(help="backprop, fa, mezo, ff, static, set or rigl (see `imo learn rules`).")],
+    rule: Annotated[str, typer.Argument(help="backprop, fa, dfa, voltage, mezo, ff, static, set or rigl (see `imo learn rules`).")],
     data: Annotated[str, Opt(help=DATA_HELP)] = "mnist",
     hidden: Annotated[str, Opt(help="Hidden layer widths, comma-separated.")] = "256,256",
     epochs: Annotated[int, Opt(help="Passes over the training split.")] = 5,
@@ -77,6 +78,8 @@ def train_command(
     samples: Annotated[int, Opt(help="mezo: directions per step (n-SPSA).")] = 1,
     label_scale: Annotated[float, Opt(help="ff: value of the one-hot label appended to the pixels.")] = 10.0,
     threshold: Annotated[float | None, Opt(help="ff: goodness threshold; default: the layer width.")] = None,
+    volt_threshold: Annotated[float, Opt(help="voltage: trace level that triggers a silent unit's correction.")] = 0.05,
+    decay: Annotated[float, Opt(help="voltage: per-step decay of the trace.")] = 0.9,
     sparsity: Annotated[float, Opt(help="static/set/rigl: fraction of weights that are zero.")] = 0.9,
     distribution: Annotated[str, Opt(help="static/set/rigl: erk or uniform layer densities.")] = "erk",
     update_every: Annotated[int, Opt(help="set/rigl: steps between topology updates.")] = 100,
@@ -94,7 +97,7 @@ def train_command(
     torch.set_num_threads(1)
     _check_out(out, force)
     cfg = RuleConfig(hidden=_hidden(hidden), lr=lr, seed=seed, eps=eps, samples=samples, label_scale=label_scale,
-                     ff_threshold=threshold, sparsity=sparsity, distribution=distribution,
+                     ff_threshold=threshold, volt_threshold=volt_threshold, decay=decay, sparsity=sparsity, distribution=distribution,
                      update_every=update_every, drop_fraction=drop_fraction)
     cfg.check()
     from imo.learn.rules import RULES

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from imo.errors import ConfigError
-from imo.learn import ff, mezo, sparse  # noqa: F401  (the rules register themselves on import)
+from imo.learn import ff, mezo, sparse, voltage  # noqa: F401  (the rules register themselves on import)
 from imo.learn.data import Split, batches
 from imo.learn.rules import RULES, Rule, RuleConfig
 

@@ -39,6 +39,9 @@ class RuleConfig:
     # Forward-Forward
     ff_threshold: float | None = None  # None: the layer width (loeweX's choice)
     label_scale: float = 10.0  # the one-hot label's value in the Forward-Forward input
+    # voltage
+    volt_threshold: float = 0.05
+    decay: float = 0.9
     # dynamic sparsity
     sparsity: float = 0.9
     distribution: str = "erk"
@@ -57,6 +60,10 @@ class RuleConfig:
             raise ConfigError(f"--eps must be > 0, got {self.eps}")
         if not self.label_scale > 0:
             raise ConfigError(f"--label-scale must be > 0, got {self.label_scale}")
+        if not self.volt_threshold > 0:
+            raise ConfigError(f"--volt-threshold must be > 0, got {self.volt_threshold}")
+        if not 0.0 <= self.decay < 1.0:
+            raise ConfigError(f"--decay must be in [0, 1), got {self.decay}")
         if self.samples < 1:
             raise ConfigError(f"--samples must be >= 1, got {self.samples}")
         if not 0.0 <= self.sparsity < 1.0:

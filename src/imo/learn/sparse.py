@@ -67,6 +67,7 @@ class SparseMLP(Rule):
         dens = layer_densities(shapes, 1.0 - cfg.sparsity, cfg.distribution)
         self.counts = [max(1, round(d * o * i)) for d, (o, i) in zip(dens, shapes, strict=True)]
         self.masks = [random_mask(s, k, self.gen) for s, k in zip(shapes, self.counts, strict=True)]
+        self.initial = [mask.clone() for mask in self.masks]  # to report how far the topology moved
         with torch.no_grad():
             for m, mask in zip(self.linears, self.masks, strict=True):
                 m.weight.mul_(mask)
@@ -130,7 +131,12 @@ class SparseMLP(Rule):
         total = sum(mask.numel() for mask in self.masks)
         return {**super().describe(), "sparsity": self.cfg.sparsity, "distribution": self.cfg.distribution,
                 "layer_density": self.density(), "weight_nonzeros": nnz, "weight_entries": total,
-                "topology_updates": self.updates}
+                "topology_updates": self.updates, "moved_fraction": self.moved_fraction()}
+
+    def moved_fraction(self) -> float:
+        """Share of the nonzero weights whose position was not in the initial mask."""
+        new = sum(int((mask & ~first).sum()) for mask, first in zip(self.masks, self.initial, strict=True))
+        return new / sum(self.counts)
 
     @torch.no_grad()
     def csr_forward(self):
