@@ -5,6 +5,8 @@ order (batch 100) for the same number of epochs; wall seconds are reported besid
 Sections:
 - rules: backprop, feedback alignment, direct feedback alignment, voltage, MeZO and
   Forward-Forward (both read-outs) on one MLP;
+- memory: tensor bytes (parameters, gradients, optimiser state) and peak RSS of inference and of
+  training, one fresh child process per rule (imo.learn.memory);
 - sparse: dense, static, SET and RigL at one sparsity (ERK), plus dense-masked vs torch CSR
   inference at batch 1 (samples per second, best of 3 timed runs);
 - capsules: the slim CapsNet with 1 and 3 routing iterations and a CNN of equal parameters.
@@ -23,6 +25,7 @@ import torch
 from imo.learn.capsules import fit_capsules
 from imo.learn.data import load
 from imo.learn.loop import fit
+from imo.learn.memory import MiB, measure
 from imo.learn.rules import RuleConfig
 
 
@@ -46,7 +49,7 @@ def main() -> None:
     ap.add_argument("--data", default="mnist")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not a result")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sections", default="rules,sparse,capsules")
+    ap.add_argument("--sections", default="rules,memory,sparse,capsules")
     ap.add_argument("--rules", default="backprop,fa,dfa,voltage,mezo,ff", help="rules section: which rules")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -70,6 +73,17 @@ def main() -> None:
                         f"{pct(f['goodness_error']) if 'goodness_error' in f else '—'} | {f['steps']} | {f['seconds']:.0f} |")
         print("| rule | lr | val error % | goodness read-out % | steps | wall s |\n|:--|--:|--:|--:|--:|--:|")
         print("\n".join(rows))
+
+    if "memory" in sections:
+        hidden = (64, 64, 64) if q else (1000, 1000, 1000)
+        print(f"\n## memory: MLP {'x'.join(map(str, hidden))}, batch 100, one fresh process per rule (VmHWM)\n")
+        print("| rule | params MiB | grads MiB | optimiser state MiB | peak inference MiB | peak training MiB |")
+        print("|:--|--:|--:|--:|--:|--:|")
+        for rule in args.rules.split(","):
+            m = measure(rule, hidden, 100, seed=args.seed)
+            tb = {k: v / MiB for k, v in m["tensor_bytes"].items()}
+            print(f"| {rule} | {tb['params']:.1f} | {tb['grads']:.1f} | {tb['optimizer']:.1f} | "
+                  f"{m['inference_peak_mib']:.1f} | {m['training_peak_mib']:.1f} |", flush=True)
 
     if "sparse" in sections:
         (hidden, epochs), sparsity = ((64, 64), 2) if q else ((1000, 1000, 1000), 10), 0.97

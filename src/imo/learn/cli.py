@@ -6,6 +6,7 @@
     imo learn train set --sparsity 0.97 --distribution erk -o set.json
     imo learn train voltage --volt-threshold 0.05 --decay 0.9
     imo learn capsules --routing 3 --epochs 2 [--arch cnn]
+    imo learn memory --rules backprop,mezo,ff --hidden 1000,1000,1000
 
 Every run prints one progress line per epoch and, with -o, writes its record (config, history,
 final validation errors) as JSON. Seeded: the same command gives the same numbers.
@@ -148,6 +149,31 @@ def capsules_command(
     typer.echo(f"{arch}: validation error {100 * record['final']['error']:.2f}%, "
                f"{record['params']:,} classifier parameters")
     _write(out, record)
+
+
+@learn_app.command("memory")
+def memory_command(
+    rules: Annotated[str, Opt(help="Comma-separated rules to measure.")] = "backprop,fa,dfa,voltage,mezo,ff,set",
+    hidden: Annotated[str, Opt(help="Hidden layer widths, comma-separated.")] = "1000,1000,1000",
+    batch: Annotated[int, Opt(help="Batch size.")] = 100,
+) -> None:
+    """Training memory of each rule beside inference: tensor bytes and peak RSS, one child process per rule."""
+    from imo.learn import loop  # noqa: F401  (every rule registers itself)
+    from imo.learn.memory import MiB, measure
+    from imo.learn.rules import RULES
+
+    widths = _hidden(hidden)
+    names = [r.strip() for r in rules.split(",") if r.strip()]
+    for name in names:
+        RULES.get(name)
+    if batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {batch}")
+    typer.echo(f"{'rule':9} {'params':>8} {'grads':>8} {'optim':>8} {'peak infer':>11} {'peak train':>11}  (MiB)")
+    for name in names:
+        m = measure(name, widths, batch)
+        tb = m["tensor_bytes"]
+        typer.echo(f"{name:9} {tb['params'] / MiB:8.1f} {tb['grads'] / MiB:8.1f} {tb['optimizer'] / MiB:8.1f} "
+                   f"{m['inference_peak_mib']:11.1f} {m['training_peak_mib']:11.1f}")
 
 
 def register(app: typer.Typer) -> None:
