@@ -43,10 +43,10 @@ def test_sample_strategies_alternatives_and_interactive(run_id):
     assert n.exit_code == 0 and n.output.count("--- answer") == 3
     a = sample(run_id, "--prompt", "def ", "--tokens", "16", "--strategy", "greedy", "--alternatives", "2",
                "--threshold", "0.01")
-    assert a.exit_code == 0 and a.output.count("--- answer") == 3 and "branched at byte" in a.output
+    assert a.exit_code == 0 and a.output.count("--- answer") == 3 and "branched at token" in a.output
     i = sample(run_id, "--prompt", "def ", "--tokens", "16", "--strategy", "greedy", "--threshold", "0.01",
                "-i", stdin="r\nb\nq\n")
-    assert i.exit_code == 0 and "--- answer 2" in i.output and "byte" in i.output
+    assert i.exit_code == 0 and "--- answer 2" in i.output and " token " in i.output
     bad = sample(run_id, "--strategy", "greedy", "--top-k", "3")
     assert isinstance(bad.exception, ConfigError) and "--top-k only apply to --strategy sample" in str(bad.exception)
     bad = sample(run_id, "--strategy", "beam", "--alternatives", "1")

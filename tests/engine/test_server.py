@@ -146,7 +146,7 @@ def test_auth_malformed_json_unknown_model_and_body_limit(server):
     r = httpx.post(url + "/v1/completions", headers=h, content=chunked)
     assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error"
     # unknown routes, a lone surrogate, a body that is no object: OpenAI's error object, never FastAPI's
-    for method, path in (("GET", "/v1/nope"), ("POST", "/v1/chat/completions"), ("GET", "/")):
+    for method, path in (("GET", "/v1/nope"), ("POST", "/v1/embeddings"), ("GET", "/")):
         r = httpx.request(method, url + path, headers=h)
         assert r.status_code == 404 and set(r.json()) == {"error"} and path in r.json()["error"]["message"]
     r = httpx.get(url + "/v1/completions", headers=h)

@@ -35,13 +35,7 @@ import torch
 
 from imo.engine.cache import KVCache
 from imo.engine.config import GenerationConfig
-from imo.engine.sampling import (
-    ends_with_stop,
-    make_generator,
-    sample_tokens,
-    stop_bytes,
-    strip_stop,
-)
+from imo.engine.sampling import make_generator, sample_tokens, stop_bytes
 from imo.errors import ConfigError, ImoError
 
 MARGINS = ("ratio", "gap")
@@ -53,6 +47,7 @@ class EngineLike(Protocol):
 
     cfg: object
     stats: object
+    text: object  # imo.engine.text.TokenText
 
     def forward(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor: ...
     def prefill(self, ids: list[int]) -> tuple[KVCache, torch.Tensor]: ...
@@ -86,7 +81,7 @@ class BranchConfig:
 @dataclass
 class Answer:
     index: int
-    tokens: list[int]  # as generated (a stop string, if any, included)
+    tokens: list[int]  # as generated (a stop string or end-of-sequence token, if any, included)
     text: str  # stop string removed
     finish_reason: str
     parent: tuple[int, int] | None  # (answer, position) it branched from
@@ -130,7 +125,7 @@ class _Run:
 
     def _check_done(self) -> None:
         cfg = self.s.gen
-        if ends_with_stop(self.tokens, self.s.stops):
+        if self.s.engine.text.finished(self.tokens, self.s.stops):
             self.done = "stop"
         elif len(self.tokens) >= cfg.max_tokens:
             self.done = "length"
@@ -187,7 +182,7 @@ class Session:
     def _serve(self, run: _Run, parent: tuple[int, int] | None, t0: float, spec: int) -> Answer:
         run.run()
         self.points += run.points
-        text = bytes(strip_stop(run.tokens, self.stops)).decode("utf-8", "replace")
+        text = self.engine.text.decode(run.tokens, self.stops)
         a = Answer(len(self.answers), run.tokens, text, run.done or "length", parent, run.passes,
                    run.positions, time.perf_counter() - t0, spec)
         self.answers.append(a)
@@ -268,5 +263,5 @@ class Session:
 
 def session(engine: EngineLike, prompt: list[int] | str, gen: GenerationConfig | None = None,
             branch: BranchConfig | None = None) -> Session:
-    ids = list(prompt.encode("utf-8", "surrogateescape")) if isinstance(prompt, str) else list(prompt)
+    ids = engine.text.encode(prompt) if isinstance(prompt, str | bytes) else list(prompt)
     return Session(engine, ids, gen or GenerationConfig(strategy="greedy"), branch or BranchConfig())

@@ -1,8 +1,10 @@
-"""`imo sample` (the one text-generation command) and `imo serve` (the HTTP server).
+"""`imo sample` (the one text-generation command) and `imo serve` (the HTTP server), for any
+run: imo's byte models and imported BPE models alike (the run's tokenizer encodes the prompt; its
+end-of-sequence tokens end an answer; stop strings are matched on the text: imo.engine.text).
 
-The model works on bytes, so a prompt or stop string may be any bytes: argv's undecodable bytes
-come back through surrogateescape (`--prompt $'\\xff\\xfeabc'`), and `--prompt-file` reads a file
-as it is. Errors name the flags as typed (`--tokens`), not the config fields behind them.
+A byte model takes any bytes as a prompt or stop string: argv's undecodable bytes come back
+through surrogateescape (`--prompt $'\\xff\\xfeabc'`), and `--prompt-file` reads a file as it is.
+Errors name the flags as typed (`--tokens`), not the config fields behind them.
 
     imo sample RUN --prompt 'def ' --tokens 64 --temperature 0
 """
@@ -39,29 +41,31 @@ def _shown(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _load(run: str):
+def load_run(run: str):
+    """(run id, model, TokenText, chat spec or None) of a run, for the engine."""
+    from imo.data.tokenizer import chat_spec, load_tokenizer
+    from imo.engine.text import TokenText
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
 
-    store = RunStore.open()
-    run_id = store.resolve(run)
-    model, meta = load_model(store.run_dir(run_id))
-    kind = (meta["config"].get("tokenizer") or {}).get("kind", "byte")
-    if kind != "byte":  # the engine's stops and texts read token ids as bytes
-        raise ConfigError(f"run {run_id} uses a {kind} tokenizer; imo sample and imo serve read byte models so far",
-                          hint=f"imo chat {run} talks to it")
-    return run_id, model
+    with RunStore.open() as store:
+        run_id = store.resolve(run)
+        run_dir = store.run_dir(run_id)
+    model, meta = load_model(run_dir)
+    chat = chat_spec(run_dir)
+    eos = (chat or {}).get("stop_ids") or ()
+    return run_id, model, TokenText(load_tokenizer(run_dir, meta), eos), chat
 
 
 def sample_command(
     run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
-    prompt: Annotated[str | None, Opt(help="Text to continue (any bytes). [default: a newline]")] = None,
-    prompt_file: Annotated[Path | None, Opt(help="Continue the bytes of this file instead.")] = None,
-    tokens: Annotated[int, Opt(help="Bytes to generate.")] = 200,
+    prompt: Annotated[str | None, Opt(help="Text to continue (a byte model: any bytes). [default: a newline]")] = None,
+    prompt_file: Annotated[Path | None, Opt(help="Continue this file's text instead.")] = None,
+    tokens: Annotated[int, Opt(help="Tokens to generate (a byte model's tokens are bytes).")] = 200,
     strategy: Annotated[str | None, Opt(help="greedy, sample or beam. [default: sample; greedy if --temperature 0]")] = None,
     temperature: Annotated[float | None, Opt(help="Sampling temperature; 0 is greedy. [default: 0.8]")] = None,
-    top_k: Annotated[int | None, Opt(help="Sample among the k most likely bytes.")] = None,
-    top_p: Annotated[float | None, Opt(help="Sample from the smallest set of bytes with this much probability.")] = None,
+    top_k: Annotated[int | None, Opt(help="Sample among the k most likely tokens.")] = None,
+    top_p: Annotated[float | None, Opt(help="Sample from the smallest set of tokens with this much probability.")] = None,
     seed: Annotated[int | None, Opt(help="Seed, for a repeatable sample.")] = None,
     n: Annotated[int, Opt("--n", help="Answers: samples from one prefill, or the best beams.")] = 1,
     beam_width: Annotated[int | None, Opt(help="Beams (strategy beam). [default: 4]")] = None,
@@ -116,9 +120,9 @@ def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_
     branch = BranchConfig(threshold=threshold, speculate=speculate)
     if (alternatives or interactive) and (strategy == "beam" or n > 1):
         raise ConfigError("--alternatives and --interactive need strategy greedy or sample with --n 1")
-    _, model = _load(run)
-    eng = Engine(model)
-    ids = list(data)
+    _, model, text, _ = load_run(run)
+    eng = Engine(model, text=text)
+    ids = text.encode(data)
     eng.check_prompt(ids, cfg)  # before anything is printed: a refused prompt is not echoed
     shown = _shown(data)
     if alternatives or interactive:
@@ -130,10 +134,11 @@ def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_
             print(f"--- answer {i + 1} ({c.finish_reason}{score})")
             print(shown + c.text)
         return
-    from imo.engine.sample import decode_stream
+    from imo.engine.text import stream_text
 
     sys.stdout.write(shown)
-    for piece in decode_stream(ev.token for ev in eng.stream(ids, cfg)):
+    events = ((ev.token, bool(ev.finished)) for ev in eng.stream(ids, cfg))
+    for piece in stream_text(text, events, text.stops(cfg.stop)):  # stop strings cut, as in the server
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -145,7 +150,7 @@ def _alternatives(eng, prompt, ids, cfg, branch, count: int, interactive: bool) 
     s = eng.session(ids, cfg, branch)
 
     def show(a) -> None:
-        how = "first answer" if a.parent is None else f"branched at byte {a.parent[1]} of answer {a.parent[0] + 1}"
+        how = "first answer" if a.parent is None else f"branched at token {a.parent[1]} of answer {a.parent[0] + 1}"
         print(f"--- answer {a.index + 1} ({how}; {a.passes} forward passes, {a.seconds * 1000:.0f} ms)")
         print(prompt + a.text, flush=True)
 
@@ -172,8 +177,9 @@ def _alternatives(eng, prompt, ids, cfg, branch, count: int, interactive: bool) 
             for p in s.branch_points():
                 a, b = p["candidates"]
                 pa, pb = p["probabilities"]
-                print(f"answer {p['answer'] + 1} byte {p['position']}: {bytes([a])!r} {pa:.2f} vs "
-                      f"{bytes([b])!r} {pb:.2f}{' (used)' if p['used'] else ''}")
+                piece = eng.text.piece
+                print(f"answer {p['answer'] + 1} token {p['position']}: {piece(a)!r} {pa:.2f} vs "
+                      f"{piece(b)!r} {pb:.2f}{' (used)' if p['used'] else ''}")
         else:
             print(f"unknown key {cmd!r}; Enter, r, b or q")
 
@@ -189,7 +195,7 @@ def serve_command(
                                                  "[default: the model's context]")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No start-up line.")] = False,
 ) -> None:
-    """Serve a run over HTTP: OpenAI-compatible /v1/completions plus imo's alternatives endpoints."""
+    """Serve a run over HTTP: OpenAI-compatible /v1/completions and /v1/chat/completions, plus imo's alternatives."""
     from imo.engine.decode import Engine
     from imo.engine.prefix import PrefixTree
     from imo.engine.server import create_app, serve
@@ -207,9 +213,9 @@ def serve_command(
             pass
     except OSError as e:
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    run_id, model = _load(run)
-    eng = Engine(model, PrefixTree(prefix_budget) if prefix_budget else None)
-    app = create_app(eng, run_id, api_key=api_key, token_budget=token_budget)
+    run_id, model, text, chat = load_run(run)
+    eng = Engine(model, PrefixTree(prefix_budget) if prefix_budget else None, text=text)
+    app = create_app(eng, run_id, api_key=api_key, token_budget=token_budget, chat=chat)
     if not quiet:
         print(f"imo: serving run {run_id} on http://{host}:{port}/v1 (model id {run_id!r}); "
               f"Ctrl-C stops it", flush=True)

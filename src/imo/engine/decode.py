@@ -23,13 +23,12 @@ from imo.engine.cache import KVCache
 from imo.engine.config import GenerationConfig
 from imo.engine.prefix import PrefixTree
 from imo.engine.sampling import (  # noqa: F401  (re-exported: the names callers have used)
-    ends_with_stop,
     make_generator,
     row_seed,
     sample_tokens,
     stop_bytes,
-    strip_stop,
 )
+from imo.engine.text import TokenText
 from imo.errors import ConfigError
 
 MAX_BATCH_ROWS = 256  # rows decoded together by Engine.generate (more prompts x n: several batches)
@@ -55,14 +54,10 @@ class Stats:
 class Completion:
     tokens: list[int]
     logprobs: list[float]  # log p of each token under the model (temperature 1)
-    finish_reason: str  # "stop" (a stop string) or "length"
+    finish_reason: str  # "stop" (a stop string or an end-of-sequence token) or "length"
     score: float | None = None  # beam: the length-penalised score
     text: str = field(default="", repr=False)
-
-    @property
-    def data(self) -> bytes:
-        """The tokens as bytes (a byte-level model's output, before any decoding)."""
-        return bytes(self.tokens)
+    data: bytes = field(default=b"", repr=False)  # the text's bytes, before UTF-8 decoding
 
 
 @dataclass
@@ -76,10 +71,14 @@ class Event:
 
 
 class Engine:
-    def __init__(self, model, tree=None) -> None:
+    """text: how token ids read as text (imo.engine.text.TokenText: the tokenizer's bytes per
+    token and its end-of-sequence ids); None is a byte model's, without an end token."""
+
+    def __init__(self, model, tree=None, text: TokenText | None = None) -> None:
         self.model = model.eval()
         self.cfg = model.cfg
         self.tree = tree  # imo.engine.prefix.PrefixTree or None
+        self.text = text or TokenText()
         self.stats = Stats()
 
     def session(self, prompt, gen: GenerationConfig | None = None, branch=None):
@@ -187,6 +186,7 @@ class Engine:
 
     def _rows(self, seqs, cfg, gens, cache, logits) -> Iterator[Event]:
         stops = stop_bytes(cfg.stop)
+        finished = self.text.finished
         rows = list(range(len(seqs)))  # the original row of each live cache row
         outs: list[list[int]] = [[] for _ in rows]
         for step in range(cfg.max_tokens):
@@ -197,7 +197,7 @@ class Engine:
                 t = int(tok[i])
                 outs[r].append(t)
                 seqs[i].append(t)
-                done = "stop" if ends_with_stop(outs[r], stops) else "length" if step == cfg.max_tokens - 1 else None
+                done = finished(outs[r], stops) or ("length" if step == cfg.max_tokens - 1 else None)
                 yield Event(r, t, float(lp[i]), done)
                 if done is None:
                     live.append(i)
@@ -223,9 +223,11 @@ class Engine:
 
         `prompts`: a list of prompts, each bytes, str (UTF-8) or a list of token ids. Returns one list
         per prompt, in order, of `n` Completions: `.tokens` (ids; for a byte model the bytes, also as
-        `.data`), `.logprobs` (log p of each token at temperature 1), `.finish_reason` ("stop" or
-        "length"), `.text` (decoded, invalid UTF-8 replaced). A stop string ends its row and is
-        removed, as OpenAI's API does. `temperature=0` is greedy (then n must be 1).
+        `.data`: the text's bytes), `.logprobs` (log p of each token at temperature 1), `.finish_reason`
+        ("stop" or "length"), `.text` (decoded, invalid UTF-8 replaced). A stop string or an
+        end-of-sequence token ends its row and is removed, as OpenAI's API does (stops are matched
+        on the text, across token boundaries: imo.engine.text). `temperature=0` is greedy (then n
+        must be 1). A str prompt goes through the engine's tokenizer.
 
         Cost: each prompt is prefilled once (its keys/values copied into its n rows); prompts that
         share a prefix reuse its keys/values through the prefix tree (the engine's own, or a
@@ -250,7 +252,7 @@ class Engine:
         else:
             gcfg = GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature,
                                     top_k=top_k, top_p=top_p, seed=seed, n=n, stop=tuple(stop))
-        return self.generate_batch([_ids(p) for p in prompts], gcfg)
+        return self.generate_batch([self.ids(p) for p in prompts], gcfg)
 
     def generate_batch(self, prompts: list[list[int]], cfg: GenerationConfig) -> list[list[Completion]]:
         """`generate` with a GenerationConfig (greedy or sample): cfg.n Completions per prompt."""
@@ -309,12 +311,11 @@ class Engine:
         comps = self._completions(toks, lps, reasons, stop_bytes(cfg.stop))
         return [comps[k * n : (k + 1) * n] for k in range(len(prompts))]
 
-    @staticmethod
-    def _completions(toks, lps, reasons, stops: list[bytes]) -> list[Completion]:
+    def _completions(self, toks, lps, reasons, stops: list[bytes]) -> list[Completion]:
         out = []
         for t, lp, why in zip(toks, lps, reasons, strict=True):
-            kept = strip_stop(t, stops)
-            out.append(Completion(kept, lp[: len(kept)], why, text=bytes(kept).decode("utf-8", "replace")))
+            kept, data = self.text.cut(t, stops)
+            out.append(Completion(kept, lp[: len(kept)], why, text=data.decode("utf-8", "replace"), data=data))
         return out
 
     def complete(self, ids: list[int], cfg: GenerationConfig) -> list[Completion]:
@@ -363,8 +364,9 @@ class Engine:
                 b, t = divmod(j, V)
                 toks, lps, _ = beams[b]
                 cand = (toks + [t], lps + [float(lp[b, t])], float(flat[j]))
-                if ends_with_stop(cand[0], stops) or len(cand[0]) == cfg.max_tokens:
-                    why = "stop" if ends_with_stop(cand[0], stops) else "length"
+                stopped = self.text.finished(cand[0], stops)
+                if stopped or len(cand[0]) == cfg.max_tokens:
+                    why = stopped or "length"
                     score = cand[2] / len(cand[0]) ** cfg.length_penalty
                     finished.append((score, len(finished), Completion(cand[0], cand[1], why, score)))
                 else:
@@ -382,16 +384,14 @@ class Engine:
         finished.sort(key=lambda f: (-f[0], f[1]))
         out = []
         for _, _, c in finished[: cfg.n]:
-            c.tokens = strip_stop(c.tokens, stops)
+            c.tokens, c.data = self.text.cut(c.tokens, stops)
             c.logprobs = c.logprobs[: len(c.tokens)]
-            c.text = bytes(c.tokens).decode("utf-8", "replace")
+            c.text = c.data.decode("utf-8", "replace")
             out.append(c)
         return out
 
-
-def _ids(prompt: Prompt) -> list[int]:
-    if isinstance(prompt, bytes):
-        return list(prompt)
-    if isinstance(prompt, str):
-        return list(prompt.encode("utf-8", "surrogateescape"))
-    return [int(t) for t in prompt]
+    def ids(self, prompt: Prompt) -> list[int]:
+        """A prompt as token ids: bytes or str through the engine's tokenizer, ids as they are."""
+        if isinstance(prompt, bytes | str):
+            return self.text.encode(prompt)
+        return [int(t) for t in prompt]

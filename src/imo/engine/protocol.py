@@ -15,13 +15,15 @@ only its own (`messages`) and reuses `generation_config()`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imo.engine.config import MAX_N, MAX_STOPS, GenerationConfig
 
 MAX_LOGPROBS = 5  # as OpenAI's completions API
+MAX_TOP_LOGPROBS = 20  # as OpenAI's chat completions API
 DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions API
 
 
@@ -155,16 +157,58 @@ class CompletionRequest(SamplingParams):
             raise ValueError("suffix is not supported")
         return v
 
-    def prompts(self) -> list[list[int]]:
-        """The batch as token ids (a byte model: UTF-8 bytes)."""
+    def prompts(self, encode: Callable[[str], list[int]]) -> list[list[int]]:
+        """The batch as token ids; strings through `encode` (the model's tokenizer)."""
         p = self.prompt
         if isinstance(p, str):
-            return [list(p.encode("utf-8"))]
+            return [encode(p)]
         if not p:
             raise APIError("the prompt list is empty", param="prompt")
         if all(isinstance(x, int) for x in p):
             return [list(p)]
-        return [list(x.encode("utf-8")) if isinstance(x, str) else list(x) for x in p]
+        return [encode(x) if isinstance(x, str) else list(x) for x in p]
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart] = Field(description="content must be a string or a list of text parts")
+    name: str | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class ChatCompletionRequest(SamplingParams):
+    """POST /v1/chat/completions: messages rendered with the run's chat template. max_tokens
+    (or its newer name max_completion_tokens) defaults to the rest of the token budget, and an
+    end-of-sequence token ends an answer, as OpenAI's chat API does."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=0)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    @model_validator(mode="after")
+    def _coherent(self):
+        if self.max_completion_tokens is not None:
+            if self.max_tokens is not None:
+                raise ValueError("give max_tokens or max_completion_tokens, not both")
+            self.max_tokens = self.max_completion_tokens
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    def message_dicts(self) -> list[dict]:
+        return [{"role": m.role, "content": m.text()} for m in self.messages]
+
+    def logprob_count(self) -> int | None:
+        """Top alternatives per token (0: the chosen one's only); None: no logprobs."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class SessionRequest(SamplingParams):
@@ -185,6 +229,8 @@ def validation_message(errors: list[dict], model: type[BaseModel] | None = None)
     kind = e.get("type", "")
     if kind == "json_invalid":
         return f"malformed JSON: {(e.get('ctx') or {}).get('error', e.get('msg'))}", None
+    if not loc and kind == "value_error":  # a check across fields (a model validator)
+        return e.get("msg", "invalid request").removeprefix("Value error, "), None
     if not loc:
         return f"the request body must be a JSON object ({e.get('msg', '')})", None
     field = loc[0]
@@ -199,4 +245,7 @@ def validation_message(errors: list[dict], model: type[BaseModel] | None = None)
         return info.description, field
     msg = e.get("msg", "invalid")
     msg = msg.removeprefix("Value error, ")
-    return (msg if msg.startswith(field) else f"{field}: {msg}"), field
+    where = field
+    if field == "messages" and len(loc) >= 3 and loc[1].isdigit():  # which message, which part
+        where = f"messages[{loc[1]}].{loc[2]}"
+    return (msg if msg.startswith(field) else f"{where}: {msg}"), field

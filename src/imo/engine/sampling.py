@@ -4,9 +4,10 @@ another for them.
 
 Sampling is temperature, then top-k, then nucleus top-p (Holtzman et al. 2020) over the logits;
 greedy is the argmax. Stop strings are bytes: a `str` stop is UTF-8 with surrogateescape, so a
-stop typed as raw bytes on a command line (`--stop $'\\xff'`) is the byte it names.
+stop typed as raw bytes on a command line (`--stop $'\\xff'`) is the byte it names. They are
+matched on a row's text, whatever the tokenizer, by imo.engine.text.
 
-    tok = sample_tokens(logits, cfg, [make_generator(0)]); done = ends_with_stop(out, stop_bytes(cfg.stop))
+    tok = sample_tokens(logits, cfg, [make_generator(0)]); stops = stop_bytes(cfg.stop)
 """
 
 from __future__ import annotations
@@ -60,15 +61,3 @@ def row_seed(seed: int | None, *parts: int) -> int | None:
 def stop_bytes(stops: Iterable[str | bytes]) -> list[bytes]:
     """Stop strings as bytes (str: UTF-8, lone surrogates from argv back to their raw bytes)."""
     return [s if isinstance(s, bytes) else s.encode("utf-8", "surrogateescape") for s in stops]
-
-
-def ends_with_stop(tokens: list[int], stops: list[bytes]) -> bool:
-    tail = bytes(tokens[-max((len(s) for s in stops), default=0):]) if stops else b""
-    return any(tail.endswith(s) for s in stops)
-
-
-def strip_stop(tokens: list[int], stops: list[bytes]) -> list[int]:
-    """The tokens up to (not including) the earliest stop string, as OpenAI's API returns them."""
-    data = bytes(tokens)
-    cut = min((i for i in (data.find(s) for s in stops) if i >= 0), default=len(data))
-    return tokens[:cut]

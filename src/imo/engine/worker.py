@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from imo.engine.cache import KVCache
 from imo.engine.config import GenerationConfig
 from imo.engine.decode import Engine
-from imo.engine.sampling import ends_with_stop, make_generator, row_seed, sample_tokens, stop_bytes
+from imo.engine.sampling import make_generator, row_seed, sample_tokens, stop_bytes
 from imo.errors import ImoError
 
 GATHER_S = 0.005  # when idle, wait this long after a request for others arriving with it
@@ -74,6 +74,7 @@ class _Row:
     choice: int
     gen: torch.Generator
     seq: list[int]
+    stops: list[bytes]
     out: list[int] = field(default_factory=list)
 
 
@@ -231,7 +232,7 @@ class Worker:
             job.rows_left = job.cfg.n
             for c in range(job.cfg.n):
                 row = _Row(job, job.index * job.cfg.n + c, make_generator(row_seed(job.cfg.seed, job.index, c)),
-                           list(job.prompt))
+                           list(job.prompt), stop_bytes(job.cfg.stop))
                 by_len.setdefault(len(job.prompt), []).append((row, cache, logits))
         for entries in by_len.values():
             rows = [e[0] for e in entries]
@@ -256,8 +257,7 @@ class Worker:
             if r.job.top_logprobs:
                 v, ix = lp[i].topk(r.job.top_logprobs)
                 top = list(zip(ix.tolist(), v.tolist(), strict=True))
-            stops = stop_bytes(cfg.stop)
-            finish = "stop" if ends_with_stop(r.out, stops) else "length" if len(r.out) >= cfg.max_tokens else None
+            finish = self.engine.text.finished(r.out, r.stops) or ("length" if len(r.out) >= cfg.max_tokens else None)
             r.job.emit(("token", r.choice, t, float(lp[i, t]), top, finish))
             self.engine.stats.generated += 1
             if finish is None:
