@@ -142,7 +142,7 @@ def test_bits_per_byte_is_total_bits_over_scored_bytes(tiny):
     assert nbytes < len(text.encode()) and bpb > 0
 
 
-def test_eval_scores_an_imported_run_per_byte_and_sample_refuses_it(tiny, tmp_path, capsys):
+def test_eval_scores_an_imported_run_per_byte(tiny, tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("hello world, the cat and the dog. def f(): return print(12)\n" * 60)
     import_gguf(tiny, name="t")
@@ -151,8 +151,6 @@ def test_eval_scores_an_imported_run_per_byte_and_sample_refuses_it(tiny, tmp_pa
     assert "bits/byte" in out and 0 < float(out.split()[0]) < 40
     code, out, err = cli(capsys, "eval", "t")
     assert code == 2 and "--corpus" in err
-    code, out, err = cli(capsys, "sample", "t", "--prompt", "hi")
-    assert code == 2 and "imo chat" in err and "Traceback" not in err
 
 
 def test_same_name_needs_force(tiny, capsys):
