@@ -1,5 +1,5 @@
 """The memory probe: MeZO keeps no gradient and no optimiser state; the child-process peak works
-and shows MeZO training below backprop training."""
+and shows MeZO training below the size of its own parameters."""
 
 from imo.learn.data import load
 from imo.learn.loop import make_rule
@@ -19,8 +19,9 @@ def test_tensor_bytes_of_mezo_and_backprop():
 
 
 def test_child_process_peak():
-    mezo = measure("mezo", (1000, 1000), batch=50)
-    bp = measure("backprop", (1000, 1000), batch=50)
-    assert mezo["training_peak_mib"] > 0 and bp["inference_peak_mib"] >= 0
-    # backprop holds ~4x the 7 MiB of parameters more (gradients + two Adam moments) at its peak
-    assert bp["training_peak_mib"] > mezo["training_peak_mib"] + 10
+    # one child (each costs a torch import): MeZO's training peak stays below the 7.6 MiB of
+    # parameters of this MLP (backprop alone would add 7.6 MiB of gradients and 15.3 MiB of Adam
+    # state; `imo learn memory` measured 39.5 MiB against MeZO's 3.6 MiB at 3x1000)
+    m = measure("mezo", (1000, 1000), batch=50)
+    assert 0 < m["training_peak_mib"] < m["tensor_bytes"]["params"] / 2**20
+    assert m["tensor_bytes"]["grads"] == 0 and m["inference_peak_mib"] >= 0
