@@ -2,11 +2,14 @@
 
     imo claims                              # every claim with the verdict that speaks for it
     imo check outlier-split --full   # or: imo check --all  (--quick by default)
+    imo check --all --full --jobs 2         # seeds and claims in 2 worker processes
+    imo check --all --executor dask://10.0.0.5:8786   # on a Dask cluster (imo[cluster])
     imo report -o report.html               # one self-contained HTML page
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +26,7 @@ from rich.progress import (
 
 from imo.claims import load_all, registry
 from imo.claims.registry import Claim
-from imo.claims.runner import RESULT_KIND, key_figure, run_claim
+from imo.claims.runner import RESULT_KIND, key_figure
 from imo.console import console, is_tty, print_table
 from imo.errors import ImoError
 from imo.runs.store import RunStore
@@ -76,8 +79,8 @@ def claims_command() -> None:
 class _Display:
     """A progress bar on a terminal, one line per claim on stderr when piped, nothing when quiet."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.quiet, self.bar = quiet, None
+    def __init__(self, total: int, quiet: bool, seeds: int = 1) -> None:
+        self.quiet, self.bar, self.seeds = quiet, None, seeds
         if not quiet and is_tty():
             self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console())  # fmt: skip
@@ -87,6 +90,19 @@ class _Display:
     def log(self, msg: str) -> None:
         if self.bar is not None:
             self.bar.update(self.task, description=msg)
+
+    def seed(self, claim: Claim, seed: int, figures: dict, seconds: float, reused: bool) -> None:
+        """A line per finished seed of a budget of several seeds (a one-seed check has its line)."""
+        if self.seeds < 2:
+            return
+        value = figures.get(claim.rule.metric)
+        value = f"{value:.4g}" if isinstance(value, int | float) else "-"
+        how = "stored earlier" if reused else f"{seconds:.1f} s"
+        line = f"  {claim.id} seed {seed + 1}/{self.seeds}: {claim.rule.metric} = {value} ({how})"
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False)
+        elif not self.quiet:
+            print(line, file=sys.stderr, flush=True)
 
     def done(self, p: dict) -> None:
         line = f"{p['claim']}: {_verdict(p)}  {key_figure(p)}  ({p['elapsed_s']:.1f} s)"
@@ -117,10 +133,26 @@ def check_command(
     force: Annotated[bool, typer.Option("--force", help="Replace a record of this very code.")] = False,
     reproduce: Annotated[bool, typer.Option("--reproduce", help="Measure the full budget afresh and say "
                                             "whether it agrees with the recorded evidence (exit 1 if not).")] = False,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes measuring seeds and "
+                                             "claims at once, each with --threads torch threads (figures do not "
+                                             "depend on it); claims that measure time run alone afterwards. "
+                                             "Default 1: everything in this process.")] = None,
+    executor: Annotated[str | None, typer.Option(help="Where seeds are measured: `local` (a pool of --jobs "
+                                                 "processes; the default with --jobs > 1) or `dask://HOST:PORT` "
+                                                 "(an existing Dask cluster, one thread per worker; needs "
+                                                 "imo[cluster]).")] = None,
 ) -> None:
     """Measure claims and store their verdicts; prints a table of the results."""
     if threads < 1:
         raise ImoError(f"threads must be >= 1, got {threads}")
+    if jobs is not None and jobs < 1:
+        raise ImoError(f"--jobs must be >= 1, got {jobs}")
+    if executor is not None and executor != "local":
+        from imo.claims.executors import dask_address
+
+        dask_address(executor)  # a malformed address is refused before anything runs
+        if jobs is not None:
+            raise ImoError("--jobs sizes the local pool; a Dask cluster runs one task per worker")
     if reproduce and (smoke or quick):
         raise ImoError("--reproduce measures the full budget; drop --smoke/--quick")
     if reproduce:
@@ -160,15 +192,22 @@ def check_command(
             if recorded[c.id] is None:
                 raise ImoError(f"{c.id} has no recorded evidence to reproduce; "
                                f"`imo check {c.id} --full --record` records it")  # fmt: skip
+    from imo.claims.executors import check_claims, open_executor
+    from imo.claims.registry import SEEDS
+
+    jobs = jobs or 1
+    if jobs * threads > (os.cpu_count() or 1) and not quiet:
+        print(f"note: {jobs} jobs x {threads} threads on {os.cpu_count()} cores: they will wait for "
+              "each other (figures stay the same)", file=sys.stderr)  # fmt: skip
     results, notes, agree_all = [], [], True
-    display = _Display(len(todo), quiet)
+    display = _Display(len(todo), quiet, SEEDS[budget])
     try:
-        with RunStore.open() as store:
-            for c in todo:
-                display.log(f"{c.id} ({budget})")
-                # nested training stays quiet: this display is the progress, and a second live
-                # progress bar inside it would clash
-                p = run_claim(c, budget, store, quiet=True, log=display.log, resume=not reproduce)
+        with RunStore.open() as store, open_executor(executor, jobs, threads, store) as ex:
+            display.log(f"{len(todo)} claims ({budget})")
+            # nested training stays quiet: this display is the progress, and a second live
+            # progress bar inside it would clash
+            for p in check_claims(todo, budget, store, ex, resume=not reproduce, log=display.log,
+                                  on_seed=display.seed):  # fmt: skip
                 display.done(p)
                 results.append(p)
                 if record and p.get("verdict") != "error":
@@ -185,6 +224,8 @@ def check_command(
                     notes.append(f"{c.id}: {text}")
     finally:
         display.close()
+    order = {c.id: i for i, c in enumerate(todo)}  # parallel claims finish in any order
+    results.sort(key=lambda p: order[p["claim"]])
     print_table(
         ["id", "claim", "verdict", "figure", "budget", "seconds"],
         [[p["claim"], p["statement"], _verdict(p), key_figure(p), p["budget"],

@@ -87,30 +87,52 @@ def _check_figures(claim: Claim, figures: Any) -> dict[str, Any]:
     return figures
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def stored_seed(claim: Claim, budget: str, seed: int, store: RunStore, fingerprint: str | None,
+                resume: bool = True) -> tuple[dict, float] | None:  # fmt: skip
+    """(figures, seconds) of a seed stored earlier, or None when it must be measured."""
+    if budget != "full" or not resume:
+        return None
+    # only a full check resumes, and only from seeds measured by this very code (the claim's code
+    # fingerprint: the files its measurement imports, whatever the commit or a dirty tree): a quick
+    # or smoke check always measures afresh (its training runs are still reused)
+    found = [r for r in store.results(SEED_KIND, seed_key(claim, budget, seed))
+             if r["payload"].get("fingerprint") == fingerprint]  # fmt: skip
+    if not found:  # newest first
+        return None
+    p = found[0]["payload"]
+    return p["figures"], float(p.get("seconds", 0.0))
+
+
+def measure_seed(claim: Claim, budget: str, seed: int, ctx: Context) -> tuple[dict, float]:
+    """(checked JSON-able figures, seconds) of one fresh measurement; stores nothing itself."""
+    t0 = time.perf_counter()
+    figures = _check_figures(claim, claim.measure(budget, seed, ctx))
+    return figures, time.perf_counter() - t0
+
+
+def store_seed(claim: Claim, budget: str, seed: int, figures: dict, seconds: float,
+               fingerprint: str | None, store: RunStore, **extra: Any) -> None:  # fmt: skip
+    """Keep one measured seed for resumption (`extra`: e.g. the machine a worker measured on)."""
+    payload = {"claim": claim.id, "version": claim.version, "budget": budget, "seed": seed,
+               "figures": figures, "seconds": seconds, "fingerprint": fingerprint, **extra}  # fmt: skip
+    store.put_result(SEED_KIND, seed_key(claim, budget, seed), payload,
+                     run_ids=figures.get("_runs", []))  # fmt: skip
 
 
 def _seed(claim: Claim, budget: str, seed: int, store: RunStore, ctx: Context,
           resume: bool = True) -> tuple[dict, float, bool]:  # fmt: skip
     """(figures, seconds it took to measure, reused?) for one seed."""
-    key = seed_key(claim, budget, seed)
-    found = store.results(SEED_KIND, key) if budget == "full" and resume else []
-    # only a full check resumes, and only from seeds measured by this very code (the claim's code
-    # fingerprint: the files its measurement imports, whatever the commit or a dirty tree): a quick
-    # or smoke check always measures afresh (its training runs are still reused)
-    found = [r for r in found if r["payload"].get("fingerprint") == ctx.code_fingerprint]
-    if found:  # newest first
-        p = found[0]["payload"]
-        return p["figures"], float(p.get("seconds", 0.0)), True
+    found = stored_seed(claim, budget, seed, store, ctx.code_fingerprint, resume)
+    if found is not None:
+        return (*found, True)
     ctx.log(f"{claim.id}: seed {seed}")
-    t0 = time.perf_counter()
-    figures = _check_figures(claim, claim.measure(budget, seed, ctx))
-    seconds = time.perf_counter() - t0
-    payload = {"claim": claim.id, "version": claim.version, "budget": budget, "seed": seed,
-               "figures": figures, "seconds": seconds, "fingerprint": ctx.code_fingerprint}  # fmt: skip
-    store.put_result(SEED_KIND, key, payload, run_ids=figures.get("_runs", []))
+    figures, seconds = measure_seed(claim, budget, seed, ctx)
+    store_seed(claim, budget, seed, figures, seconds, ctx.code_fingerprint, store)
     return figures, seconds, False
 
 
@@ -151,16 +173,16 @@ def run_claim(
     quiet: bool = True,
     log: Callable[[str], None] | None = None,
     resume: bool = True,
+    on_seed: Callable[[Claim, int, dict, float, bool], None] | None = None,
 ) -> dict:
     """Measure (or reuse) each seed of the budget, decide, store and return the result payload
     (with "result_id"). A failing measurement gives verdict "error"; Ctrl-C propagates, and the
     seeds measured so far stay stored for the next run. resume=False measures every seed afresh
-    (`--reproduce`)."""
+    (`--reproduce`). on_seed(claim, seed, figures, seconds, reused) follows each seed."""
     if budget not in BUDGETS:
         raise ImoError(f"unknown budget {budget!r}; choose one of: {', '.join(BUDGETS)}")
     ctx = Context(store=store, quiet=quiet, log=log or (lambda msg: None),
                   code_fingerprint=code.fingerprint(claim))
-    rule = claim.rule
     t0 = time.perf_counter()
     per_seed: list[dict] = []
     seconds, reused = 0.0, []
@@ -175,8 +197,23 @@ def run_claim(
             break
         per_seed.append(figures)
         seconds += s
+        if on_seed is not None:
+            on_seed(claim, seed, figures, s, was_reused)
         if was_reused:
             reused.append(seed)
+    return finish_claim(claim, budget, store, per_seed, seconds, reused, ctx.code_fingerprint,
+                        time.perf_counter() - t0, error=error, traceback_text=tb)
+
+
+def finish_claim(claim: Claim, budget: str, store: RunStore, per_seed: list[dict], seconds: float,
+                 reused: list[int], fingerprint: str | None, elapsed: float, *,
+                 error: BaseException | str | None = None, traceback_text: str = "",
+                 provenance_extra: dict[str, Any] | None = None) -> dict:  # fmt: skip
+    """Decide from the figures of seeds 0.. in order (those before the first failure), draw the
+    plot, store and return the claim's result payload. `error`: the first failing seed's
+    exception (or its one-line text, from a worker process)."""
+    rule = claim.rule
+    tb = traceback_text
     run_ids = list(dict.fromkeys(r for f in per_seed for r in f.get("_runs", [])))
     payload: dict[str, Any] = {
         "claim": claim.id,
@@ -195,16 +232,17 @@ def run_claim(
         "reused_seeds": reused,
         "figures": [shown(f) for f in per_seed],
         "duration_s": seconds,  # what the evidence cost, reused seeds included
-        "elapsed_s": time.perf_counter() - t0,  # what this check took
+        "elapsed_s": elapsed,  # what this check took
         "runs": run_ids,
         "plot": None,
-        "provenance": provenance(ctx.code_fingerprint, budget, [s for s in range(len(per_seed))],
+        "provenance": provenance(fingerprint, budget, [s for s in range(len(per_seed))],
                                  seconds),
     }
     if error is not None:
         nan = math.nan
-        payload.update(verdict="error", mean=nan, low=nan, high=nan, reason=_one_line(error),
-                       error=_one_line(error), traceback=tb)  # fmt: skip
+        text = error if isinstance(error, str) else one_line(error)
+        payload.update(verdict="error", mean=nan, low=nan, high=nan, reason=text, error=text,
+                       traceback=tb)  # fmt: skip
     else:
         d = decide(rule, [f[rule.metric] for f in per_seed], budget)
         payload.update(verdict=d.verdict, mean=d.mean, low=d.low, high=d.high, reason=d.reason,
@@ -215,7 +253,9 @@ def run_claim(
             try:
                 payload["plot"] = str(_draw(claim, per_seed, out))
             except Exception as e:  # the verdict stands without its picture
-                payload["plot_error"] = _one_line(e)
+                payload["plot_error"] = one_line(e)
+    if provenance_extra:
+        payload["provenance"].update(provenance_extra)
     payload["result_id"] = store.put_result(RESULT_KIND, claim.id, payload, run_ids=run_ids)
     return payload
 
