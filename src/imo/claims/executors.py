@@ -17,6 +17,7 @@ measure time run alone, in this process, after the parallel ones.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import pickle
@@ -209,6 +210,10 @@ class DaskCluster:
             raise ImoError("--executor dask://... needs Dask distributed: pip install 'imo[cluster]'") from None
         self._distributed = distributed
         self.address = address
+        self.stopping = False
+        # what goes wrong reaches the user as a seed's or the check's one-line error; the
+        # client's own log would add tracebacks of its reconnection attempts
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         try:
             self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:
@@ -236,17 +241,21 @@ class DaskCluster:
                         for t in tasks}  # fmt: skip
 
     def completed(self) -> Iterator[tuple[SeedTask, SeedDone]]:
-        for f in self._distributed.as_completed([f for f in self.futures if f not in self.seen]):
+        with self.client.as_current():  # as_completed looks for the current client
+            waiting = self._distributed.as_completed([f for f in self.futures if f not in self.seen])
+        for f in waiting:
             self.seen.add(f)
-            if f.cancelled():
+            if f.cancelled() and self.stopping:
                 continue
             try:
                 done = f.result()
-            except Exception as e:  # KilledWorker: the task killed its workers too often
-                done = SeedDone(error=one_line(e))
+            except Exception as e:  # KilledWorker (it killed workers too often), a lost scheduler
+                done = SeedDone(error=one_line(e) if not f.cancelled() else
+                                "the cluster dropped the task (scheduler or workers lost)")  # fmt: skip
             yield self.futures[f], done
 
     def cancel(self) -> None:
+        self.stopping = True
         self.client.cancel([f for f in self.futures if f not in self.seen])
 
     def close(self) -> None:
@@ -406,3 +415,9 @@ def _fan_out(claims: list[Claim], budget: str, store: RunStore, executor: Execut
             stopped = interrupted = True
     if interrupted:
         raise KeyboardInterrupt
+    for st in states.values():  # a task that never came back is an error, never a silent gap
+        if not st.complete:
+            for seed in range(st.n):
+                if seed not in st.done and seed not in st.failed:
+                    st.failed[seed] = ("the executor returned no answer for this seed", "")
+            yield st.finish(budget, store, time.perf_counter() - t0, executor.description)
