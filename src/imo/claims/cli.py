@@ -210,22 +210,24 @@ def check_command(
                                   on_seed=display.seed):  # fmt: skip
                 display.done(p)
                 results.append(p)
+                cid = p["claim"]
                 if record and p.get("verdict") != "error":
                     from imo.claims.evidence import write_record
 
-                    notes.append(f"{c.id}: recorded {write_record(p, allow_dirty, force)}")
+                    notes.append(f"{cid}: recorded {write_record(p, allow_dirty, force)}")
                 elif record:
-                    notes.append(f"{c.id}: not recorded: {p.get('error')}")
+                    notes.append(f"{cid}: not recorded: {p.get('error')}")
                 if reproduce:
                     from imo.claims.evidence import agreement
 
-                    ok, text = agreement(recorded[c.id], p)
+                    ok, text = agreement(recorded[cid], p)
                     agree_all &= ok
-                    notes.append(f"{c.id}: {text}")
+                    notes.append(f"{cid}: {text}")
     finally:
         display.close()
     order = {c.id: i for i, c in enumerate(todo)}  # parallel claims finish in any order
     results.sort(key=lambda p: order[p["claim"]])
+    notes.sort(key=lambda line: order[line.split(":", 1)[0]])
     print_table(
         ["id", "claim", "verdict", "figure", "budget", "seconds"],
         [[p["claim"], p["statement"], _verdict(p), key_figure(p), p["budget"],
