@@ -386,9 +386,9 @@ def _fan_out(claims: list[Claim], budget: str, store: RunStore, executor: Execut
             for task, done in executor.completed():
                 st = states[task.claim.id]
                 if done.interrupted:
-                    if not interrupted:
-                        interrupted = True
-                        executor.cancel()  # what has not started stays unmeasured
+                    # that seed is lost, the others go on (a worker stopped by its cluster
+                    # wastes no one else's work); after Ctrl-C here the pending ones are cancelled
+                    interrupted = True
                     continue
                 if done.error is not None:
                     st.failed[task.seed] = (done.error, done.traceback)
