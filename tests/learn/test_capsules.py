@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from imo.learn.capsules import CapsNet, ConvNet, fit_capsules, margin_loss, route, squash
+from imo.learn.capsules import (
+    CapsNet,
+    ConvNet,
+    affine_distort,
+    fit_capsules,
+    margin_loss,
+    route,
+    squash,
+)
 from imo.learn.data import load
 
 
@@ -90,3 +98,17 @@ def test_capsnet_learns_digits_and_repeats():
     runs = [fit_capsules("capsnet", small, epochs=1, batch=50, routing=3, seed=1)[0] for _ in range(2)]
     assert runs[0]["final"]["error"] == runs[1]["final"]["error"]
     assert runs[0]["final"]["train_loss"] == runs[1]["final"]["train_loss"]
+
+
+def test_affine_distortion_is_seeded_and_bounded():
+    data = load("digits", max_train=50)
+    x = data.x_val[:20]
+    a, b = affine_distort(x, 8, seed=3), affine_distort(x, 8, seed=3)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    assert not torch.equal(a, affine_distort(x, 8, seed=4))
+    # the identity map (no rotation, scale 1, no shear) gives the images back
+    same = affine_distort(x, 8, seed=0, degrees=0.0, scale=(1.0, 1.0), shear=0.0)
+    torch.testing.assert_close(same, x, rtol=0, atol=1e-5)
+    # the default maps move pixels
+    assert (a - x).abs().mean() > 0.05

@@ -147,10 +147,37 @@ class ConvNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def affine_distort(x: torch.Tensor, side: int, seed: int, degrees: float = 20.0, scale: tuple[float, float] = (0.8, 1.2),
+                   shear: float = 0.2) -> torch.Tensor:
+    """affNIST-lite (WAVE2.md §7): each image under its own random affine map — rotation within
+    ±degrees, scale in `scale`, shear within ±shear — drawn from `seed`; bilinear, zero outside.
+    x (B, side*side) in [0, 1] -> the same shape."""
+    B = len(x)
+    g = torch.Generator().manual_seed(seed)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(B, generator=g)  # noqa: E731
+    theta = torch.deg2rad(u(-degrees, degrees))
+    s, sh = u(*scale), u(-shear, shear)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # output -> input sampling map: the inverse of scale·rotate·shear is applied by grid_sample
+    a = torch.stack([torch.stack([cos, -sin + sh * cos], -1), torch.stack([sin, cos + sh * sin], -1)], 1) * s[:, None, None]
+    inv = torch.linalg.inv(a)
+    mat = torch.cat([inv, torch.zeros(B, 2, 1)], dim=2)  # (B, 2, 3), no translation
+    grid = F.affine_grid(mat, (B, 1, side, side), align_corners=False)
+    out = F.grid_sample(x.view(B, 1, side, side), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.view(B, -1).clamp(0, 1)
+
+
+def _error(net, x, y) -> float:
+    with torch.no_grad():
+        pred = torch.cat([net.predict(x[i:i + 500]) for i in range(0, len(x), 500)])
+    return float((pred != y).float().mean())
+
+
 def fit_capsules(arch: str, data, epochs: int, batch: int = 100, routing: int = 3, recon: bool = True,
-                 lr: float = 1e-3, seed: int = 0, log=None) -> tuple[dict, nn.Module]:
+                 lr: float = 1e-3, seed: int = 0, log=None, affine: bool = False) -> tuple[dict, nn.Module]:
     """Train `capsnet` or `cnn` (equal classifier parameters) with Adam on data.x_train, the same
-    seeded batch order as imo.learn.loop; validation error after each epoch."""
+    seeded batch order as imo.learn.loop; validation error after each epoch, and with `affine`
+    also the error on the validation digits under random affine maps (trained on undistorted ones)."""
     import time
 
     from imo.errors import ConfigError
@@ -179,15 +206,17 @@ def fit_capsules(arch: str, data, epochs: int, batch: int = 100, routing: int = 
             opt.step()
             total += loss.item() * len(idx)
         net.eval()
-        with torch.no_grad():
-            pred = torch.cat([net.predict(data.x_val[i:i + 500]) for i in range(0, len(data.x_val), 500)])
-        err = float((pred != data.y_val).float().mean())
+        err = _error(net, data.x_val, data.y_val)
         row = {"epoch": epoch, "train_loss": total / len(data.x_train), "error": err,
                "seconds": time.perf_counter() - t0}
         history.append(row)
         if log:
             log(f"{arch} epoch {epoch}/{epochs} loss {row['train_loss']:.4f} val error {err:.4f} "
                 f"({row['seconds']:.1f}s)")
+    if affine:
+        history[-1]["affine_error"] = _error(net, affine_distort(data.x_val, side, seed + 7), data.y_val)
+        if log:
+            log(f"{arch} validation error under random affine maps {history[-1]['affine_error']:.4f}")
     record = {"arch": arch, "routing": routing if arch == "capsnet" else None,
               "recon": recon if arch == "capsnet" else None, "params": net.classifier_params(),
               "data": data.source, "n_train": len(data.x_train), "n_val": len(data.x_val), "epochs": epochs,

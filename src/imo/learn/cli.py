@@ -125,6 +125,8 @@ def capsules_command(
     lr: Annotated[float, Opt(help="Adam learning rate.")] = 1e-3,
     seed: Annotated[int, Opt(help="Seed.")] = 0,
     max_train: Annotated[int | None, Opt(help="Use only the first N training digits.")] = None,
+    affine: Annotated[bool, Opt("--affine/--no-affine", help="Also score validation digits under random affine maps "
+                                "(rotation 20 degrees, scale 0.8-1.2, shear 0.2).")] = False,
     out: Annotated[Path | None, Opt("-o", "--out", help="Write the run's record here (JSON).")] = None,
     force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
 ) -> None:
@@ -145,7 +147,7 @@ def capsules_command(
     split = learn_data.load(data, seed=seed, max_train=max_train)
     typer.echo(f"{arch}: {split.source}, {len(split.x_train)} train / {len(split.x_val)} validation digits")
     record, _ = fit_capsules(arch, split, epochs, batch, routing=routing, recon=recon, lr=lr, seed=seed,
-                             log=typer.echo)
+                             log=typer.echo, affine=affine)
     typer.echo(f"{arch}: validation error {100 * record['final']['error']:.2f}%, "
                f"{record['params']:,} classifier parameters")
     _write(out, record)
