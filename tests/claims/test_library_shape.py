@@ -36,8 +36,44 @@ def _check(claim_id: str, tmp_path) -> dict:
 
 def test_width_over_depth_smoke(tmp_path):
     f = _check("width-over-depth", tmp_path)
-    assert f["param_spread"] < 0.10 and len(f["shapes"]) == len(shape.SHAPES["smoke"])
+    n, g = len(shape.SHAPES["smoke"]), len(shape.LR_GRID)
+    assert f["param_spread"] < 0.10 and len(f["shapes"]) == n
     assert f["wide_minus_deep_bpb"] == pytest.approx(f["val_bpb"][0] - f["val_bpb"][-1])
+    # fair arms: every shape trained at every rate of the grid, for the same steps and tokens
+    store = RunStore.open()
+    assert len(set(f["_runs"])) == n * g
+    train = [store.get(r)["config"]["train"] for r in f["_runs"]]
+    assert {(t["steps"], t["batch_size"]) for t in train} == {(shape.WIDTH_TRAIN["smoke"]["steps"], 4)}
+    assert sorted(t["lr"] for t in train) == sorted(list(shape.LR_GRID) * n)
+    assert len({store.get(r)["figures"]["tokens"] for r in f["_runs"]}) == 1
+    # each shape's rate is the best on the selection half; the figure judged is the scored half's
+    for i in range(n):
+        j = shape.LR_GRID.index(f["best_lr"][i])
+        assert f["select_bpb"][i][j] == min(f["select_bpb"][i])
+        assert f["val_bpb"][i] == f["scored_bpb"][i][j]
+    assert f["select_bpb"] != f["scored_bpb"]  # two different halves of the split
+
+
+def test_pick_best_uses_the_selection_figures_and_never_nan():
+    nan = float("nan")
+    assert shape.pick_best([[2.0, 1.5, 1.7], [nan, 3.0, 3.0], [1.0, 2.0, 0.5]]) == [1, 1, 2]
+
+
+def test_validation_halves_have_disjoint_targets(monkeypatch):
+    """The selection half scores the targets val[1..h], the scored half val[h+1..]."""
+    import numpy as np
+
+    from imo.data import corpora
+    from imo.train import evaluate
+
+    seen = []
+    val = np.arange(101, dtype=np.uint8)
+    monkeypatch.setattr(corpora, "load_corpus", lambda name: type("C", (), {"val": val})())
+    monkeypatch.setattr("imo.train.checkpoint.load_model", lambda d: (None, {}))
+    monkeypatch.setattr(evaluate, "evaluate_split", lambda m, data, c: seen.append(np.asarray(data)) or 0.0)
+    shape.half_split_bpb(type("S", (), {"run_dir": lambda self, r: r})(), "r", 8)
+    first, second = seen
+    assert set(first[1:]).isdisjoint(second[1:]) and set(first[1:]) | set(second[1:]) == set(val[1:])
 
 
 def test_more_output_heads_smoke(tmp_path):

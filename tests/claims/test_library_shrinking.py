@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from imo.claims.library import _shrinking_models as _models
 from imo.claims.library import shrinking
 from imo.claims.registry import CLAIMS, Context
 from imo.compress import lottery
@@ -43,6 +44,72 @@ def test_prune_plus_quantize_smoke(tmp_path):
     size = dict(zip(f["points"], f["bytes"], strict=True))
     assert size["int8"] < 0.35 * size["float32"] and size["prune 50% + int8"] < size["int8"]
     assert size["prune 50%"] < 0.6 * size["float32"] and len(f["_runs"]) == len(f["points"])
+    # fair arms: every arm, the float32 reference included, got the same fine-tuning (none),
+    # as read back from each stored run's transform history
+    assert f["finetune_steps_per_arm"] == [0] * len(f["points"]) and f["finetune_steps"] == 0
+    store = RunStore.open()
+    for run in f["_runs"][1:]:
+        for step in store.get(run)["config"]["compress"]["steps"]:
+            assert step.get("finetune_steps", 0) == 0, step
+
+
+def test_prune_plus_quantize_refuses_unequal_fine_tuning(monkeypatch):
+    """If one arm were fine-tuned and its rivals not (v1 of the claim), the measurement stops."""
+    real = shrinking.prune_run
+
+    def tuned(*args, **kw):
+        return real(*args, **{**kw, "finetune_steps": 2})
+
+    monkeypatch.setattr(shrinking, "prune_run", tuned)
+    with pytest.raises(RuntimeError, match="unequal fine-tuning"):
+        shrinking.measure_frontier("smoke", 0, Context(store=RunStore.open()))
+
+
+def test_finetune_steps_are_counted_over_the_transform_history():
+    class Store:
+        def get(self, run):
+            steps = {"p": [{"op": "prune", "finetune_steps": 5}, {"op": "quantize", "bits": 8}],
+                     "q": [{"op": "quantize", "bits": 8}]}[run]
+            return {"config": {"compress": {"steps": steps}}}
+
+    assert _models.finetune_steps_from_base(Store(), "p", "base") == 5
+    assert _models.finetune_steps_from_base(Store(), "q", "base") == 0
+    assert _models.finetune_steps_from_base(Store(), "base", "base") == 0
+
+
+def test_sensitivity_probe_reads_training_bytes_not_validation():
+    from imo.data.corpora import load_corpus
+
+    corpus = load_corpus("python-docs")
+    probe = _models.probe_bytes("python-docs", 1000)
+    assert len(probe) == 1000 and bytes(probe) == bytes(corpus.train[-1000:])
+    assert bytes(probe) not in bytes(corpus.val)
+
+
+def test_lottery_plot_draws_the_char_panel_only_with_data(tmp_path, monkeypatch):
+    base = {"fraction_left": [1.0, 0.5], "acc_ticket": [0.9, 0.8], "acc_reinit": [0.9, 0.7],
+            "acc_random": [0.9, 0.6], "criteria_ranked": ["large_final", "random"],
+            "criteria_acc": {"large_final": 0.8, "random": 0.5}}
+    nan = float("nan")
+    assert shrinking.char_curves([base]) == []  # the quick budget runs no char lottery
+    assert shrinking.char_curves([{**base, "char": {"fraction_left": [1.0], "bpb_ticket": [nan],
+                                                    "bpb_reinit": [nan]}}]) == []
+    good = {"fraction_left": [1.0, 0.8], "bpb_ticket": [3.0, nan], "bpb_reinit": [3.0, 3.2]}
+    assert shrinking.char_curves([{**base, "char": good}]) == [
+        {"fraction_left": [1.0], "bpb_ticket": [3.0], "bpb_reinit": [3.0]}]
+    panels = []
+    real = shrinking.plt.subplots
+
+    def spy(*args, **kw):
+        fig, axes = real(*args, **kw)
+        panels.append(axes)
+        return fig, axes
+
+    monkeypatch.setattr(shrinking.plt, "subplots", spy)
+    for figures, n in (([base], 2), ([{**base, "char": good}], 3)):
+        shrinking.plot_lottery(figures, tmp_path / "p.png")
+        assert len(panels[-1]) == n
+        assert all(ax.has_data() for ax in panels[-1])  # no drawn panel is empty
 
 
 def test_outlier_split_smoke(tmp_path):

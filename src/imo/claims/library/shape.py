@@ -2,9 +2,12 @@
 
 `width-over-depth` trains deep-narrow, balanced and shallow-wide GPTs with the same non-embedding
 parameter count (within a few percent) on the same tokens, so about the same training FLOPs
-(6 N D plus attention, Kaplan et al. 2020), and compares next-byte bits per byte on the whole
-validation split. Every shape uses one recipe (learning rate, schedule, head size 16): no shape
-gets its own tuning, which is the fair and also the cheap choice.
+(6 N D plus attention, Kaplan et al. 2020), and compares next-byte bits per byte on held-out
+text. Fair arms: every shape gets the same small learning-rate grid (LR_GRID: three rates, 4x
+from end to end, centred on imo's default 3e-3), the same steps and tokens for every grid point,
+so equal compute and equal tuning effort; each shape is judged at its own best rate. The best is
+chosen on the first half of the validation split and scored on the second half, so the choice
+never sees the bytes it is judged on (the halves are disjoint in their targets).
 
 `more-output-heads` trains the same trunk with 1, 2 and 4 multi-token prediction heads
 (Gloeckle et al. 2024, "Better & Faster Large Language Models via Multi-token Prediction"; heads
@@ -19,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from imo.claims.plotting import save_figure  # noqa: E402
+from imo.claims.plotting import save_figure
 from imo.claims.registry import Claim, Context, Rule, register
-from imo.exams.scaling import train_sweep
+from imo.exams.scaling import CORPUS, train_sweep
 
 HEAD_SIZE = 16
 
@@ -30,14 +33,24 @@ HEAD_SIZE = 16
 SHAPES: dict[str, list[tuple[int, int]]] = {
     "smoke": [(4, 16), (2, 22), (1, 32)],  # ~13k parameters
     "quick": [(9, 32), (4, 48), (1, 96)],  # ~113k
-    "full": [(16, 64), (7, 96), (4, 128), (1, 256)],  # ~0.79M, the size of the "tiny" preset
+    "full": [(16, 64), (4, 128), (1, 256)],  # ~0.79M, the size of the "tiny" preset
 }
+# the learning rates every shape is trained at (the same grid for each: equal tuning effort)
+LR_GRID = (1.5e-3, 3e-3, 6e-3)
 
-# one training recipe per budget; tokens = steps * batch_size * context_length, the same for every model
+# the training recipe of the heads claim, and of every width-over-depth grid point but its rate;
+# tokens = steps * batch_size * context_length, the same for every model
 TRAIN: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=8, batch_size=4, warmup=2, eval_batches=1),
     "quick": dict(steps=300, batch_size=8, warmup=30, eval_batches=2),
     "full": dict(steps=600, batch_size=16, warmup=60, eval_batches=4),
+}
+# width-over-depth trains len(LR_GRID) runs per shape, so it gets fewer steps than the heads
+# claim to keep a full check (3 seeds x 3 shapes x 3 rates) within 30 minutes on one core
+WIDTH_TRAIN: dict[str, dict[str, Any]] = {
+    "smoke": dict(steps=8, batch_size=4, warmup=2, eval_batches=1),
+    "quick": dict(steps=120, batch_size=8, warmup=12, eval_batches=2),
+    "full": dict(steps=250, batch_size=16, warmup=25, eval_batches=4),
 }
 CONTEXT = {"smoke": 32, "quick": 64, "full": 128}
 
@@ -68,41 +81,88 @@ def _label(p: dict[str, Any]) -> str:
 # ---- width over depth -----------------------------------------------------------------------
 
 
+def half_split_bpb(store, run: str, context: int) -> tuple[float, float]:
+    """Bits/byte of a run's model on the two halves of the validation split: (selection, scored).
+    The selection half's targets are val[1..h], the scored half's val[h+1..]: disjoint."""
+    from imo.data.corpora import load_corpus
+    from imo.train.checkpoint import load_model
+    from imo.train.evaluate import evaluate_split
+
+    val = load_corpus(CORPUS).val
+    h = len(val) // 2
+    model, _ = load_model(store.run_dir(run))
+    return evaluate_split(model, val[: h + 1], context), evaluate_split(model, val[h:], context)
+
+
+def pick_best(select_bpb: list[list[float]]) -> list[int]:
+    """Per shape (row), the index of the grid rate with the lowest selection-half bits/byte
+    (ties: the lower rate; NaN never wins)."""
+    return [min(range(len(row)), key=lambda j: (row[j] != row[j], row[j], j)) for row in select_bpb]
+
+
 def measure_width(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
-    models = [shape_model(L, d, CONTEXT[budget]) for L, d in SHAPES[budget]]
-    points = train_sweep(models, TRAIN[budget], seed, ctx)
-    deep, wide = points[0], points[-1]
-    bpb = [p["val_bpb"] for p in points]
+    context = CONTEXT[budget]
+    models = [shape_model(L, d, context) for L, d in SHAPES[budget]]
+    grid = {lr: train_sweep(models, dict(WIDTH_TRAIN[budget], lr=lr), seed, ctx) for lr in LR_GRID}
+    n = len(models)
+    halves = {lr: [half_split_bpb(ctx.store, p["run"], context) for p in pts] for lr, pts in grid.items()}
+    select = [[halves[lr][i][0] for lr in LR_GRID] for i in range(n)]
+    scored = [[halves[lr][i][1] for lr in LR_GRID] for i in range(n)]
+    best = pick_best(select)
+    points = [grid[LR_GRID[j]][i] for i, j in enumerate(best)]  # each shape at its own best rate
+    bpb = [scored[i][j] for i, j in enumerate(best)]
     params = [p["params"] for p in points]
+    tokens = {lr: [p["tokens"] for p in pts] for lr, pts in grid.items()}
+    if len({t for ts in tokens.values() for t in ts}) != 1:
+        raise RuntimeError(f"grid points trained on unequal tokens: {tokens}")
     return {
-        "wide_minus_deep_bpb": deep["val_bpb"] - wide["val_bpb"],
+        "wide_minus_deep_bpb": bpb[0] - bpb[-1],
         "shapes": [_label(p) for p in points],
-        "val_bpb": bpb,
+        "val_bpb": bpb,  # scored half, each shape at the rate its selection half chose
+        "lr_grid": list(LR_GRID),
+        "best_lr": [LR_GRID[j] for j in best],
+        # a best rate at either end of the grid: that shape might have wanted a rate outside it
+        "best_lr_at_grid_edge": [_label(p) for p, j in zip(points, best, strict=True) if j in (0, len(LR_GRID) - 1)],
+        "select_bpb": select,  # [shape][rate], the first validation half
+        "scored_bpb": scored,  # [shape][rate], the second validation half
         "params": params,
         "param_spread": max(params) / min(params) - 1,  # equal-size check: must stay below 0.10
-        "tflops": [p["flops"] / 1e12 for p in points],
+        "tflops_per_run": [p["flops"] / 1e12 for p in points],
+        "runs_per_shape": len(LR_GRID),
         "tokens": points[0]["tokens"],
-        "seconds": [round(p["seconds"], 1) for p in points],
-        "best_shape": _label(min(points, key=lambda p: p["val_bpb"])),
-        "_runs": [p["run"] for p in points],
+        "seconds": [round(sum(grid[lr][i]["seconds"] for lr in LR_GRID), 1) for i in range(n)],
+        "best_shape": _label(points[min(range(n), key=lambda i: bpb[i])]),
+        "_runs": [p["run"] for pts in grid.values() for p in pts],
     }
 
 
 def plot_width(per_seed: list[dict[str, Any]], path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     for i, f in enumerate(per_seed):
         layers = [int(s.split("x")[0]) for s in f["shapes"]]
         ax.plot(layers, f["val_bpb"], "o-", color=f"C{i}", label=f"seed {i}")
-        for x, y, s in zip(layers, f["val_bpb"], f["shapes"], strict=True):
-            ax.annotate(s, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for x, y, s, lr in zip(layers, f["val_bpb"], f["shapes"], f["best_lr"], strict=True):
+            ax.annotate(f"{s} @ {lr:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("layers (width shrinks as depth grows; parameters held equal)")
-    ax.set_ylabel("validation bits per byte")
+    ax.set_ylabel("bits per byte, scored validation half")
     p = per_seed[0]
-    ax.set_title(f"width over depth: ~{p['params'][0] / 1e3:.0f}k parameters, {p['tokens'] / 1e6:.2f}M tokens each")
-    ax.legend()
+    ax.set_title(f"each shape at its best rate: ~{p['params'][0] / 1e3:.0f}k parameters, "
+                 f"{p['tokens'] / 1e6:.2f}M tokens a run", fontsize=9)
+    ax.legend(fontsize=8)
+    for k, s in enumerate(p["shapes"]):
+        for i, f in enumerate(per_seed):
+            bx.plot(f["lr_grid"], f["select_bpb"][k], "o-" if i == 0 else "o:", color=f"C{k}",
+                    alpha=0.8, label=s if i == 0 else None)
+    bx.set_xscale("log")
+    bx.set_xticks(p["lr_grid"], [f"{lr:g}" for lr in p["lr_grid"]])
+    bx.minorticks_off()
+    bx.set_xlabel("peak learning rate (the same grid for every shape)")
+    bx.set_ylabel("bits per byte, selection validation half")
+    bx.set_title("the rate grid: the lowest point per shape is chosen", fontsize=9)
+    bx.legend(fontsize=8)
     save_figure(fig, path)
 
 
@@ -115,17 +175,23 @@ def width_over_depth() -> Claim:
         source="source-notes.md, Weak Opinions: \"We need to increase embedding token size, "
                "width of network, not the deep of network.\"",
         experiment="Byte-level GPTs of equal non-embedding parameters (n_layer x n_embd^2 held "
-                   "constant: smoke 4x16..1x32, quick 9x32, 4x48, 1x96; full 16x64, 7x96, 4x128, "
-                   "1x256), trained on the same python-docs tokens with one recipe; validation "
-                   "bits per byte on the whole split.",
+                   "constant: smoke 4x16..1x32, quick 9x32, 4x48, 1x96; full 16x64, 4x128, "
+                   "1x256), each trained on the same python-docs tokens at each of three peak "
+                   "learning rates (1.5e-3, 3e-3, 6e-3; the same grid, steps and tokens for every "
+                   "shape: equal compute and equal tuning); each shape's rate is chosen on the "
+                   "first half of the validation split and its bits per byte scored on the second.",
         rule=Rule(metric="wide_minus_deep_bpb", op=">", threshold=0.0, noise=WIDTH_MARGIN,
-                  meaning="the shallowest, widest shape ends with lower validation bits/byte than "
-                          "the deepest, narrowest one (the difference is deep minus wide)"),
+                  meaning="the shallowest, widest shape, at its own best rate, ends with lower "
+                          "held-out bits/byte than the deepest, narrowest one at its own (the "
+                          "difference is deep minus wide)"),
         measure=measure_width,
         anchor="Kaplan et al. 2020 (Fig. 5, 6): at fixed non-embedding N, changing the aspect "
                "ratio d_model/n_layer by a factor of 40 changes the loss by only a few percent; "
                "only models with fewer than 2 layers or extreme depth-to-width ratios fall off the trend.",
         plot=plot_width,
+        # v2: a learning-rate grid per shape, chosen on a validation half and scored on the other;
+        # fewer steps (and the full budget without 7x96) to fit 30 minutes on one core (issue 13)
+        version=2,
         tags=("shape", "training"),
     )
 

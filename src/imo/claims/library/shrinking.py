@@ -10,8 +10,14 @@ and the outlier path of int8 quantization (imo.compress).
   SynFlow (100 rounds, data-free) prune the MLP at compressions 10..10^3; the first compression at
   which each disconnects a layer.
 * `prune-plus-quantize`: the bytes-on-disk vs bits/byte frontier of a char model: pruning alone
-  (50/75/90%, briefly fine-tuned), int8, int4, pruning + int8, and int8 with the most sensitive
-  layers (measured) kept in float. Every point is a real checkpoint written by imo.compress.runs.
+  (50/75/90%), int8, int4, pruning + int8, and int8 with the most sensitive layers (measured on
+  training bytes) kept in float. Every point is a real checkpoint written by imo.compress.runs.
+  Fair arms: no arm is fine-tuned. Equal fine-tuning was the alternative, but it would be equal
+  only in count: imo's quantizer has no training path, so int8/int4 could spend their steps only
+  before quantizing, where they cannot repair the transform's damage, while the pruned arms' steps
+  repair theirs. Zero steps gives every arm the same tokens (none) and no arm-specific recipe, and
+  costs nothing; the price is that pruning is judged as a post-training transform, unrepaired
+  (Han et al. retrain after pruning), which handicaps the combination as much as pruning alone.
 * `outlier-split` (Dettmers et al. 2022): int8 with activation quantization (vector-wise), with and
   without the float path for outlier columns, on a char model as trained (no outliers) and on the
   same model with outliers induced by a function-preserving rescale (below).
@@ -32,45 +38,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from imo.claims.library._shrinking_models import (  # noqa: E402
+    CHAR,
+    OUTLIER_CHANNELS,
+    OUTLIER_SCALE,
+    char_lottery,
+    char_run,
+    finetune_steps_from_base,
+    induce_outliers,
+    sensitive_layers,
+)
 from imo.claims.plotting import save_figure  # noqa: E402
 from imo.claims.registry import Claim, Context, Rule, register  # noqa: E402
 from imo.compress import lottery  # noqa: E402
-from imo.compress.prune import get_mask, linear_filter, prune_, select, set_mask  # noqa: E402
+from imo.compress.prune import prune_  # noqa: E402
 from imo.compress.quantize import QuantConfig, quantize_  # noqa: E402
-from imo.compress.runs import checkpoint_bytes, finetune_, prune_run, quantize_run, scored  # noqa: E402
+from imo.compress.runs import checkpoint_bytes, prune_run, quantize_run, scored  # noqa: E402
 from imo.data.vision import load  # noqa: E402
 from imo.train.checkpoint import load_model  # noqa: E402
-from imo.train.config import RunConfig  # noqa: E402
-from imo.train.trainer import train_or_reuse  # noqa: E402
-
-# --- the char models shared by three claims ---------------------------------------------------------
-
-CHAR: dict[str, dict[str, Any]] = {
-    "smoke": dict(model=dict(n_layer=1, n_embd=32, n_head=2, context_length=16), steps=4, batch=4,
-                  eval_bytes=1024, ft=2, lottery_rounds=1, lottery_steps=4),
-    "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, context_length=32), steps=200, batch=16,
-                  eval_bytes=4096, ft=10, lottery_rounds=0, lottery_steps=0),
-    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, context_length=64), steps=600, batch=16,
-                 eval_bytes=32768, ft=50, lottery_rounds=5, lottery_steps=200),
-}
-# the char-model lottery retrains from scratch twice a round, so it uses the quick model's size
-CHAR_LOTTERY_MODEL = {"smoke": CHAR["smoke"]["model"], "quick": CHAR["quick"]["model"],
-                      "full": CHAR["quick"]["model"]}
-
-
-def char_config(budget: str, seed: int) -> RunConfig:
-    s = CHAR[budget]
-    return RunConfig.build(preset=None, model=s["model"],
-                           train={"corpus": "python-docs", "steps": s["steps"], "seed": seed,
-                                  "batch_size": s["batch"], "warmup": min(20, s["steps"] // 4),
-                                  "eval_every": max(1, s["steps"]), "device": "cpu"})
-
-
-def char_run(budget: str, seed: int, ctx: Context) -> str:
-    ctx.log(f"char model ({budget}, seed {seed})")
-    return train_or_reuse(char_config(budget, seed), store=ctx.store, quiet=ctx.quiet,
-                            code_fingerprint=ctx.code_fingerprint)
-
 
 # --- lottery-tickets --------------------------------------------------------------------------------
 
@@ -81,47 +66,6 @@ MLP_SETUP = {
 }
 CRITERIA_FRACTION = 0.05  # one-shot ranking of the criteria at 5% of the weights
 TICKET_FRACTION = 0.2  # the claim is judged at the first round with <= 20% of the weights
-
-
-def char_lottery(budget: str, seed: int, ctx: Context) -> dict[str, list[float]]:
-    """Iterative magnitude pruning with rewinding to the initialisation on the char model: the
-    block matrices lose 20% a round (the tied embedding/head stays dense); bits/byte of the
-    retrained ticket and of the same mask on fresh weights."""
-    s = CHAR[budget]
-    from imo.model import GPT, ModelConfig
-
-    cfg_model = ModelConfig.from_dict(CHAR_LOTTERY_MODEL[budget])
-    torch.manual_seed(seed)
-    model = GPT(cfg_model)
-    init = {k: v.clone() for k, v in model.state_dict().items()}
-    skip = linear_filter(["lm_head"])
-    out: dict[str, list[float]] = {"fraction_left": [], "bpb_ticket": [], "bpb_reinit": []}
-
-    def fit(m) -> float:
-        finetune_(m, "python-docs", s["lottery_steps"], lr=3e-3, batch_size=s["batch"], seed=seed)
-        return scored(m, "python-docs", s["eval_bytes"])
-
-    dense = fit(model)
-    out["fraction_left"].append(1.0)
-    out["bpb_ticket"].append(dense)
-    out["bpb_reinit"].append(dense)
-    for r in range(1, s["lottery_rounds"] + 1):
-        mods = select(model, skip)
-        target = 1.0 - 0.8 ** r
-        prune_(model, "magnitude", {n: target for n in mods}, filter_fn=skip, scope="layer")
-        masks = {n: get_mask(m).clone() for n, m in select(model, skip).items()}
-        model.load_state_dict(init)  # rewind to step 0
-        for n, m in select(model, skip).items():
-            set_mask(m, masks[n])
-        torch.manual_seed(50_000 + seed + r)
-        fresh = GPT(cfg_model)
-        for n, m in select(fresh, skip).items():
-            set_mask(m, masks[n])
-        out["fraction_left"].append(sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values()))
-        out["bpb_ticket"].append(fit(model))
-        out["bpb_reinit"].append(fit(fresh))
-        ctx.log(f"char ticket round {r}: {out['fraction_left'][-1]:.3f} left, {out['bpb_ticket'][-1]:.3f} bits/byte")
-    return out
 
 
 def measure_lottery(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
@@ -153,8 +97,25 @@ def measure_lottery(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     return figures
 
 
+def char_curves(per_seed: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
+    """The char-model lottery curves there are to draw: one per seed that ran it (full and smoke;
+    the quick budget skips it), each cut to its points with finite bits/byte. Empty: the panel is
+    not drawn at all, so the plot never carries an empty panel."""
+    curves = []
+    for f in per_seed:
+        ch = f.get("char") or {}
+        pts = [(x, t, r) for x, t, r in zip(ch.get("fraction_left", []), ch.get("bpb_ticket", []),
+                                            ch.get("bpb_reinit", []), strict=False)
+               if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (x, t, r))]
+        if pts:
+            curves.append({"fraction_left": [p[0] for p in pts], "bpb_ticket": [p[1] for p in pts],
+                           "bpb_reinit": [p[2] for p in pts]})
+    return curves
+
+
 def plot_lottery(per_seed: list[dict[str, Any]], path) -> None:
-    has_char = any("char" in f for f in per_seed)
+    curves = char_curves(per_seed)
+    has_char = bool(curves)
     fig, axes = plt.subplots(1, 3 if has_char else 2, figsize=(14 if has_char else 10, 4.2), dpi=100)
     ax = axes[0]
     for key, label, c in (("acc_ticket", "winning ticket (rewound to init)", "C0"),
@@ -186,8 +147,7 @@ def plot_lottery(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_title("mask criteria (Zhou et al. 2019)", fontsize=10)
     if has_char:
         ax = axes[2]
-        for j, f in enumerate(x for x in per_seed if "char" in x):
-            ch = f["char"]
+        for j, ch in enumerate(curves):
             ax.plot([100 * x for x in ch["fraction_left"]], ch["bpb_ticket"], "o-", color="C0",
                     label="ticket" if j == 0 else None)
             ax.plot([100 * x for x in ch["fraction_left"]], ch["bpb_reinit"], "s--", color="C3",
@@ -310,22 +270,14 @@ def synflow_no_collapse() -> Claim:
 # --- prune-plus-quantize ----------------------------------------------------------------------------
 
 
-def sensitive_layers(store, run: str, eval_bytes: int, k: int = 2) -> tuple[list[str], dict[str, float]]:
-    """The k weight matrices whose int4 quantization alone costs the most bits/byte (a harsh
-    probe, so that differences show); returns their names and every matrix's cost."""
-    base, meta = load_model(store.run_dir(run))
-    corpus = meta["config"]["train"]["corpus"]
-    ref = scored(base, corpus, eval_bytes)
-    names = [n for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
-    cost = {}
-    for n in [*names, "transformer.wte"]:
-        model, _ = load_model(store.run_dir(run))
-        if n == "transformer.wte":
-            quantize_(model, QuantConfig(bits=4, group_size=16), filter_fn=lambda name, m: name in ("lm_head", "transformer.wte"))
-        else:
-            quantize_(model, QuantConfig(bits=4, group_size=16), filter_fn=lambda name, m, n=n: name == n)
-        cost[n] = scored(model, corpus, eval_bytes) - ref
-    return sorted(cost, key=lambda n: -cost[n])[:k], cost
+# Fine-tuning steps every arm of the frontier gets after the trained checkpoint: none. Each arm is
+# a post-training transform of the same checkpoint. Equal fine-tuning would be equal only in count:
+# imo's quantizer has no training path (a quantized Linear holds integer weights), so the int8/int4
+# arms could spend their steps only before quantizing, where the steps cannot repair the
+# transform's damage, while the pruned arms' steps repair theirs (masks kept). No steps at all is
+# both the fair choice (same tokens, no arm-specific recipe or learning rate) and the cheap one.
+FRONTIER_FINETUNE_STEPS = 0
+INT8 = QuantConfig(bits=8, kernel="weight-only")
 
 
 def measure_frontier(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
@@ -336,18 +288,22 @@ def measure_frontier(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     single = []
     for sp in (0.5, 0.75, 0.9):
         key = f"prune {sp:.0%}"
-        runs[key], _ = prune_run(store, base, "magnitude", sp, finetune_steps=s["ft"], lr=1e-3, seed=seed, eval_bytes=eb)
+        runs[key], _ = prune_run(store, base, "magnitude", sp, finetune_steps=FRONTIER_FINETUNE_STEPS,
+                                 seed=seed, eval_bytes=eb)
         single.append(key)
-    runs["int8"], _ = quantize_run(store, base, QuantConfig(bits=8, kernel="weight-only"), eval_bytes=eb)
+    runs["int8"], _ = quantize_run(store, base, INT8, eval_bytes=eb)
     runs["int4 g32"], _ = quantize_run(store, base, QuantConfig(bits=4, group_size=32), eval_bytes=eb)
     single += ["int8", "int4 g32"]
-    runs["prune 50% + int8"], _ = quantize_run(store, runs["prune 50%"], QuantConfig(bits=8, kernel="weight-only"), eval_bytes=eb)
-    runs["prune 75% + int8"], _ = quantize_run(store, runs["prune 75%"], QuantConfig(bits=8, kernel="weight-only"), eval_bytes=eb)
-    keep, cost = sensitive_layers(store, base, eb)
+    runs["prune 50% + int8"], _ = quantize_run(store, runs["prune 50%"], INT8, eval_bytes=eb)
+    runs["prune 75% + int8"], _ = quantize_run(store, runs["prune 75%"], INT8, eval_bytes=eb)
+    keep, cost = sensitive_layers(store, base, eb)  # probed on training bytes, scored on validation
     skip = ["lm_head", "transformer.wte"] if "transformer.wte" in keep else []
     skip += [n for n in keep if n != "transformer.wte"]
-    runs["int8, sensitive in float"], _ = quantize_run(store, base, QuantConfig(bits=8, kernel="weight-only"),
-                                                      keep=tuple(skip), eval_bytes=eb)
+    runs["int8, sensitive in float"], _ = quantize_run(store, base, INT8, keep=tuple(skip), eval_bytes=eb)
+    # read back from each arm's stored transform history, not from the constant above
+    ft = {k: finetune_steps_from_base(store, r, base) for k, r in runs.items()}
+    if len(set(ft.values())) != 1:
+        raise RuntimeError(f"the arms got unequal fine-tuning steps: {ft}")
     bpb = {k: store.get(r)["figures"]["val_bpb"] if k != "float32" else None for k, r in runs.items()}
     bpb["float32"] = store.get(runs["int8"])["figures"]["parent_val_bpb"]
     size = {k: checkpoint_bytes(store.run_dir(r)) for k, r in runs.items()}
@@ -358,11 +314,13 @@ def measure_frontier(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
         "_runs": list(runs.values()),
         "points": list(runs), "bytes": [size[k] for k in runs], "bpb": [bpb[k] for k in runs],
         "single": single, "sensitive_kept": keep, "int4_probe_cost_bpb": cost,
-        "finetune_steps": s["ft"], "eval_bytes": eb,
+        "finetune_steps": ft[combo], "finetune_steps_per_arm": [ft[k] for k in runs], "eval_bytes": eb,
         "best_single_at_combo_size": best,
         # > 0: the combination has lower loss than every single transform at most 5% larger than it
         "combo_advantage_bpb": (bpb[best] - bpb[combo]) if best else float("nan"),
         "combo_size_ratio": size[combo] / size["float32"],
+        # shown, not judged: what keeping the sensitive layers in float buys over plain int8
+        "sensitive_in_float_gain_bpb": bpb["int8"] - bpb["int8, sensitive in float"],
     }
 
 
@@ -378,7 +336,8 @@ def plot_frontier(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("checkpoint bytes on disk (kB, log)")
     ax.set_ylabel("validation bits/byte")
-    ax.set_title(f"char model: prune (+{f['finetune_steps']} fine-tuning steps), quantize, both", fontsize=10)
+    tuned = f"{f['finetune_steps']} fine-tuning steps for every arm" if f["finetune_steps"] else "no arm fine-tuned"
+    ax.set_title(f"char model: prune, quantize, both ({tuned})", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     save_figure(fig, path)
@@ -389,47 +348,32 @@ def prune_plus_quantize() -> Claim:
     return Claim(
         id="prune-plus-quantize",
         statement="Pruning and quantization combine: pruned-then-int8 weights give a smaller file at "
-                  "lower loss than either transform alone, and a model quantizes well with its most "
-                  "sensitive layers left in float.",
+                  "lower loss than either transform alone.",
         source="source-notes: pruning combines with quantization; quantizing a subset works",
-        experiment="A char model; real checkpoints (imo.compress) for: magnitude pruning 50/75/90% with "
-                   "brief fine-tuning, int8 (per channel), int4 (groups of 32), 50% and 75% pruning + "
-                   "int8, and int8 with the two matrices whose int4 quantization alone costs most kept "
-                   "in float. Bytes on disk vs validation bits/byte. Metric: bits/byte of the best single "
-                   "transform whose file is at most 5% larger than prune-50%+int8's, minus the combo's.",
+        experiment="A char model; real checkpoints (imo.compress), each a post-training transform of the "
+                   "same trained checkpoint with no fine-tuning for any arm (the quantizer cannot be "
+                   "fine-tuned, so equal steps would repair only the pruned arms; zero steps is equal "
+                   "and cheaper): magnitude pruning 50/75/90%, int8 (per channel), int4 (groups of 32), "
+                   "50% and 75% pruning + int8, and int8 with the two matrices whose int4 quantization "
+                   "alone costs most (probed on training bytes) kept in float (shown, not judged). Bytes "
+                   "on disk vs validation bits/byte. Metric: bits/byte of the best single transform "
+                   "whose file is at most 5% larger than prune-50%+int8's, minus the combo's.",
         rule=Rule(metric="combo_advantage_bpb", op=">", threshold=0.0, noise=0.01,
-                  meaning="50% pruning + int8 beats every single transform of equal or smaller size "
-                          "on bits/byte"),
+                  meaning="50% pruning + int8 beats every single transform whose file is at most 5% "
+                          "larger, on bits/byte"),
         measure=measure_frontier,
         plot=plot_frontier,
         anchor="Han et al. 2016 (Deep Compression): pruning + quantization + coding shrink AlexNet 35x "
                "without accuracy loss; GPTQ: 4-bit with +0.03 ppl on OPT-175B",
+        # v2: no arm is fine-tuned (v1 fine-tuned the pruned arms only, issue 13); the sensitivity
+        # probe reads training bytes, not the scored validation bytes; the untested half of the
+        # statement (sensitive layers in float) is cut, its arm stays on the plot
+        version=2,
         tags=("compress", "quantization"),
     )
 
 
 # --- outlier-split ----------------------------------------------------------------------------------
-
-OUTLIER_SCALE = 40.0  # induced outlier columns are this many times their natural size
-OUTLIER_CHANNELS = 2  # per LayerNorm
-
-
-def induce_outliers(model, channels: int = OUTLIER_CHANNELS, scale: float = OUTLIER_SCALE) -> list[int]:
-    """Make a few feature columns huge without changing the function: for channel c of each
-    block's ln_1 and ln_2, multiply the LayerNorm gain and bias by `scale` and divide column c of
-    the Linear that reads it (c_attn, c_fc) by `scale`. In float the model computes the same
-    thing; the Linear inputs now carry outliers far above 6.0, as large language models' do."""
-    chans = list(range(channels))
-    with torch.no_grad():
-        for block in model.transformer.h:
-            for ln, lin in ((block.ln_1, block.attn.c_attn), (block.ln_2, block.mlp.c_fc)):
-                for c in chans:
-                    ln.weight[c] *= scale
-                    if ln.bias is not None:
-                        ln.bias[c] *= scale
-                    lin.weight[:, c] /= scale
-    return chans
-
 
 def measure_outliers(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     from imo.compress.runs import outlier_stats, validation_windows
