@@ -146,6 +146,7 @@ def plot_width(per_seed: list[dict[str, Any]], path) -> None:
         for x, y, s, lr in zip(layers, f["val_bpb"], f["shapes"], f["best_lr"], strict=True):
             ax.annotate(f"{s} @ {lr:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.1)  # room for the labels
     ax.set_xlabel("layers (width shrinks as depth grows; parameters held equal)")
     ax.set_ylabel("bits per byte, scored validation half")
     p = per_seed[0]
