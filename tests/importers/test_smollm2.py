@@ -110,3 +110,31 @@ def test_greedy_chat_matches_transformers(smol):
         answers.append(answer)
         print(f"{q} -> {answer}")
     assert "Paris" in answers[0]
+
+
+def test_served_chat_answer_is_the_greedy_one_streamed_or_not(smol):
+    """`/v1/chat/completions` on the real model: the greedy answer (the one that matches
+    transformers above), ended by <|im_end|>, the same streamed and whole."""
+    import httpx
+
+    from imo.engine.decode import Engine
+    from imo.engine.server import ServerThread, create_app
+    from imo.engine.text import TokenText
+    from imo.importers.chat import ChatSession
+
+    g, m, tok, _ = smol
+    q = [{"role": "user", "content": QUESTIONS[0]}]
+    s = ChatSession(m, tok, g.chat, q, max_tokens=40)
+    s.next_answer()
+    eng = Engine(m, text=TokenText(tok, g.chat["stop_ids"]))
+    body = {"messages": q, "max_tokens": 40, "temperature": 0}
+    with ServerThread(create_app(eng, "smollm2", chat=g.chat)) as url:
+        r = httpx.post(url + "/v1/chat/completions", json=body, timeout=120).json()
+        lines = httpx.post(url + "/v1/chat/completions", json={**body, "stream": True}, timeout=120).text.splitlines()
+    import json
+
+    streamed = "".join(json.loads(ln[6:])["choices"][0]["delta"].get("content", "")
+                       for ln in lines if ln.startswith("data: {"))
+    c = r["choices"][0]
+    assert c["message"]["content"] == tok.decode(s.answers[0]) == streamed and "Paris" in streamed
+    assert c["finish_reason"] == ("stop" if len(s.answers[0]) < 40 else "length")
