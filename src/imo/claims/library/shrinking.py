@@ -12,12 +12,9 @@ and the outlier path of int8 quantization (imo.compress).
 * `prune-plus-quantize`: the bytes-on-disk vs bits/byte frontier of a char model: pruning alone
   (50/75/90%), int8, int4, pruning + int8, and int8 with the most sensitive layers (measured on
   training bytes) kept in float. Every point is a real checkpoint written by imo.compress.runs.
-  Fair arms: no arm is fine-tuned. Equal fine-tuning was the alternative, but it would be equal
-  only in count: imo's quantizer has no training path, so int8/int4 could spend their steps only
-  before quantizing, where they cannot repair the transform's damage, while the pruned arms' steps
-  repair theirs. Zero steps gives every arm the same tokens (none) and no arm-specific recipe, and
-  costs nothing; the price is that pruning is judged as a post-training transform, unrepaired
-  (Han et al. retrain after pruning), which handicaps the combination as much as pruning alone.
+  Fair arms: no arm is fine-tuned (why: FRONTIER_FINETUNE_STEPS). The price is that pruning is
+  judged as a post-training transform, unrepaired (Han et al. retrain after pruning), which
+  handicaps the combination as much as pruning alone.
 * `outlier-split` (Dettmers et al. 2022): int8 with activation quantization (vector-wise), with and
   without the float path for outlier columns, on a char model as trained (no outliers) and on the
   same model with outliers induced by a function-preserving rescale (below).
