@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -101,11 +102,18 @@ def plot_trickability(per_seed: list[dict[str, Any]], path) -> None:
     ax.set_title("8x8 digits (lines) beside Goodfellow et al.'s MNIST (stars)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
+    drawn = 0
     for f in per_seed:
         ks = range(1, len(f["text_success_within"]) + 1)
-        bx.plot(list(ks), f["text_success_within"], "o-", color="C2", alpha=0.8)
+        if any(math.isfinite(v) for v in f["text_success_within"]):
+            bx.plot(list(ks), f["text_success_within"], "o-", color="C2", alpha=0.8)
+            drawn += 1
     if per_seed:
         bx.set_xticks(range(1, len(per_seed[0]["text_success_within"]) + 1))
+    if not drawn:  # no answer was right to begin with, so none could be flipped: say so, not a blank panel
+        acc = ", ".join(f"{f['text_clean_accuracy']:.2f}" for f in per_seed)
+        bx.text(0.5, 0.5, f"the char model answered no\n`compare` problem right\n(clean accuracy {acc}):\n"
+                "nothing to flip", ha="center", va="center", transform=bx.transAxes, fontsize=9)
     bx.set_xlabel("byte substitutions allowed (k)")
     bx.set_ylabel("answers flipped (of those right)")
     bx.set_title("char model on `compare`", fontsize=10)
