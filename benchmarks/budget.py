@@ -25,6 +25,7 @@ import torch
 from imo import paths
 from imo.doctor import default_threads, machine
 from imo.runs.store import RunStore, short_commit
+from imo.train.cli import warm_up
 from imo.train.config import RunConfig
 from imo.train.trainer import train
 
@@ -40,16 +41,20 @@ CANDIDATES: dict[str, tuple[str, dict, dict]] = {
     "tiny ctx 64 x 64 lr 6e-3": ("tiny", {"context_length": 64}, {"batch_size": 64, "lr": 6e-3}),
     "4 x 96 ctx 128 x 32 lr 6e-3": ("tiny", {"n_embd": 96, "n_head": 3, "context_length": 128},
                                     {"batch_size": 32, "lr": 6e-3}),
+    "4 x 96 ctx 128 x 16 lr 6e-3": ("tiny", {"n_embd": 96, "n_head": 3, "context_length": 128},
+                                    {"batch_size": 16, "lr": 6e-3}),
     "6 x 128 ctx 128 x 32 lr 6e-3": ("tiny", {"n_layer": 6, "context_length": 128}, {"batch_size": 32, "lr": 6e-3}),
     "4 x 192 ctx 128 x 32 lr 4e-3": ("tiny", {"n_embd": 192, "n_head": 6, "context_length": 128},
                                      {"batch_size": 32, "lr": 4e-3}),
 }
 
 
-def run_one(name: str, corpus: str, minutes: float, seed: int) -> dict:
+def run_one(name: str, corpus: str, minutes: float, seed: int, warm: bool) -> dict:
     preset, model, tr = CANDIDATES[name]
     paths.set_store(Path(tempfile.mkdtemp(prefix="imo-budget-")) / "store.sqlite")
     cfg = RunConfig.build(preset=preset, model=model, train={"corpus": corpus, "minutes": minutes, "seed": seed, **tr})
+    if warm:
+        warm_up(cfg)  # as `imo train --minutes` does since the budget table
     t0 = time.perf_counter()
     rid = train(cfg, quiet=True)
     wall = time.perf_counter() - t0
@@ -67,6 +72,8 @@ def main() -> None:
     ap.add_argument("--corpus", default=f"file:{SHAKESPEARE}")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), help="run these candidates only")
+    ap.add_argument("--no-warm-up", action="store_true",
+                    help="skip imo.train.cli.warm_up's throwaway steps (the sweep before the budget table)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     if not os.environ.get("OMP_NUM_THREADS"):
@@ -77,12 +84,13 @@ def main() -> None:
           f"git {short_commit()}; load average {os.getloadavg()[0]:.2f} at start", flush=True)
     rows = []
     for name in args.only or list(CANDIDATES):
-        r = run_one(name, args.corpus, args.minutes, args.seed)
+        r = run_one(name, args.corpus, args.minutes, args.seed, not args.no_warm_up)
         rows.append(r)
         print(f"{name}: {r['steps']} steps, {r['tps']:,.0f} tok/s, val {r['val']:.3f} bits/byte, "
               f"{r['wall']:.0f}s wall; load {os.getloadavg()[0]:.2f}", flush=True)
     if args.markdown:
-        print(f"\n{args.minutes} min each, corpus {args.corpus.split('/')[-1]}, seed {args.seed}\n")
+        print(f"\n{args.minutes} min each, corpus {args.corpus.split('/')[-1]}, seed {args.seed}, "
+              f"warm-up {'off' if args.no_warm_up else 'on'}\n")
         print("| candidate | layers x width | context x batch | lr | steps | tokens/s | val bits/byte |")
         print("|:--|:--|:--|--:|--:|--:|--:|")
         for r in sorted(rows, key=lambda r: r["val"]):

@@ -10,6 +10,16 @@ from imo.errors import ConfigError
 
 Opt = typer.Option
 
+# `imo train --minutes M` without --preset or --config trains a model sized for the budget: the
+# tiny preset with these overrides, for budgets up to `minutes` (the first row that fits). From the
+# sweep `benchmarks/budget.py` on tinyshakespeare (benchmarks/RESULTS.md, "A preset sized for the
+# budget"): a shorter context and a higher learning rate buy more steps and learn faster per
+# second; the narrower model runs more tokens per second. Flags still win, field by field.
+BUDGETS: tuple[tuple[float, dict, dict], ...] = (
+    (10.0, {"context_length": 128, "n_embd": 96, "n_head": 3}, {"batch_size": 32, "lr": 6e-3}),
+)
+WARMUP_STEPS = 4  # throwaway steps before a --minutes run (see warm_up)
+
 
 def train_command(
     corpus: Annotated[str | None, Opt(help="Corpus name (`imo corpora`), file:PATH or dir:PATH. [default: python-docs]")] = None,
@@ -76,9 +86,73 @@ def train_command(
     if name is not None and not name.strip():
         raise ConfigError("--name must not be empty")
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    sized = preset is None and config is None and minutes is not None and budget_row(minutes) is not None
+    if sized:
+        model, tr = sized_for_budget(minutes, model, tr)
     cfg = RunConfig.build(preset=preset or ("tiny" if config is None else None), file=config, model=model, train=tr)
+    if sized and not quiet:
+        m = cfg.model
+        print(f"budget {minutes:g} min without --preset: tiny sized for it, {m.n_layer} x {m.n_embd}, "
+              f"context {m.context_length}, batch {cfg.train.batch_size}, lr {cfg.train.lr:g} "
+              f"(--preset tiny for the plain preset; docs/speed.md)", flush=True)
+    if cfg.train.minutes is not None:
+        warm_up(cfg)
     _finish(run_training(cfg, quiet=quiet, name=name, tags=tag_list, tensorboard=tensorboard,
                          compile=compile), quiet)
+
+
+def budget_row(minutes: float) -> tuple[dict, dict] | None:
+    """(model overrides, train overrides) of the first BUDGETS row whose budget covers `minutes`."""
+    return next(((m, t) for most, m, t in BUDGETS if minutes <= most), None)
+
+
+# flags that belong together: a given --width drops the row's head count too, and vice versa
+_LINKED = ({"n_embd", "n_head"},)
+
+
+def sized_for_budget(minutes: float, model: dict, tr: dict) -> tuple[dict, dict]:
+    """The model and train overrides of a --minutes run without a preset: the budget row's
+    values, except where a flag gave one (flags win, and a linked field goes with its flag)."""
+    row_model, row_train = budget_row(minutes) or ({}, {})
+    given = {k for k, v in model.items() if v is not None}
+    for group in _LINKED:
+        if given & group:
+            given |= group
+    out_model = {**{k: v for k, v in row_model.items() if k not in given},
+                 **{k: v for k, v in model.items() if v is not None}}
+    out_train = {**row_train, **{k: v for k, v in tr.items() if v is not None}}
+    return out_model, out_train
+
+
+def warm_up(cfg, steps: int = WARMUP_STEPS) -> None:
+    """A few throwaway training steps of a model of this shape on random bytes, before a
+    --minutes run on a CPU. The loop turns the budget into a step count from the time of the first
+    steps; on a CPU the first ones of a shape are slow (oneDNN creates its kernels, the allocator
+    grows: 0.51, 0.39, 0.40, 0.36 s, then ~0.27 s for tiny in bf16 on machine C), which cost such
+    a run ~15% of its steps. The kernels are cached per shape for the process, so the run's own
+    model starts fast. The run's seed is set after this, so its numbers do not change."""
+    import torch
+
+    from imo.model import GPT
+    from imo.train.precision import autocast, resolve_dtype
+    from imo.train.trainer import resolve_device
+
+    t = cfg.train
+    device = resolve_device(t.device)
+    if device != "cpu":
+        return
+    dtype = resolve_dtype(t.dtype, device)
+    model = GPT(cfg.model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, fused=True)
+    rows = t.batch_size // t.grad_accum
+    for _ in range(steps):
+        x = torch.randint(0, cfg.model.vocab_size, (rows, cfg.model.context_length))
+        with autocast(dtype, device):
+            loss = model(x, x)[1]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def _finish(outcome, quiet: bool) -> None:
