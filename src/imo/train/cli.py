@@ -23,7 +23,7 @@ WARMUP_STEPS = 4  # throwaway steps before a --minutes run (see warm_up)
 
 def train_command(
     corpus: Annotated[str | None, Opt(help="Corpus name (`imo corpora`), file:PATH or dir:PATH. [default: python-docs]")] = None,
-    preset: Annotated[str | None, Opt(help="Model preset: tiny, small, base. [default: tiny]")] = None,
+    preset: Annotated[str | None, Opt(help="Model preset: tiny, small, base. Without it, --minutes <= 10 trains tiny sized for the budget (docs/speed.md). [default: tiny]")] = None,
     config: Annotated[Path | None, Opt("--config", help="TOML file with [model] and [train] tables.")] = None,
     pos: Annotated[str | None, Opt(help="Position encoding: none, learned, sinusoidal, rope, alibi.")] = None,
     attn: Annotated[str | None, Opt(help="Attention backend: naive, tiled, sdpa.")] = None,
@@ -34,7 +34,7 @@ def train_command(
     rope_scale: Annotated[float | None, Opt(help="RoPE position scale (position interpolation), e.g. 0.25.")] = None,
     dropout: Annotated[float | None, Opt(help="Dropout rate.")] = None,
     steps: Annotated[int | None, Opt(help="Step budget. [default: 1000 unless --minutes]")] = None,
-    minutes: Annotated[float | None, Opt(help="Time budget in minutes, turned into a step count at the start.")] = None,
+    minutes: Annotated[float | None, Opt(help="Time budget in minutes, turned into a step count at the start (after a few throwaway warm-up steps).")] = None,
     batch_size: Annotated[int | None, Opt(help="Sequences per step (global). [default: 16]")] = None,
     grad_accum: Annotated[int | None, Opt(help="Micro-batches per step.")] = None,
     lr: Annotated[float | None, Opt(help="Peak learning rate. [default: 3e-3]")] = None,
