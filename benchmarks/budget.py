@@ -43,6 +43,8 @@ CANDIDATES: dict[str, tuple[str, dict, dict]] = {
                                     {"batch_size": 32, "lr": 6e-3}),
     "4 x 96 ctx 128 x 16 lr 6e-3": ("tiny", {"n_embd": 96, "n_head": 3, "context_length": 128},
                                     {"batch_size": 16, "lr": 6e-3}),
+    "4 x 96 ctx 128 x 32 lr 1e-2": ("tiny", {"n_embd": 96, "n_head": 3, "context_length": 128},
+                                    {"batch_size": 32, "lr": 1e-2}),
     "6 x 128 ctx 128 x 32 lr 6e-3": ("tiny", {"n_layer": 6, "context_length": 128}, {"batch_size": 32, "lr": 6e-3}),
     "4 x 192 ctx 128 x 32 lr 4e-3": ("tiny", {"n_embd": 192, "n_head": 6, "context_length": 128},
                                      {"batch_size": 32, "lr": 4e-3}),
