@@ -58,5 +58,8 @@ def test_cli_minutes_without_preset_trains_the_sized_model(tmp_path):
     row_model, row_train = BUDGETS[0][1], BUDGETS[0][2]
     assert m["n_layer"] == 1 and m["n_embd"] == row_model["n_embd"] and m["context_length"] == row_model["context_length"]
     assert t["batch_size"] == 4 and t["lr"] == row_train["lr"]
-    res = subprocess.run(args + ["--preset", "tiny"], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
-    assert res.returncode == 0 and "without --preset" not in res.stdout
+    res = subprocess.run(args + ["--preset", "tiny", "--width", "32", "--context", "32", "-q"],
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert res.returncode == 0, res.stderr
+    plain = RunStore.open().get(res.stdout.strip())["config"]
+    assert plain["preset"] == "tiny" and plain["train"]["lr"] == 3e-3 and plain["model"]["n_head"] == 4
