@@ -16,7 +16,7 @@ Opt = typer.Option
 # budget"): a shorter context and a higher learning rate buy more steps and learn faster per
 # second; the narrower model runs more tokens per second. Flags still win, field by field.
 BUDGETS: tuple[tuple[float, dict, dict], ...] = (
-    (10.0, {"context_length": 128, "n_embd": 96, "n_head": 3}, {"batch_size": 32, "lr": 6e-3}),
+    (10.0, {"context_length": 128, "n_embd": 96, "n_head": 3}, {"batch_size": 16, "lr": 6e-3}),
 )
 WARMUP_STEPS = 4  # throwaway steps before a --minutes run (see warm_up)
 
