@@ -12,9 +12,9 @@ Opt = typer.Option
 
 # `imo train --minutes M` without --preset or --config trains a model sized for the budget: the
 # tiny preset with these overrides, for budgets up to `minutes` (the first row that fits). From the
-# sweep `benchmarks/budget.py` on tinyshakespeare (benchmarks/RESULTS.md, "A preset sized for the
-# budget"): a shorter context and a higher learning rate buy more steps and learn faster per
-# second; the narrower model runs more tokens per second. Flags still win, field by field.
+# sweep `benchmarks/budget.py` on tinyshakespeare (benchmarks/RESULTS.md, issue-14 section, machine
+# C's quality rows): the shorter context makes steps cheaper, the higher learning rate learns more
+# per step, the narrower model runs more tokens per second. Flags still win, field by field.
 BUDGETS: tuple[tuple[float, dict, dict], ...] = (
     (10.0, {"context_length": 128, "n_embd": 96, "n_head": 3}, {"batch_size": 16, "lr": 6e-3}),
 )
