@@ -103,6 +103,7 @@ def _mount() -> None:
     for module in (zip_cli, compress_cli, engine_cli, reason_cli, exams_cli, importers_cli, inspect_cli,
                    learn_cli):
         module.register(app)
+    __import__("imo.agents.cli", fromlist=["register"]).register(app)  # imo agent (gymnasium loads lazily)
 
 
 def main(argv: list[str] | None = None) -> None:
