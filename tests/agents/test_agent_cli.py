@@ -1,0 +1,64 @@
+"""`imo agent`: help, clean errors (exit 2), a run in the store that `imo agent eval` reads."""
+
+import importlib
+import sys
+
+import pytest
+
+from imo.cli import main
+from imo.errors import ImoError
+from imo.runs.store import RunStore
+
+
+def imo(*args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_help_and_clean_errors(capsys):
+    assert imo("agent", "train", "--help") == 0 and "--steps" in capsys.readouterr().out
+    for args, says in [(("--env", "Nope-v0"), "unknown env 'Nope-v0'"),
+                       (("--env", "CartPole-v1", "--steps", "100"), "ends before learning starts"),
+                       (("--env", "imo/Chain-v0", "--tau", "0"), "tau must be in (0, 1]"),
+                       (("--env", "imo/Chain-v0,imo/Chain-v0"), "lists a task twice"),
+                       (("--env", "imo/Chain-v0", "--hidden", "a,b"), "--hidden must be")]:
+        assert imo("agent", "train", *args) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert imo("agent", "eval", "nosuchrun") == 2
+
+
+def test_train_then_eval(capsys):
+    pytest.importorskip("gymnasium")
+    assert imo("agent", "train", "--env", "imo/Chain-v0", "--steps", "400", "--learning-starts",
+               "100", "--hidden", "16", "--eval-episodes", "3") == 0
+    out = capsys.readouterr().out
+    assert "step " in out and "mean return" in out and "goal rate" in out
+    store = RunStore.open()
+    (run,) = store.list(kind="agent-dqn")
+    assert {"q", "curve"} <= set(store.get(run["id"])["artifacts"])
+    assert run["figures"]["steps"] == 400
+    assert imo("agent", "eval", run["id"][:6], "--episodes", "3") == 0
+    again = capsys.readouterr().out
+    assert again.strip() == out.strip().splitlines()[-1]  # the same seeds give the same figure
+    assert imo("agent", "eval", run["id"], "--episodes", "0") == 2
+
+
+def test_missing_gymnasium_is_one_line(monkeypatch, capsys):
+    from imo.agents import require_gymnasium
+
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium now fails
+    with pytest.raises(ImoError, match="gymnasium") as e:
+        require_gymnasium()
+    assert "imo[agents]" in e.value.hint
+    # the CLI module imports without it (so `imo --help` works), and training says what to install
+    for name in [m for m in sys.modules if m.startswith("imo.agents")]:
+        monkeypatch.delitem(sys.modules, name)
+    importlib.import_module("imo.agents.cli")
+    assert imo("agent", "--help") == 0
+    assert imo("agent", "train", "--env", "imo/Chain-v0") == 2
+    err = capsys.readouterr().err
+    assert "needs gymnasium" in err and "imo[agents]" in err and "Traceback" not in err
