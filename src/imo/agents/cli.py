@@ -22,7 +22,12 @@ agent_app = typer.Typer(help="Agents that learn from environment feedback (DQN o
 
 
 def register(app: typer.Typer) -> None:
+    """`imo agent`, and `imo exam physics` (issue 21's other half), from one mount line."""
+    from imo.exams.cli import app as exam_app
+    from imo.physics import cli as physics_cli
+
     app.add_typer(agent_app, name="agent")
+    physics_cli.register(exam_app)
 
 
 def _env_names(env: str) -> list[str]:
