@@ -15,10 +15,11 @@ CHAIN = dict(learning_starts=300, buffer_size=5000, target_every=50, train_every
 
 
 def test_value_iteration_matches_the_chain_in_closed_form():
-    g, n = 0.9, 5
+    g, n, c = 0.9, 5, envs.CHAIN_STEP_COST
     q = envs.chain_q_star(n, g)
-    right = np.array([g ** (n - 2 - s) for s in range(n - 1)])   # the goal is n - 2 - s steps on
-    left = g * np.maximum(right[np.maximum(np.arange(n - 1) - 1, 0)], 0)
+    k = n - 2 - np.arange(n - 1)  # steps that cost c before the step onto the goal
+    right = c * (1 - g ** k) / (1 - g) + g ** k
+    left = c + g * right[np.maximum(np.arange(n - 1) - 1, 0)]
     np.testing.assert_allclose(q[:, 1], right)
     np.testing.assert_allclose(q[:, 0], left)
 

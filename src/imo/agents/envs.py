@@ -3,8 +3,8 @@
 Classic control from gymnasium 1.x (CartPole-v1, Acrobot-v1, MountainCar-v0) plus two small
 environments of our own, registered under the `imo/` namespace:
 
-- `imo/Chain-v0`: a deterministic corridor of N cells; action 1 moves right, 0 left; stepping
-  onto the last cell pays 1 and ends the episode. Its optimal Q-function is known exactly
+- `imo/Chain-v0`: a deterministic corridor of N cells; action 1 moves right, 0 left; each step
+  costs 0.05, and stepping onto the last cell pays 1 instead and ends the episode. Its optimal Q-function is known exactly
   (`chain_q_star`, by value iteration), which is what the DQN tests check the learner against.
 - `imo/Reach-v0`: a point on [-1, 1] must reach a target drawn at reset; actions step -0.1, 0 or
   +0.1; each step costs 0.05 and arriving within 0.05 pays 1 and ends the episode.
@@ -23,6 +23,8 @@ import numpy as np
 
 from imo.agents import require_gymnasium
 from imo.errors import ConfigError
+
+CHAIN_STEP_COST = -0.05
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def _chain_class():
         def step(self, action):
             self.state = min(self.state + 1, self.n - 1) if action == 1 else max(self.state - 1, 0)
             done = self.state == self.n - 1
-            return self._obs(), float(done), done, False, {}
+            return self._obs(), (1.0 if done else CHAIN_STEP_COST), done, False, {}
 
     return Chain
 
@@ -164,7 +166,8 @@ def chain_q_star(n: int, gamma: float) -> np.ndarray:
     s = np.arange(n)
     nxt = np.stack([np.maximum(s - 1, 0), np.minimum(s + 1, n - 1)], axis=1)
     term = nxt == n - 1
-    q = value_iteration(nxt, term.astype(float), term | (s[:, None] == n - 1), gamma)
+    q = value_iteration(nxt, np.where(term, 1.0, CHAIN_STEP_COST), term | (s[:, None] == n - 1),
+                        gamma)
     return q[: n - 1]
 
 
