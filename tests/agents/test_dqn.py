@@ -32,8 +32,9 @@ def test_dqn_learns_the_chains_q_star(target):
     env = gym.make("imo/Chain-v0", max_episode_steps=3)
     upd = dict(tau=1.0, target_every=50) if target == "hard" else dict(tau=0.05, target_every=1)
     cfg = DQNConfig(**{**CHAIN, **upd, "steps": 1500, "seed": 3})
-    result = train(env, cfg)
-    assert any(e["goal"] is False for e in result.episodes)  # truncations happened
+    result = train(env, cfg, goal_on_terminate=True)
+    goals = [e["goal"] for e in result.episodes]
+    assert goals.count(False) > 100 and goals.count(True) > 100  # many episodes were truncated
     with torch.no_grad():
         learned = result.q(torch.eye(5)[:4]).numpy()
     np.testing.assert_allclose(learned, envs.chain_q_star(5, 0.9), atol=0.03)
