@@ -1,6 +1,6 @@
 """`imo exam physics`: generate pymunk scenes from seeds and score the baselines that need no
-training: forecast error (constant velocity, ballistic) and violation-of-expectation
-quadruplets (teleport, vanish).
+training: forecast error (constant velocity, ballistic), violation-of-expectation quadruplets
+(teleport, vanish) and contact prediction (constant velocity).
 
     imo exam physics --scenes 200 --seed 0
     imo exam physics --scenes 1000 -o physics.json
@@ -28,7 +28,7 @@ def physics_command(
     scenes: Annotated[int, Opt(help="Scenes to generate (seeds seed, seed+1, ...).")] = 200,
     seed: Annotated[int, Opt(help="First seed.")] = 0,
     balls: Annotated[int, Opt(help="Balls per scene (1..16).")] = 3,
-    seconds: Annotated[float, Opt(help="Simulated seconds per scene.")] = 3.0,
+    seconds: Annotated[float, Opt(help="Simulated seconds per scene (contact prediction needs 3.5).")] = 3.5,
     out: Annotated[Path | None, Opt("-o", "--out", help="Write the figures as JSON here.")] = None,
     force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
 ) -> None:
@@ -38,7 +38,7 @@ def physics_command(
     if out is not None and out.exists() and not force:
         raise ConfigError(f"{out} exists", hint="pass --force to overwrite it")
     from imo.atomic import write_text
-    from imo.physics import baselines, quadruplets
+    from imo.physics import baselines, contact, quadruplets
     from imo.physics.scenes import SceneConfig, generate
 
     cfg = SceneConfig(balls=balls, seconds=seconds)
@@ -59,8 +59,19 @@ def physics_command(
     rel = {k: baselines.relative_error(v, cfg.hz, cfg.gravity) for k, v in quads.items()}
     for k, v in rel.items():
         typer.echo(f"{k:<8} quadruplets: relative error of the ballistic surprise {100 * v:.1f}%")
+    contacts = None
+    if cfg.seconds >= 3.5:
+        labels = [contact.touches(s, 0, 1) for s in made]
+        guesses = [contact.constant_velocity_touches(s, 0, 1) for s in made]
+        contacts = {"positive_share": sum(labels) / scenes,
+                    "constant_velocity_balanced_accuracy": contact.balanced_accuracy(labels, guesses)}
+        typer.echo(f"contact (ball 0 touches ball 1 in 3 s after 0.5 s): {sum(labels)}/{scenes} "
+                   f"positive; constant velocity balanced accuracy "
+                   f"{100 * contacts['constant_velocity_balanced_accuracy']:.1f}%")
+    else:
+        typer.echo("contact prediction skipped: it needs --seconds 3.5 or more")
     if out is not None:
-        payload = {"config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
+        payload = {"contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
                    "forecast_error_radii": {k: {str(h): e for h, e in r.items()}
                                             for k, r in errors.items()},
                    "voe_relative_error": rel}

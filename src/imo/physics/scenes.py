@@ -60,6 +60,7 @@ class Scene:
     states: np.ndarray   # (frames, balls, 4) float64: x, y, vx, vy every 1/hz s (frame 0 = start)
     masses: np.ndarray   # (balls,)
     walls: np.ndarray    # (segments, 4): x1, y1, x2, y2 of the static segments
+    contacts: np.ndarray  # (events, 3) int: frame, i, j (i < j) where balls i and j began to touch
 
     def to_dict(self) -> dict:
         return {"seed": self.seed, "config": asdict(self.config), "masses": self.masses.tolist(),
@@ -112,12 +113,26 @@ def initial_state(seed: int, cfg: SceneConfig) -> tuple[np.ndarray, np.ndarray, 
     return walls, masses, np.concatenate([pos, vel], axis=1)
 
 
+BALL = 1  # pymunk collision type of the balls (walls keep the default, 0)
+
+
 def simulate(cfg: SceneConfig, walls: np.ndarray, masses: np.ndarray,
-             start: np.ndarray) -> np.ndarray:
-    """Run a fresh pymunk Space from `start` (balls, 4); returns (frames, balls, 4)."""
+             start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run a fresh pymunk Space from `start` (balls, 4). Returns the states (frames, balls, 4)
+    and the ball-ball contacts (events, 3): the frame whose steps saw balls i < j begin to
+    touch, as pymunk's collision handler reports it (exact, not read off the frames)."""
     pymunk = require_pymunk()
     space = pymunk.Space()
     space.gravity = (0.0, -cfg.gravity)
+    index: dict = {}
+    events: list[tuple[int, int, int]] = []
+    frame = [0]
+
+    def begin(arbiter, space, data) -> None:  # the collision is still processed as usual
+        i, j = sorted(index[s] for s in arbiter.shapes)
+        events.append((frame[0], i, j))
+
+    space.on_collision(BALL, BALL, begin=begin)
     for x1, y1, x2, y2 in walls:
         seg = pymunk.Segment(space.static_body, (x1, y1), (x2, y2), WALL_RADIUS)
         seg.elasticity, seg.friction = cfg.elasticity, cfg.friction
@@ -128,16 +143,19 @@ def simulate(cfg: SceneConfig, walls: np.ndarray, masses: np.ndarray,
         body.position, body.velocity = (float(x), float(y)), (float(vx), float(vy))
         shape = pymunk.Circle(body, cfg.radius)
         shape.elasticity, shape.friction = cfg.elasticity, cfg.friction
+        shape.collision_type = BALL
+        index[shape] = len(bodies)
         space.add(body, shape)
         bodies.append(body)
     out = np.empty((cfg.frames, len(bodies), 4))
     dt = 1.0 / (cfg.hz * cfg.substeps)
     for f in range(cfg.frames):
+        frame[0] = f
         for _ in range(cfg.substeps if f else 0):
             space.step(dt)
         for i, b in enumerate(bodies):
             out[f, i] = (b.position.x, b.position.y, b.velocity.x, b.velocity.y)
-    return out
+    return out, np.array(events, np.int64).reshape(-1, 3)
 
 
 def generate(seed: int, cfg: SceneConfig | None = None, start: np.ndarray | None = None) -> Scene:
@@ -147,4 +165,5 @@ def generate(seed: int, cfg: SceneConfig | None = None, start: np.ndarray | None
     walls, masses, states0 = initial_state(seed, cfg)
     if start is not None:
         states0 = np.asarray(start, float)
-    return Scene(seed, cfg, simulate(cfg, walls, masses, states0), masses, walls)
+    states, contacts = simulate(cfg, walls, masses, states0)
+    return Scene(seed, cfg, states, masses, walls, contacts)
