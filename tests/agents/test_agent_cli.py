@@ -62,3 +62,16 @@ def test_missing_gymnasium_is_one_line(monkeypatch, capsys):
     assert imo("agent", "train", "--env", "imo/Chain-v0") == 2
     err = capsys.readouterr().err
     assert "needs gymnasium" in err and "imo[agents]" in err and "Traceback" not in err
+
+
+def test_several_tasks_take_the_first_recipe_and_the_most_steps():
+    from imo.agents import envs
+    from imo.agents.cli import _config
+    from imo.agents.dqn import DQNConfig
+
+    cfg = _config(["CartPole-v1", "imo/Chain-v0"], {})
+    assert cfg == DQNConfig()  # CartPole's recipe is DQNConfig's defaults
+    cfg = _config(["imo/Chain-v0", "imo/Reach-v0"], {"seed": 4})
+    chain = envs.spec("imo/Chain-v0").recipe
+    assert cfg.lr == chain["lr"] and cfg.steps == envs.spec("imo/Reach-v0").recipe["steps"]
+    assert cfg.seed == 4

@@ -45,11 +45,9 @@ def _config(names: list[str], overrides: dict):
     from imo.agents import envs
     from imo.agents.dqn import DQNConfig
 
-    recipe: dict = {}
-    for n in names:  # several tasks: the first task's recipe, with the most steps of any
-        r = envs.spec(n).recipe
-        recipe = recipe or dict(r)
-        recipe["steps"] = max(recipe.get("steps", DQNConfig.steps), r.get("steps", DQNConfig.steps))
+    # several tasks: the first task's recipe, with the most steps of any
+    recipe = dict(envs.spec(names[0]).recipe)
+    recipe["steps"] = max(envs.spec(n).recipe.get("steps", DQNConfig.steps) for n in names)
     given = {k: v for k, v in overrides.items() if v is not None}
     fields = {**recipe, **given}
     steps = fields.get("steps", DQNConfig.steps)
@@ -161,8 +159,11 @@ def train_command(
 
     try:
         result = dqn.train(task_env, cfg, progress, goals)
-    except BaseException:
+    except KeyboardInterrupt:
         store.set_status(run_id, "interrupted")
+        raise
+    except BaseException:
+        store.set_status(run_id, "failed")
         raise
     figures = runs.finish_run(store, run_id, names, result,
                               int(task_env.observation_space.shape[0]), int(task_env.action_space.n))
