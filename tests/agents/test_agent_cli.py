@@ -24,7 +24,8 @@ def test_help_and_clean_errors(capsys):
                        (("--env", "CartPole-v1", "--steps", "100"), "ends before learning starts"),
                        (("--env", "imo/Chain-v0", "--tau", "0"), "tau must be in (0, 1]"),
                        (("--env", "imo/Chain-v0,imo/Chain-v0"), "lists a task twice"),
-                       (("--env", "imo/Chain-v0", "--hidden", "a,b"), "--hidden must be")]:
+                       (("--env", "imo/Chain-v0", "--hidden", "a,b"), "--hidden must be"),
+                       (("--env", "imo/Chain-v0", "--per-task-heads"), "needs several tasks")]:
         assert imo("agent", "train", *args) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err
@@ -45,6 +46,14 @@ def test_train_then_eval(capsys):
     again = capsys.readouterr().out
     assert again.strip() == out.strip().splitlines()[-1]  # the same seeds give the same figure
     assert imo("agent", "eval", run["id"], "--episodes", "0") == 2
+    # several tasks with a head each: eval rebuilds the heads from agent.json
+    assert imo("agent", "train", "--env", "imo/Chain-v0,imo/Reach-v0", "--steps", "300",
+               "--learning-starts", "100", "--hidden", "16", "--per-task-heads",
+               "--eval-episodes", "2", "-q") == 0
+    trained = capsys.readouterr().out.strip().splitlines()[-2:]
+    multi = next(r for r in store.list(kind="agent-dqn") if r["id"] != run["id"])
+    assert imo("agent", "eval", multi["id"], "--episodes", "2") == 0
+    assert capsys.readouterr().out.strip().splitlines() == trained
 
 
 def test_missing_gymnasium_is_one_line(monkeypatch, capsys):

@@ -9,6 +9,7 @@ pytest.importorskip("gymnasium")
 
 from imo.agents import envs  # noqa: E402
 from imo.agents.dqn import DQNConfig, evaluate, train  # noqa: E402
+from imo.errors import ConfigError  # noqa: E402
 
 CHAIN = dict(learning_starts=300, buffer_size=5000, target_every=50, train_every=1,
              batch_size=64, lr=3e-3, exploration_fraction=0.3, gamma=0.9, hidden=(32,))
@@ -79,3 +80,21 @@ def test_multi_task_training_never_takes_a_missing_action():
     cfg = DQNConfig(**{**CHAIN, "steps": 600, "seed": 2})
     result = train(env, cfg, goal_on_terminate=[False, True])  # step() raises on a missing one
     assert {e["task"] for e in result.episodes} == {0, 1}
+
+
+def test_per_task_heads_keep_tasks_apart():
+    from imo.agents.dqn import QNetwork
+
+    torch.manual_seed(0)
+    q = QNetwork(4 + 2, 3, (8,), tasks=2)
+    obs = torch.randn(6, 6)
+    obs[:, 4:] = 0
+    obs[:3, 4], obs[3:, 5] = 1, 1  # rows 0-2 are task 0, rows 3-5 task 1
+    q(obs)[:3].sum().backward()    # a loss on task 0's rows only
+    head = q.net[-1]
+    assert head.weight.grad[3:].abs().sum() == 0 and head.weight.grad[:3].abs().sum() > 0
+    env = envs.MultiTaskEnv(["imo/Chain-v0", "imo/Reach-v0"])
+    cfg = DQNConfig(**{**CHAIN, "steps": 400, "seed": 2, "per_task_heads": True})
+    assert train(env, cfg).q.tasks == 2
+    with pytest.raises(ConfigError, match="several tasks"):
+        train(envs.make("imo/Chain-v0"), cfg)

@@ -123,6 +123,7 @@ def train_command(
     exploration_fraction: Annotated[float | None, Opt(help="Share of steps over which epsilon falls.")] = None,
     end_e: Annotated[float | None, Opt(help="Final epsilon.")] = None,
     hidden: Annotated[str | None, Opt(help="Hidden layer sizes, comma-separated (default 120,84).")] = None,
+    per_task_heads: Annotated[bool, Opt("--per-task-heads", help="Several tasks: one output head per task on a shared trunk.")] = False,
     eval_episodes: Annotated[int, Opt(help="Greedy evaluation episodes per task afterwards.")] = 10,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Only the final lines.")] = False,
 ) -> None:
@@ -134,7 +135,9 @@ def train_command(
         "steps": steps, "seed": seed, "lr": lr, "gamma": gamma, "buffer_size": buffer_size,
         "batch_size": batch_size, "learning_starts": learning_starts, "train_every": train_every,
         "target_every": target_every, "tau": tau, "exploration_fraction": exploration_fraction,
-        "end_e": end_e, "hidden": _hidden(hidden)})
+        "end_e": end_e, "hidden": _hidden(hidden), "per_task_heads": per_task_heads or None})
+    if per_task_heads and len(names) < 2:
+        raise ConfigError("--per-task-heads needs several tasks (--env A,B,...)")
     import torch
 
     from imo.agents import dqn, envs, runs

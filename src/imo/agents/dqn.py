@@ -41,6 +41,7 @@ class DQNConfig:
     learning_starts: int = 10_000   # steps of acting before the first update
     train_every: int = 10           # steps between updates
     hidden: tuple[int, ...] = (120, 84)
+    per_task_heads: bool = False    # several tasks: one output head per task on a shared trunk
     seed: int = 1
 
     def check(self) -> None:
@@ -69,20 +70,31 @@ class DQNConfig:
 
 
 class QNetwork(nn.Module):
-    """obs (B, obs_dim) -> Q-values (B, n_actions)."""
+    """obs (B, obs_dim) -> Q-values (B, n_actions).
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (120, 84)):
+    tasks = 0: one MLP. tasks = T > 0: the observation ends in a one-hot of T tasks (the
+    MultiTaskEnv layout); a shared trunk feeds T heads and each row reads its own task's head,
+    so a task's TD error never moves another task's head."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (120, 84),
+                 tasks: int = 0):
         super().__init__()
         layers: list[nn.Module] = []
         width = obs_dim
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        layers.append(nn.Linear(width, n_actions))
+        self.tasks, self.n_actions = tasks, n_actions
+        layers.append(nn.Linear(width, n_actions * max(tasks, 1)))
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
+        out = self.net(obs)
+        if not self.tasks:
+            return out
+        out = out.view(obs.shape[0], self.tasks, self.n_actions)  # (B, T, A)
+        task = obs[:, -self.tasks:].argmax(dim=1)                   # (B,)
+        return out[torch.arange(obs.shape[0]), task]                 # (B, A)
 
 
 def linear_schedule(start: float, end: float, duration: float, t: int) -> float:
@@ -137,6 +149,15 @@ class TrainResult:
         return self.config.steps / self.seconds if self.seconds else float("nan")
 
 
+def task_count(env, cfg: DQNConfig) -> int:
+    """The number of heads beyond one: the env's task count with per-task heads, else 0."""
+    if not cfg.per_task_heads:
+        return 0
+    if not hasattr(env, "names"):
+        raise ConfigError("per-task heads need several tasks (--env A,B,...)")
+    return len(env.names)
+
+
 def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = None,
           goal_on_terminate: bool | list[bool] = False) -> TrainResult:
     """Train a DQN on `env` (a gymnasium env, or a MultiTaskEnv) for cfg.steps steps.
@@ -146,8 +167,9 @@ def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = No
     rng = np.random.default_rng(cfg.seed)
     obs_dim = int(np.prod(env.observation_space.shape))
     n_actions = int(env.action_space.n)
-    q = QNetwork(obs_dim, n_actions, cfg.hidden)
-    target = QNetwork(obs_dim, n_actions, cfg.hidden)
+    tasks = task_count(env, cfg)
+    q = QNetwork(obs_dim, n_actions, cfg.hidden, tasks)
+    target = QNetwork(obs_dim, n_actions, cfg.hidden, tasks)
     hard_update(target, q)
     opt = torch.optim.Adam(q.parameters(), lr=cfg.lr)
     buf = ReplayBuffer(cfg.buffer_size, obs_dim, n_actions, seed=cfg.seed + 1)

@@ -41,7 +41,7 @@ def finish_run(store, run_id: str, env_names: list[str], result: TrainResult,
     save_file({k: v.contiguous() for k, v in result.q.state_dict().items()},
               str(folder / "q.safetensors"))
     meta = {"envs": env_names, "config": result.config.to_dict(), "obs_dim": obs_dim,
-            "n_actions": n_actions}
+            "n_actions": n_actions, "tasks": result.q.tasks}
     write_text(folder / "agent.json", json.dumps(meta, indent=2) + "\n")
     rows: dict[int, dict[str, float]] = {}
     for ep in result.episodes:
@@ -75,7 +75,8 @@ def load_run(store, run_id: str) -> tuple[QNetwork, dict]:
                               hint="is it an `imo agent train` run that finished?") from None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"run {run_id}: cannot read its agent files ({e})") from None
-    q = QNetwork(meta["obs_dim"], meta["n_actions"], tuple(meta["config"]["hidden"]))
+    q = QNetwork(meta["obs_dim"], meta["n_actions"], tuple(meta["config"]["hidden"]),
+                 meta.get("tasks", 0))
     q.load_state_dict(state)
     q.eval()
     return q, meta
