@@ -92,6 +92,24 @@ def test_policy_training_stops_cleanly_and_resumes_exactly(tmp_path):
         train_policy(cfg, store, resume=part)
 
 
+def test_policy_and_verifier_reuse_is_keyed_on_the_code_fingerprint(tmp_path):
+    from imo.reason.policy import PolicyConfig, train_policy
+    from imo.reason.verifiers import VerifierConfig, train_verifier
+    from imo.runs.store import RunStore
+
+    store = RunStore.open(tmp_path / "store.sqlite")
+    cfg = PolicyConfig(task="arith", difficulty=1, n_train=60, n_test=4, n_layer=1, n_embd=16,
+                       context_length=64, steps=3, batch_size=4, warmup=1)
+    a = train_policy(cfg, store, code_fingerprint="aaaa")
+    assert train_policy(cfg, store, code_fingerprint="aaaa") == a  # same code: reused
+    b = train_policy(cfg, store, code_fingerprint="bbbb")  # other code: trained afresh
+    assert b != a and train_policy(cfg, store) not in (a, b)  # no fingerprint matches neither
+    vcfg = VerifierConfig(kind="orm", policy=a, n_problems=4, samples=1, steps=2, batch_size=2)
+    v = train_verifier(vcfg, store, code_fingerprint="aaaa")
+    assert train_verifier(vcfg, store, code_fingerprint="aaaa") == v
+    assert train_verifier(vcfg, store, code_fingerprint="cccc") != v
+
+
 def test_reason_train_takes_minutes(capsys):
     args = [a for a in TINY if a not in ("--steps", "15")]
     run_id = ok(capsys, "train", *args, "--minutes", "0.02").split()[-1]

@@ -54,7 +54,7 @@ def fresh_problems(cfg, n: int) -> list[Problem]:
 def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int = 500,
                      method: str = "best-of-n", verifier: str = "oracle", budget_x: int = 8,
                      epochs: float = 2.0, lr: float = 3e-4, seed: int = 0, eval_n: int | None = None,
-                     quiet: bool = True, log=lambda msg: None) -> list[dict[str, Any]]:
+                     quiet: bool = True, log=lambda msg: None, code_fingerprint: str | None = None) -> list[dict[str, Any]]:
     """Rounds of search + fine-tuning; each round fine-tunes the current policy for `epochs`
     passes over the solutions it kept (a few, at a low rate: many passes over a few hundred of its
     own solutions memorise them and cost accuracy)."""
@@ -86,7 +86,8 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
         steps = max(1, math.ceil(epochs * len(kept) / cfg.batch_size))
         child = replace(cfg, init_from=current, steps=steps, lr=lr, warmup=warmup(steps), seed=seed + r,
                         revision=0.0)
-        current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n)
+        current = train_policy(child, store, quiet=quiet, examples=kept, eval_n=eval_n,
+                               code_fingerprint=code_fingerprint)
         out.append({"round": r, "run": current, "kept": len(kept), "pool": len(pool), "steps": steps,
                     "greedy_test_acc": greedy_accuracy(load_policy(store, current), test),
                     "seconds": time.perf_counter() - t0})
@@ -94,7 +95,8 @@ def expert_iteration(store: RunStore, run: str, rounds: int = 2, n_problems: int
 
 
 def control(store: RunStore, run: str, steps: int, lr: float = 3e-4, seed: int = 0,
-            eval_n: int | None = None, quiet: bool = True) -> tuple[str, float]:
+            eval_n: int | None = None, quiet: bool = True,
+            code_fingerprint: str | None = None) -> tuple[str, float]:
     """The same number of fine-tuning steps on the policy's own worked solutions instead of
     search-found ones: what more training alone would have done."""
     policy = load_policy(store, run, seed)
@@ -103,5 +105,5 @@ def control(store: RunStore, run: str, steps: int, lr: float = 3e-4, seed: int =
     test = test[:eval_n] if eval_n is not None else test
     child = replace(cfg, init_from=policy.meta["run"], steps=max(1, steps), lr=lr, warmup=warmup(steps),
                     seed=seed + 100, revision=0.0)
-    run_id = train_policy(child, store, quiet=quiet, eval_n=eval_n)
+    run_id = train_policy(child, store, quiet=quiet, eval_n=eval_n, code_fingerprint=code_fingerprint)
     return run_id, greedy_accuracy(load_policy(store, run_id), test)

@@ -348,11 +348,13 @@ def load_policy(store: RunStore, run: str, seed: int = 0) -> GPTPolicy:
 
 def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool = True,
                  examples: list[tuple[str, str]] | None = None, eval_n: int | None = None,
-                 reuse: bool = True, resume: str | None = None, stop_at: int | None = None) -> str:
+                 reuse: bool = True, resume: str | None = None, stop_at: int | None = None,
+                 code_fingerprint: str | None = None) -> str:
     """Train (or fine-tune, with cfg.init_from) a policy and record it; returns the run id. With
     `examples` the rows are those (prompt, completion) pairs rather than the generated training set.
     A finished run with the same config is reused when `reuse` is set. `resume` continues an
-    interrupted run from its last checkpoint (its own config and examples). A clean stop
+    interrupted run from its last checkpoint (its own config and examples). `code_fingerprint`
+    (a claim's) keys reuse on the code as well as the config: only a run recorded with the same one is reused. A clean stop
     (Ctrl-C/SIGTERM) checkpoints, marks the run interrupted and raises TrainingStopped."""
     from imo.train.checkpoint import checkpoint_dir, read_checkpoint
     from imo.train.loop import RunLog
@@ -378,7 +380,8 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
         cfg = replace(cfg, examples=examples_sha(examples))
     if cfg.init_from is not None and resume is None:
         cfg = replace(cfg, init_from=check_kind(store, store.resolve(cfg.init_from), POLICY_KIND, "a policy")["id"])
-    found = store.find(POLICY_KIND, config_hash(asdict(cfg))) if reuse and resume is None else []
+    found = (store.find(POLICY_KIND, config_hash(asdict(cfg)), fingerprint=code_fingerprint)
+             if reuse and resume is None else [])
     if found:
         return found[0]
     task = step_task(cfg.task)
@@ -404,7 +407,8 @@ def train_policy(cfg: PolicyConfig, store: RunStore | None = None, quiet: bool =
         model.load_state_dict(parent.state_dict())
     name = f"policy-{cfg.task}{cfg.difficulty}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
     if resume is None:
-        run_id = store.create_run(POLICY_KIND, name, asdict(cfg), parent=cfg.init_from)
+        run_id = store.create_run(POLICY_KIND, name, asdict(cfg), parent=cfg.init_from,
+                                  fingerprint=code_fingerprint)
     else:
         store.set_status(run_id, "running")
     t0 = time.perf_counter()

@@ -254,8 +254,9 @@ def _label_batch(rows, block: int, kind: str) -> tuple[torch.Tensor, torch.Tenso
 
 
 def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bool = True,
-                   reuse: bool = True) -> str:
-    """Sample, label and train an ORM or PRM for a policy run; returns the verifier's run id."""
+                   reuse: bool = True, code_fingerprint: str | None = None) -> str:
+    """Sample, label and train an ORM or PRM for a policy run; returns the verifier's run id.
+    A finished run with the same config (and `code_fingerprint`, a claim's) is reused."""
     store = store or RunStore.open()
     policy_id = store.resolve(cfg.policy)
     run = store.get(policy_id)
@@ -263,7 +264,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
         raise ConfigError(f"run {policy_id} is a verifier, not a policy; give the policy run it should judge")
     check_kind(store, policy_id, POLICY_KIND, "a policy")
     cfg = replace(cfg, policy=policy_id)
-    found = store.find(KINDS[cfg.kind], config_hash(asdict(cfg))) if reuse else []
+    found = store.find(KINDS[cfg.kind], config_hash(asdict(cfg)), fingerprint=code_fingerprint) if reuse else []
     if found:
         return found[0]
     policy: GPTPolicy = load_policy(store, policy_id, cfg.seed)
@@ -272,7 +273,7 @@ def train_verifier(cfg: VerifierConfig, store: RunStore | None = None, quiet: bo
     rng = random.Random(cfg.seed)
     probs = rng.sample(train_set, min(cfg.n_problems, len(train_set)))
     name = f"{cfg.kind}-{pcfg.task}{pcfg.difficulty}-{cfg.n_layer}x{cfg.n_embd}-{config_hash(asdict(cfg))[:6]}"
-    run_id = store.create_run(KINDS[cfg.kind], name, asdict(cfg), parent=policy_id)
+    run_id = store.create_run(KINDS[cfg.kind], name, asdict(cfg), parent=policy_id, fingerprint=code_fingerprint)
     t0 = time.perf_counter()
     try:
         if not quiet:

@@ -60,13 +60,13 @@ def setting(budget: str, seed: int, ctx: Context, verifiers: bool = True) -> dic
     s = SIZES[budget]
     ctx.log(f"policy (arith difficulty {s['difficulty']}, {budget}, seed {seed})")
     pol = train_policy(PolicyConfig(task="arith", difficulty=s["difficulty"], seed=seed, **s["policy"]), ctx.store,
-                       quiet=ctx.quiet)
+                       quiet=ctx.quiet, code_fingerprint=ctx.code_fingerprint)
     out = {"policy": pol}
     if verifiers:
         for kind in ("orm", "prm"):
             ctx.log(f"{kind} for {pol}")
             out[kind] = train_verifier(VerifierConfig(kind=kind, policy=pol, seed=seed, **s["verifier"]),
-                                       ctx.store, quiet=ctx.quiet)
+                                       ctx.store, quiet=ctx.quiet, code_fingerprint=ctx.code_fingerprint)
     return out
 
 
@@ -263,11 +263,13 @@ def measure_learn(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
     s = SIZES[budget]
     runs = setting(budget, seed, ctx, verifiers=False)
     res = expert_iteration(ctx.store, runs["policy"], rounds=2, n_problems=s["pool"], method="best-of-n",
-                           verifier="oracle", budget_x=8, seed=seed, eval_n=s["n"], quiet=ctx.quiet, log=ctx.log)
+                           verifier="oracle", budget_x=8, seed=seed, eval_n=s["n"], quiet=ctx.quiet, log=ctx.log,
+                           code_fingerprint=ctx.code_fingerprint)
     accs = [r["greedy_test_acc"] for r in res]
     steps = sum(r.get("steps") or 0 for r in res[1:])
     ctx.log(f"control: {steps} fine-tuning steps on the worked solutions instead")
-    ctl_run, ctl_acc = control(ctx.store, runs["policy"], steps, seed=seed, eval_n=s["n"], quiet=ctx.quiet)
+    ctl_run, ctl_acc = control(ctx.store, runs["policy"], steps, seed=seed, eval_n=s["n"], quiet=ctx.quiet,
+                               code_fingerprint=ctx.code_fingerprint)
     return {"_runs": [r["run"] for r in res] + [ctl_run], "greedy_by_round": accs,
             "kept_by_round": [r["kept"] for r in res], "steps_by_round": [r.get("steps") for r in res],
             "pool": s["pool"], "n": s["n"], "gain_after_two_rounds": accs[-1] - accs[0],
