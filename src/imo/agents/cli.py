@@ -124,6 +124,7 @@ def train_command(
     end_e: Annotated[float | None, Opt(help="Final epsilon.")] = None,
     hidden: Annotated[str | None, Opt(help="Hidden layer sizes, comma-separated (default 120,84).")] = None,
     per_task_heads: Annotated[bool, Opt("--per-task-heads", help="Several tasks: one output head per task on a shared trunk.")] = False,
+    popart: Annotated[bool, Opt("--popart", help="Per-task PopArt normalisation of the values (with --per-task-heads).")] = False,
     eval_episodes: Annotated[int, Opt(help="Greedy evaluation episodes per task afterwards.")] = 10,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Only the final lines.")] = False,
 ) -> None:
@@ -131,13 +132,16 @@ def train_command(
     names = _env_names(env)
     if eval_episodes < 1:
         raise ConfigError("--eval-episodes must be >= 1")
+    if per_task_heads and len(names) < 2:
+        raise ConfigError("--per-task-heads needs several tasks (--env A,B,...)")
+    if popart and not per_task_heads:
+        raise ConfigError("--popart needs --per-task-heads")
     cfg = _config(names, {
         "steps": steps, "seed": seed, "lr": lr, "gamma": gamma, "buffer_size": buffer_size,
         "batch_size": batch_size, "learning_starts": learning_starts, "train_every": train_every,
         "target_every": target_every, "tau": tau, "exploration_fraction": exploration_fraction,
-        "end_e": end_e, "hidden": _hidden(hidden), "per_task_heads": per_task_heads or None})
-    if per_task_heads and len(names) < 2:
-        raise ConfigError("--per-task-heads needs several tasks (--env A,B,...)")
+        "end_e": end_e, "hidden": _hidden(hidden), "per_task_heads": per_task_heads or None,
+        "popart": popart or None})
     import torch
 
     from imo.agents import dqn, envs, runs

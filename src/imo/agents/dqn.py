@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imo.agents.popart import PopArt
 from imo.agents.replay import ReplayBuffer
 from imo.errors import ConfigError
 
@@ -42,6 +43,8 @@ class DQNConfig:
     train_every: int = 10           # steps between updates
     hidden: tuple[int, ...] = (120, 84)
     per_task_heads: bool = False    # several tasks: one output head per task on a shared trunk
+    popart: bool = False            # per-task normalised values (needs per_task_heads)
+    popart_beta: float = 3e-4       # step size of PopArt's running mean and second moment
     seed: int = 1
 
     def check(self) -> None:
@@ -60,6 +63,10 @@ class DQNConfig:
         if self.learning_starts < 0 or self.learning_starts >= self.steps:
             bad.append(f"learning_starts must be in [0, steps), got {self.learning_starts} "
                        f"with {self.steps} steps")
+        if self.popart and not self.per_task_heads:
+            bad.append("popart needs per_task_heads")
+        if not 0 < self.popart_beta <= 1:
+            bad.append("popart_beta must be in (0, 1]")
         if not self.hidden or min(self.hidden) < 1:
             bad.append("hidden sizes must be >= 1")
         if bad:
@@ -171,6 +178,7 @@ def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = No
     q = QNetwork(obs_dim, n_actions, cfg.hidden, tasks)
     target = QNetwork(obs_dim, n_actions, cfg.hidden, tasks)
     hard_update(target, q)
+    popart = PopArt(tasks, cfg.popart_beta) if cfg.popart else None
     opt = torch.optim.Adam(q.parameters(), lr=cfg.lr)
     buf = ReplayBuffer(cfg.buffer_size, obs_dim, n_actions, seed=cfg.seed + 1)
     result = TrainResult(q, cfg)
@@ -208,11 +216,19 @@ def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = No
         if step >= cfg.learning_starts:
             if step % cfg.train_every == 0:
                 b = buf.sample(cfg.batch_size)
+                obs_t, next_t = torch.from_numpy(b.obs), torch.from_numpy(b.next_obs)
                 with torch.no_grad():
-                    y = td_targets(target(torch.from_numpy(b.next_obs)), torch.from_numpy(b.rewards),
+                    q_next = target(next_t)
+                    if popart is not None:  # the heads give normalised values; targets are not
+                        task = obs_t[:, -tasks:].argmax(dim=1)
+                        q_next = popart.unnormalise(q_next, task)
+                    y = td_targets(q_next, torch.from_numpy(b.rewards),
                                    torch.from_numpy(b.terminated), torch.from_numpy(b.next_mask),
                                    cfg.gamma)
-                pred = q(torch.from_numpy(b.obs)).gather(1, torch.from_numpy(b.actions)[:, None])[:, 0]
+                    if popart is not None:
+                        popart.update_(y, task, [q.net[-1], target.net[-1]], n_actions)
+                        y = popart.normalise(y, task)
+                pred = q(obs_t).gather(1, torch.from_numpy(b.actions)[:, None])[:, 0]
                 loss = nn.functional.mse_loss(pred, y)
                 opt.zero_grad()
                 loss.backward()
