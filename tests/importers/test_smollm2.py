@@ -65,7 +65,9 @@ def test_cached_decoding_equals_full_forward(smol):
         full, _ = m(x)
         cache = KVCache.for_model(m, capacity=8)
         parts = [m(x[:, :5], cache=cache)[0]] + [m(x[:, t : t + 1], cache=cache)[0] for t in range(5, x.size(1))]
-    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-4, rtol=0)
+    # fp32 sums taken in another order (one query row at a time against the cache) over 30 layers:
+    # 1e-4 absolute plus 1e-5 relative (logits reach ~20; AMD EPYC differed by 1.04e-4 at one of 639k)
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-4, rtol=1e-5)
 
 
 def test_tokenizer_equals_transformers(smol):
