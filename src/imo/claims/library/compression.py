@@ -63,7 +63,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "smoke": dict(models=[(1, 32)], steps=4, batch=4, block=32, heldout=2048, train_bytes=8192, zip_bytes=1024),
     "quick": dict(models=[(1, 32), (2, 64)], steps=150, batch=16, block=64, heldout=8192,
                   train_bytes=None, zip_bytes=4096),
-    "full": dict(models=[(2, 64), (4, 128), (4, 192)], steps=1200, batch=16, block=128, heldout=65536,
+    "full": dict(models=[(2, 64), (4, 128)], steps=1200, batch=16, block=128, heldout=65536,
                  train_bytes=None, zip_bytes=65536),
 }
 
@@ -151,7 +151,7 @@ def nn_is_compressor() -> Claim:
                   "unseen text of the same kind in fewer bits than a classic compressor that has "
                   "read the same training text, and keeps only a little of it word for word (lossy).",
         source="source-notes: a neural network is a (lossy) compression model",
-        experiment="Byte-level GPTs of 2-3 sizes trained on the training split (tinyshakespeare; "
+        experiment="Byte-level GPTs of 1-2 sizes trained on the training split (tinyshakespeare; "
                    "python-docs at smoke); bits/byte on the first held-out bytes vs gzip -9, bzip2 -9, "
                    "xz -9e and zstd -19 given the training text as a prefix; with and without the "
                    "weights' bytes; imo zip's network-alone row on the held-out bytes; exact recall "
@@ -163,8 +163,9 @@ def nn_is_compressor() -> Claim:
         plot=plot_nn,
         anchor="Delétang et al. 2023: 200K/800K/3.2M-parameter transformers reach 30.9/21.7/17.0% "
                "on enwik9 chunks (weights not counted)",
-        version=3,  # v2: the rule needs the effect 0.05 beyond xz at every budget (issue 13);
-        # v3: the classic compressors get the whole training split at quick as at full
+        version=4,  # v2: the rule needs the effect 0.05 beyond xz at every budget (issue 13);
+        # v3: the classic compressors get the whole training split at quick as at full;
+        # v4: full trains 2 x 64 and 4 x 128 (v3 also 4 x 192: 69 minutes, over the 30-minute cap)
         tags=("zip", "exams"),
     )
 
