@@ -97,11 +97,12 @@ def _mount() -> None:
     from imo.importers import cli as importers_cli
     from imo.inspect import cli as inspect_cli
     from imo.learn import cli as learn_cli
+    from imo.prompt import cli as prompt_cli
     from imo.reason import cli as reason_cli
     from imo.zip import cli as zip_cli
 
     for module in (zip_cli, compress_cli, engine_cli, reason_cli, exams_cli, importers_cli, inspect_cli,
-                   learn_cli):
+                   learn_cli, prompt_cli):
         module.register(app)
     __import__("imo.agents.cli", fromlist=["register"]).register(app)  # imo agent (gymnasium loads lazily)
 
