@@ -23,8 +23,8 @@ from typing import Any, Literal
 from imo.prompt.abbrev import AbbreviationTable
 from imo.prompt.records import RecordFormat
 
-FieldType = Literal["string", "integer", "number", "boolean"]
-_PY = {"string": str, "integer": int, "number": float, "boolean": bool}
+FieldType = Literal["string", "integer", "number", "boolean", "array", "object"]
+PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,12 @@ class FieldSpec:
     default: Any = None
 
     def __post_init__(self) -> None:
-        if self.type not in _PY:
-            raise ValueError(f"field {self.name!r}: type must be one of {sorted(_PY)}, got {self.type!r}")
+        if self.type not in PY_TYPES:
+            raise ValueError(f"field {self.name!r}: type must be one of {sorted(PY_TYPES)}, got {self.type!r}")
 
     @property
     def python_type(self) -> type:
-        return _PY[self.type]
+        return PY_TYPES[self.type]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,10 @@ app = typer.Typer(help="Prompt toolkit: A/B runs of prompt variants, generated t
 
 
 def register(app_: typer.Typer) -> None:
+    from imo.prompt.extract import extract_command
+
     app_.add_typer(app, name="prompt")
+    app_.command("extract")(extract_command)
 
 
 @app.command("ab")

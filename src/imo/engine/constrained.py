@@ -1,0 +1,230 @@
+"""Constrained decoding: a JSON schema as a logits mask over imo's engine, so every answer is
+valid JSON of that schema whatever the model's logits.
+
+The grammar engine is llguidance (Microsoft's Rust "low-level guidance"; README: ~50 us of CPU per
+mask for 128k vocabularies). It was the one library that stayed strictly valid on a raw byte
+vocabulary in the measurement of ../shared/design/WAVE2.md section 9 (xgrammar let raw control
+characters into strings, #800; outlines-core dropped integer bounds, #147). Backends sit behind a
+small registry; llguidance is the only one registered here.
+
+The mask is applied with `masked_fill` on the engine's logits (not llguidance's torch helper,
+which is torch.compile'd and costs ~15 s on its first CPU call). Fast-forward: where the grammar
+allows exactly one continuation (the fixed keys of an object, `":"`, quotes), those tokens are
+consumed without a choice and fed to the model in one forward call.
+
+The decoding loop uses only the engine's public calls (`prefill`, `forward`, `release`) and its
+KV cache. A byte model has no end-of-sequence token: llguidance gets a virtual one (id 256, never
+produced by the model) and a row ends when the grammar is complete (for an object: its closing
+brace). A BPE model's own end-of-sequence id ends a row where the grammar accepts.
+
+    g = compile_schema(schema, eng.text, eng.cfg.vocab_size)
+    out = constrained_generate(eng, eng.text.encode(prompt), g, max_tokens=256)  # out.text, out.value
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from imo.engine.config import GenerationConfig
+from imo.engine.sampling import make_generator, sample_tokens
+from imo.errors import ConfigError
+
+
+def _require_llguidance():
+    try:
+        import llguidance
+    except ImportError:
+        raise ConfigError("constrained decoding needs llguidance: pip install 'imo[constrained]'") from None
+    return llguidance
+
+
+class _Vocabulary:
+    """The shape llguidance's TokenizerWrapper reads: every id's bytes, the end id, special ids."""
+
+    def __init__(self, pieces: list[bytes], eos: int, special: list[int], encode: Callable[[bytes], list[int]]):
+        self.tokens, self.eos_token_id, self.bos_token_id = pieces, eos, None
+        self.special_token_ids = special
+        self._encode = encode
+
+    def __call__(self, data: bytes) -> list[int]:
+        return self._encode(data)
+
+
+@dataclass
+class Grammar:
+    """A compiled schema for one vocabulary: llguidance's tokenizer and grammar, and the end id."""
+
+    schema: dict
+    tokenizer: Any  # llguidance.LLTokenizer
+    grammar: str
+    n_vocab: int  # llguidance's vocabulary (the model's, plus the virtual end id of a byte model)
+    eos: int
+    virtual_eos: bool
+    backend: str = "llguidance"
+
+    def matcher(self):
+        from llguidance import LLMatcher
+
+        m = LLMatcher(self.tokenizer, self.grammar, log_level=0)
+        if m.is_error():
+            raise ConfigError(f"the schema cannot be compiled: {m.get_error()}")
+        return m
+
+
+def check_schema(schema: object) -> dict:
+    """The schema if it is a valid JSON Schema object, else a one-line ConfigError."""
+    if not isinstance(schema, dict):
+        raise ConfigError(f"a schema must be a JSON object, got {type(schema).__name__}")
+    try:
+        import jsonschema
+    except ImportError:
+        return schema
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = "/".join(str(p) for p in e.path) or "(root)"
+        raise ConfigError(f"not a valid JSON schema at {where}: {e.message}") from None
+    return schema
+
+
+def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
+    llg = _require_llguidance()
+    pieces = [text.piece(i) if i < len(text.pieces) else b"" for i in range(vocab_size)]
+    special = sorted({*text.eos, *getattr(text.tokenizer, "special", {}).values()})
+    special += [i for i in range(len(text.pieces), vocab_size)]  # padding rows of the embedding
+    for i in special:
+        pieces[i] = text.pieces[i] if i < len(text.pieces) and text.pieces[i] else f"<|imo:{i}|>".encode()
+    eos = min(text.eos) if text.eos else None
+    virtual = eos is None
+    if virtual:
+        eos = vocab_size
+        pieces.append(b"<|imo:end|>")
+        special.append(eos)
+    vocab = _Vocabulary(pieces, eos, special, lambda data: text.encode(bytes(data)))
+    tok = llg.LLTokenizer(llg.TokenizerWrapper(vocab), n_vocab=len(pieces))
+    # Compact JSON (no free whitespace): a small model cannot wander into endless spaces.
+    grammar = llg.LLMatcher.grammar_from_json_schema(schema, defaults={"whitespace_flexible": False})
+    failed, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, tok)
+    if failed:
+        raise ConfigError(f"llguidance cannot compile the schema: {messages[0]}")
+    return Grammar(schema, tok, grammar, len(pieces), eos, virtual)
+
+
+BACKENDS: dict[str, Callable[[dict, Any, int], Grammar]] = {"llguidance": _llguidance_grammar}
+
+
+def compile_schema(schema: object, text, vocab_size: int, backend: str = "llguidance") -> Grammar:
+    """A checked schema compiled for a vocabulary (text: imo.engine.text.TokenText)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown constrained-decoding backend {backend!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[backend](check_schema(schema), text, vocab_size)
+
+
+def allowed_mask(matcher, n_vocab: int) -> torch.Tensor:
+    """The tokens the grammar allows next, as a bool tensor (n_vocab,), from llguidance's bitmask."""
+    words = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)  # one bit per token, little-endian
+    bits = np.unpackbits(words, bitorder="little")[:n_vocab]
+    return torch.from_numpy(bits.astype(bool))
+
+
+@dataclass
+class Constrained:
+    tokens: list[int]
+    text: str
+    finish_reason: str  # "stop" (grammar complete or end id), "length", "error"
+    forward_calls: int  # model calls after the prefill
+    fast_forwarded: int  # tokens the grammar forced (consumed without a choice)
+    error: str | None = None
+    value: Any = field(default=None)  # the parsed JSON when the text is complete
+
+    @property
+    def complete(self) -> bool:
+        return self.finish_reason == "stop" and self.error is None
+
+
+def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: int = 256,
+                         temperature: float = 0.0, seed: int | None = 0, fast_forward: bool = True,
+                         logits_hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Constrained:
+    """Decode one answer under the grammar. `logits_hook` replaces the model's logits (tests use
+    random logits: the worst case for validity)."""
+    if max_tokens < 1:
+        raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+    cfg = (GenerationConfig(strategy="greedy", max_tokens=max_tokens) if temperature == 0 else
+           GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature, seed=seed))
+    gens = [make_generator(seed)]
+    m = grammar.matcher()
+    V = eng.cfg.vocab_size
+    L = eng.cfg.context_length
+    cache, logits = eng.prefill(prompt)
+    out: list[int] = []
+    calls = forced = 0
+    finish, error = "length", None
+    try:
+        while len(out) < max_tokens:
+            if m.is_stopped():
+                finish = "stop"
+                break
+            step: list[int]
+            ff = m.compute_ff_tokens() if fast_forward else []
+            if ff:
+                step = ff[: max_tokens - len(out)]
+                forced += len(step)
+            else:
+                allowed = allowed_mask(m, grammar.n_vocab)
+                if not allowed.any():
+                    finish, error = "error", m.get_error() or "the grammar allows no token"
+                    break
+                row = logits_hook(logits) if logits_hook is not None else logits
+                row = row.float()
+                if grammar.virtual_eos:  # a byte model: its end is the grammar's
+                    if m.is_accepting():
+                        finish = "stop"
+                        break
+                    row = torch.cat([row, row.new_full((1,), float("-inf"))])
+                masked = row.masked_fill(~allowed, float("-inf"))
+                step = [int(sample_tokens(masked[None], cfg, gens)[0])]
+            if not m.consume_tokens(step):
+                finish, error = "error", m.get_error()
+                break
+            if step[-1] == grammar.eos:
+                finish = "stop"
+                break
+            out += step
+            if m.is_stopped():
+                finish = "stop"
+                break
+            if cache.length + len(step) > L:
+                break  # the context is full: "length"
+            logits = eng.forward(torch.tensor([step]), cache)[0, -1, :V]
+            calls += 1
+    finally:
+        eng.release(cache)
+    data = eng.text.bytes_of(out)
+    text = data.decode("utf-8", "replace")
+    value = None
+    if finish == "stop" and error is None:
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:  # a grammar bug: report it, never hide it
+            error = f"the constrained answer is not JSON: {e}"
+    return Constrained(out, text, finish, calls, forced, error, value)
+
+
+def strictly_valid(text: str, schema: dict) -> bool:
+    """`text` is exactly one JSON value (strict: no NaN, no control characters) that the schema accepts."""
+    import jsonschema
+
+    def no_constants(name):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(text, parse_constant=no_constants)
+    except ValueError:
+        return False
+    return jsonschema.validators.validator_for(schema)(schema).is_valid(value)
