@@ -25,22 +25,7 @@ from imo.engine.constrained import (  # noqa: E402
 )
 from imo.engine.decode import Engine  # noqa: E402
 from imo.errors import ConfigError  # noqa: E402
-
-SCHEMAS = {
-    "person": {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags"],
-               "properties": {"name": {"type": "string", "maxLength": 12},
-                              "age": {"type": "integer", "minimum": 0, "maximum": 150},
-                              "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3}}},
-    "product": {"type": "object", "additionalProperties": False, "required": ["price", "color", "in_stock"],
-                "properties": {"price": {"type": "number", "minimum": 0},
-                               "color": {"enum": ["red", "green", "blue"]},
-                               "in_stock": {"type": "boolean"}}},
-    "event": {"type": "object", "additionalProperties": False, "required": ["when", "where"],
-              "properties": {"when": {"type": "object", "additionalProperties": False, "required": ["month", "day"],
-                                      "properties": {"month": {"type": "integer", "minimum": 1, "maximum": 12},
-                                                     "day": {"type": "integer", "minimum": 1, "maximum": 31}}},
-                             "where": {"type": "string", "minLength": 1, "maxLength": 8}}},
-}
+from imo.prompt.schemas import SCHEMAS  # noqa: E402
 
 
 def _random_logits(seed: int):

@@ -24,6 +24,7 @@ brace). A BPE model's own end-of-sequence id ends a row where the grammar accept
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,13 +69,19 @@ class Grammar:
     virtual_eos: bool
     backend: str = "llguidance"
 
+    _proto: Any = field(default=None, repr=False)
+
     def matcher(self):
+        """A fresh matcher at the start of the grammar: a copy of one built once, so the lexer
+        states llguidance builds lazily are not rebuilt for every answer."""
         from llguidance import LLMatcher
 
-        m = LLMatcher(self.tokenizer, self.grammar, log_level=0)
-        if m.is_error():
-            raise ConfigError(f"the schema cannot be compiled: {m.get_error()}")
-        return m
+        if self._proto is None:
+            m = LLMatcher(self.tokenizer, self.grammar, log_level=0)
+            if m.is_error():
+                raise ConfigError(f"the schema cannot be compiled: {m.get_error()}")
+            self._proto = m
+        return self._proto.deep_copy()
 
 
 def check_schema(schema: object) -> dict:
@@ -142,6 +149,8 @@ class Constrained:
     fast_forwarded: int  # tokens the grammar forced (consumed without a choice)
     error: str | None = None
     value: Any = field(default=None)  # the parsed JSON when the text is complete
+    mask_seconds: float = 0.0  # computing and applying the masks
+    seconds: float = 0.0  # the whole answer, prefill included
 
     @property
     def complete(self) -> bool:
@@ -158,6 +167,8 @@ def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: i
     cfg = (GenerationConfig(strategy="greedy", max_tokens=max_tokens) if temperature == 0 else
            GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature, seed=seed))
     gens = [make_generator(seed)]
+    began = time.perf_counter()
+    mask_seconds = 0.0
     m = grammar.matcher()
     V = eng.cfg.vocab_size
     L = eng.cfg.context_length
@@ -176,6 +187,7 @@ def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: i
                 step = ff[: max_tokens - len(out)]
                 forced += len(step)
             else:
+                t0 = time.perf_counter()
                 allowed = allowed_mask(m, grammar.n_vocab)
                 if not allowed.any():
                     finish, error = "error", m.get_error() or "the grammar allows no token"
@@ -188,6 +200,7 @@ def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: i
                         break
                     row = torch.cat([row, row.new_full((1,), float("-inf"))])
                 masked = row.masked_fill(~allowed, float("-inf"))
+                mask_seconds += time.perf_counter() - t0
                 step = [int(sample_tokens(masked[None], cfg, gens)[0])]
             if not m.consume_tokens(step):
                 finish, error = "error", m.get_error()
@@ -213,7 +226,8 @@ def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: i
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:  # a grammar bug: report it, never hide it
             error = f"the constrained answer is not JSON: {e}"
-    return Constrained(out, text, finish, calls, forced, error, value)
+    return Constrained(out, text, finish, calls, forced, error, value, mask_seconds,
+                       time.perf_counter() - began)
 
 
 def strictly_valid(text: str, schema: dict) -> bool:
