@@ -116,3 +116,16 @@ def test_imo_extract_on_a_byte_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["extract", "--model", run_id, "--schema", str(tmp_path / "none.json"), "x"])
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err
+    # imo sample --json-schema: the prompt, then an answer valid under the schema
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(SCHEMAS["event"]))
+    for extra in (["--temperature", "0"], ["--temperature", "1", "--seed", "3"]):
+        try:
+            main(["sample", run_id, "--prompt", "when: ", "--tokens", "80", "--json-schema", str(event), *extra])
+        except SystemExit as e:
+            assert e.code in (0, None)
+        printed = capsys.readouterr().out
+        assert printed.startswith("when: ") and strictly_valid(printed[len("when: "):].strip(), SCHEMAS["event"])
+    with pytest.raises(SystemExit) as e:
+        main(["sample", run_id, "--n", "2", "--json-schema", str(event)])
+    assert e.value.code == 2 and "--json-schema takes" in capsys.readouterr().err

@@ -75,17 +75,18 @@ def sample_command(
     interactive: Annotated[bool, Opt("--interactive", "-i", help="Enter accepts, r rejects and shows the next answer, q quits.")] = False,
     threshold: Annotated[float, Opt(help="Branch where the runner-up has at least this share of the top probability.")] = 0.5,
     speculate: Annotated[int, Opt(help="Passes to spend ahead on runner-up branches (eager alternatives).")] = 0,
+    json_schema: Annotated[Path | None, Opt(help="Decode under this JSON Schema (llguidance): the answer is valid JSON of it.")] = None,
 ) -> None:
     """Continue a prompt with a run's model, printing as it goes."""
     try:
         _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_p, seed, n, beam_width,
-                length_penalty, stop, alternatives, interactive, threshold, speculate)
+                length_penalty, stop, alternatives, interactive, threshold, speculate, json_schema)
     except ConfigError as e:
         raise ConfigError(flag_names(str(e)), e.hint) from None
 
 
 def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_p, seed, n, beam_width,
-            length_penalty, stop, alternatives, interactive, threshold, speculate) -> None:
+            length_penalty, stop, alternatives, interactive, threshold, speculate, json_schema=None) -> None:
     from imo.engine.branches import BranchConfig
     from imo.engine.config import GenerationConfig
     from imo.engine.decode import Engine
@@ -125,6 +126,9 @@ def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_
     ids = text.encode(data)
     eng.check_prompt(ids, cfg)  # before anything is printed: a refused prompt is not echoed
     shown = _shown(data)
+    if json_schema is not None:
+        _constrained(eng, shown, ids, cfg, json_schema, bool(alternatives or interactive or stop or top_k or top_p))
+        return
     if alternatives or interactive:
         _alternatives(eng, shown, ids, cfg, branch, alternatives, interactive)
         return
@@ -142,6 +146,25 @@ def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _constrained(eng, shown: str, ids: list[int], cfg, schema_file: Path, extras: bool) -> None:
+    """imo sample --json-schema: one answer under the schema (imo.engine.constrained)."""
+    from imo.engine.constrained import compile_schema, constrained_generate
+    from imo.prompt.extract import load_schema
+
+    if cfg.strategy == "beam" or cfg.n > 1 or extras:
+        raise ConfigError("--json-schema takes greedy or plain sampling with --n 1 (no beam, --stop, --top-k, "
+                          "--top-p, --alternatives or --interactive)")
+    grammar = compile_schema(load_schema(schema_file), eng.text, eng.cfg.vocab_size)
+    room = eng.cfg.context_length - len(ids)
+    out = constrained_generate(eng, ids, grammar, max_tokens=max(1, min(cfg.max_tokens, room)),
+                               temperature=cfg.temperature if cfg.strategy == "sample" else 0.0, seed=cfg.seed)
+    if out.error:
+        raise ConfigError(f"constrained decoding failed: {out.error}")
+    print(shown + out.text)
+    if not out.complete:
+        raise ConfigError(f"the answer did not finish within {cfg.max_tokens} tokens; raise --tokens")
 
 
 def _alternatives(eng, prompt, ids, cfg, branch, count: int, interactive: bool) -> None:
