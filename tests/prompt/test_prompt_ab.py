@@ -34,6 +34,11 @@ defaults = false
 [[variant]]
 name = "records"
 answer = "records"
+
+[[variant]]
+name = "retry"
+system = "first answer badly"
+retries = 2
 """
 
 
@@ -64,9 +69,11 @@ class Stub(BaseHTTPRequestHandler):
     def do_POST(self):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Stub.seen.append(req)
-        prompt = req["messages"][-1]["content"] if "messages" in req else req["prompt"]
+        prompt = "\n".join(m["content"] for m in req["messages"]) if "messages" in req else req["prompt"]
         [item] = [i for t, i in self.items.items() if json.dumps(t)[1:-1] in prompt or t in prompt]
-        if "<|START|>" in prompt:
+        if "first answer badly" in prompt and "did not validate" not in prompt:
+            text = 'Sure! {"age": "old"}'  # fails validation: a wrong type and missing keys
+        elif "<|START|>" in prompt:
             text = "Here you go:\n" + answer_text(PromptSpec(answer="records"), item.fields, item.truth)
         elif "use the default below" in prompt:
             text = answer_text(PromptSpec(), item.fields, item.truth)
@@ -118,7 +125,8 @@ def test_ab_scores_known_answers_exactly_and_the_transcript_rescores(stub, tmp_p
     items = generate("plain", N, seed=4)
     pos = sum(v is not None for i in items for v in i.truth.values())
     neg = 4 * N - pos
-    d, nd, rec = got["defaults"], got["no-defaults"], got["records"]
+    d, nd, rec, retry = got["defaults"], got["no-defaults"], got["records"], got["retry"]
+    assert retry["accuracy"]["value"] == 1.0 and retry["valid"]["value"] == 1.0  # the last attempt counts
     assert d["accuracy"]["value"] == d["tpr"]["value"] == d["tnr"]["value"] == d["valid"]["value"] == 1.0
     assert nd["tpr"]["value"] == 1.0 and nd["tnr"]["value"] == 0.0
     assert nd["accuracy"]["value"] == pytest.approx(pos / (pos + neg))
@@ -127,9 +135,14 @@ def test_ab_scores_known_answers_exactly_and_the_transcript_rescores(stub, tmp_p
     assert rec["accuracy"]["value"] == 1.0 and rec["valid"]["value"] == 0.0 and rec["outside_words"] == 3.0
     # every call is recorded, with its request; the model defaulted to the endpoint's only one
     header, calls = ab.read_transcript(out)
-    assert header["model"] == "stub" and len(calls) == 3 * N == len(Stub.seen)
+    assert header["model"] == "stub" and len(calls) == 4 * N and len(Stub.seen) == 5 * N
     assert all(c["request"]["model"] == "stub" and c["request"]["temperature"] == 0.0 for c in calls)
-    assert {c["variant"] for c in calls} == {"defaults", "no-defaults", "records"}
+    assert {c["variant"] for c in calls} == {"defaults", "no-defaults", "records", "retry"}
+    for c in (c for c in calls if c["variant"] == "retry"):  # both attempts kept, the error fed back
+        first, second = c["attempts"]
+        assert "Field required" in first["validation_error"] and second["validation_error"] is None
+        assert first["validation_error"] in second["request"]["messages"][-1]["content"]
+        assert c["response"] == second["response"]
     again = json.loads(ok(capsys, "prompt", "ab", "--rescore", str(out), "--json").strip().splitlines()[-1])
     assert again == got
     # the completions API renders the same messages as one plain-text prompt
@@ -147,6 +160,7 @@ def test_refusals_are_one_line_and_exit_2(stub, tmp_path, capsys):
         "[[variant]]\nname = \"a\"\nordr = \"x\"\n": "variant]] 1 ('a').ordr: unknown key",
         "[[variant]]\nname = \"a\"\nshots = \"two\"\n": "shots: Input should be a valid integer",
         "[[variant]]\nname = \"a\"\n[[variant]]\nname = \"a\"\n": "repeated: a",
+        "[[variant]]\nname = \"a\"\nanswer = \"records\"\nretries = 1\n": "retries validate JSON answers",
         "[tasks]\nsplit = \"hard\"\n[[variant]]\nname = \"a\"\n": "split must be one of plain, abbrev",
         "[tasks]\nn = 3\n": "variant: required key missing",
         "[[variant]\nname=": "is not valid TOML",

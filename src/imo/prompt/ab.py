@@ -19,7 +19,8 @@ the knobs of imo.prompt.builder.PromptSpec, so two arms that differ in one key m
     defaults = false
 
 The transcript (JSONL) starts with a header (the variants file as read, the endpoint, the model)
-and holds one line per call: the variant, the item with its truth, the request and the response.
+and holds one line per item of each variant: the variant, the item with its truth, the request
+and the response (with `retries`, every attempt in `attempts`; the last is the answer).
 `rescore` reads only that file.
 
     summaries = run_ab(load_variants(path), Endpoint(url, model), out_path)
@@ -35,13 +36,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imo.atomic import atomic_path
 from imo.errors import ConfigError, DataError, ImoError
 from imo.prompt.builder import PromptSpec, build_messages, render_plain
 from imo.prompt.score import ItemScore, Summary, score_answer, summarize
 from imo.prompt.tasks import SPLITS, Item, generate, shots_for
+from imo.prompt.typed import answer_model, ask_typed
 
 FORMAT = "imo-prompt-ab/1"
 
@@ -80,9 +82,16 @@ class VariantSpec(_Strict):
     answer: Literal["json", "records"] = "json"
     shots: int = Field(0, ge=0, le=16)
     system: str | None = "You extract facts from text."
+    retries: int = Field(0, ge=0, le=5)  # typed retries (imo.prompt.typed): JSON answers only
+
+    @model_validator(mode="after")
+    def _retries_need_json(self):
+        if self.retries and self.answer != "json":
+            raise ValueError("retries validate JSON answers; use answer = \"json\" or retries = 0")
+        return self
 
     def prompt_spec(self) -> PromptSpec:
-        return PromptSpec(**self.model_dump(exclude={"name"}))
+        return PromptSpec(**self.model_dump(exclude={"name", "retries"}))
 
 
 class VariantsFile(_Strict):
@@ -160,7 +169,8 @@ def connect(ep: Endpoint):
     try:
         served = [m.id for m in client.with_options(timeout=min(ep.timeout, 15.0)).models.list().data]
     except openai.APIConnectionError as e:
-        raise ImoError(f"cannot reach the endpoint {ep.base_url}: {getattr(e, '__cause__', None) or e}") from None
+        why = str(getattr(e, "__cause__", None) or e).splitlines()[0]
+        raise ImoError(f"cannot reach the endpoint {ep.base_url}: {why}") from None
     except openai.APIStatusError as e:
         if ep.model is None:
             raise ImoError(f"the endpoint {ep.base_url} does not list its models ({e.status_code}); give --model") from None
@@ -202,6 +212,22 @@ def _call(client, ep: Endpoint, req: RequestSpec, messages: list[dict]) -> dict[
             "seconds": round(time.perf_counter() - began, 4)}
 
 
+def _job(client, ep: Endpoint, req: RequestSpec, variant: VariantSpec, item: Item, messages: list[dict]) -> dict:
+    """One item of one variant: one call, or with `retries` the typed loop, every attempt kept."""
+    if not variant.retries:
+        return _call(client, ep, req, messages)
+    attempts: list[dict] = []
+
+    def call(msgs: list[dict]) -> str:
+        attempts.append(_call(client, ep, req, msgs))
+        return (attempts[-1]["response"] or {}).get("text") or ""
+
+    result = ask_typed(call, messages, answer_model(item.fields), retries=variant.retries)
+    for a, checked in zip(attempts, result.attempts, strict=True):
+        a["validation_error"] = checked.error
+    return {**attempts[-1], "attempts": attempts}
+
+
 def _api_message(e) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
@@ -232,13 +258,13 @@ def run_ab(spec: VariantsFile, ep: Endpoint, out: Path, concurrency: int = 4,
     jobs = plan(spec)
     # The first call alone: an endpoint that refuses the request shape (a byte model has no chat
     # template) fails once, with its own message, instead of once per item.
-    first = _call(client, ep, spec.request, jobs[0][2])
+    first = _job(client, ep, spec.request, *jobs[0])
     if first["error"] and first["error"].startswith("HTTP 4"):
         hint = " (try --api completions)" if "chat template" in first["error"] else ""
         raise ImoError(f"the endpoint refused the first request: {first['error']}{hint}")
     results = [first]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for i, r in enumerate(pool.map(lambda j: _call(client, ep, spec.request, j[2]), jobs[1:]), 2):
+        for i, r in enumerate(pool.map(lambda j: _job(client, ep, spec.request, *j), jobs[1:]), 2):
             results.append(r)
             if progress:
                 progress(i, len(jobs))
@@ -279,17 +305,18 @@ def read_transcript(path: str | Path) -> tuple[dict, list[dict]]:
 def rescore(path: str | Path, seed: int = 0) -> dict[str, Summary]:
     """Score a transcript offline with the current checkers: {variant: summary}, in file order."""
     header, calls = read_transcript(path)
+    if not isinstance(header.get("variants"), dict):
+        raise DataError(f"transcript {path}: the header holds no variants")
     spec = parse_variants(header["variants"], f"in transcript {path}")
     answers = {v.name: v.answer for v in spec.variant}
     scores: dict[str, list[ItemScore]] = {v.name: [] for v in spec.variant}
     for n, c in enumerate(calls, 2):
         try:
             item = Item.from_dict(c["item"])
-            answer = answers[c["variant"]]
-        except (KeyError, TypeError) as e:
-            raise DataError(f"transcript {path} line {n}: malformed call ({e})") from None
-        text = (c.get("response") or {}).get("text") or ""
-        scores[c["variant"]].append(score_answer(item, text, answer))
+            text = (c.get("response") or {}).get("text") or ""
+            scores[c["variant"]].append(score_answer(item, text, answers[c["variant"]]))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise DataError(f"transcript {path} line {n}: malformed call ({type(e).__name__}: {e})") from None
     return {name: summarize(s, seed) for name, s in scores.items()}
 
 
