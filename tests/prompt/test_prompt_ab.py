@@ -187,3 +187,14 @@ def test_refusals_are_one_line_and_exit_2(stub, tmp_path, capsys):
     code, _, err = imo(capsys, "prompt", "ab", str(variants), "--endpoint", stub, "--model", "other",
                        "--api", "grpc")
     assert code == 2 and "--api must be chat or completions" in err
+
+
+def test_the_shipped_variants_files_parse():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks" / "prompt_variants"
+    files = sorted(folder.glob("*.toml"))
+    assert len(files) >= 2
+    for f in files:
+        spec = ab.load_variants(f)
+        assert len(spec.variant) >= 2 and len(ab.plan(spec)) == len(spec.variant) * spec.tasks.n
