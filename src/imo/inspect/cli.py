@@ -4,6 +4,7 @@
     imo inspect tms --phase -o tms/         # and the n=2, m=1 phase diagram with its theory
     imo inspect cache RUN --hook blocks.2.hook_resid_post --tokens 100000 -o acts/
     imo inspect sae RUN --hook blocks.2.hook_resid_post --arch topk --latents 1024 --k 16
+    imo inspect browse SAE_RUN -o site/     # and lens, patch, attn, dla: see tools_cli.py
 """
 
 import json
@@ -16,7 +17,8 @@ from imo.errors import ConfigError
 
 Opt = typer.Option
 
-inspect_app = typer.Typer(help="Look inside models: toy models of superposition, activation caches, SAEs.", no_args_is_help=True)
+inspect_app = typer.Typer(help="Look inside models: toy models of superposition, activation caches, SAEs, "
+                          "a feature browser, the logit lens, patching, attention patterns, DLA.", no_args_is_help=True)
 
 
 def _parse_floats(text: str) -> tuple[float, ...]:
@@ -211,4 +213,7 @@ def sae_command(
 
 
 def register(app: typer.Typer) -> None:
+    from imo.inspect import tools_cli  # browse, lens, patch, attn, dla
+
+    tools_cli.register(inspect_app)
     app.add_typer(inspect_app, name="inspect")

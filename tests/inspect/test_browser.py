@@ -1,0 +1,170 @@
+"""The feature browser on a tiny trained model and a tiny SAE: what it collects (activations,
+ablation effects, neighbours), the CLI's refusals, and the site in headless Chromium (it loads, a
+feature page renders, the search finds a feature). Chromium is driven as in
+tests/claims/test_report_browser.py; those tests skip where it is absent."""
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imo.cli import main
+from imo.data.corpora import load_corpus
+from imo.data.tokenizer import ByteTokenizer
+from imo.inspect import browser
+from imo.inspect import sae as S
+from imo.runs.store import RunStore
+from imo.train.checkpoint import load_model
+from imo.train.config import RunConfig
+from imo.train.trainer import train
+
+HOOK = "blocks.1.hook_resid_post"
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
+
+
+@pytest.fixture
+def lm_and_sae(capsys):
+    cfg = RunConfig.build(preset=None, model=dict(n_layer=2, n_embd=32, n_head=2, context_length=32),
+                          train=dict(steps=20, batch_size=4, warmup=2, eval_every=20, eval_batches=1))
+    rid = train(cfg, quiet=True)
+    with pytest.raises(SystemExit) as e:
+        main(["inspect", "sae", rid[:8], "--hook", HOOK, "--latents", "64", "--k", "4", "--tokens", "1024",
+              "--steps", "40", "--batch", "256", "--eval-windows", "2", "-q"])
+    assert (e.value.code or 0) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    (run,) = RunStore.open().list(kind="sae")
+    return rid, run["id"]
+
+
+def windows(n=6, T=32):
+    val = np.asarray(load_corpus("python-docs").val)
+    return torch.from_numpy(val[: n * T].astype(np.int64).reshape(n, T))
+
+
+def loaded(rid, sid):
+    from safetensors.torch import load_file
+
+    store = RunStore.open()
+    model, _ = load_model(store.run_dir(rid))
+    run = store.get(sid)
+    return model, S.load(load_file(run["artifacts"]["sae"]), run["config"]["sae"])
+
+
+def test_collect_matches_the_sae_and_ablation_is_causal(lm_and_sae):
+    model, sae = loaded(*lm_and_sae)
+    w = windows()
+    cfg = browser.BrowseConfig(examples=3, bins=2, left=4, right=2, ablate=3, logits=4, neighbours=3)
+    data = browser.collect(model, ByteTokenizer(), sae, HOOK, w, cfg)
+    codes, clean = browser.feature_acts(model, sae, HOOK, w)
+    assert codes.shape == (6, 32, 64) and clean.shape == (6, 31)
+    feats = data["features"]
+    assert len(feats) == 64 and data["tokens"] == 6 * 32
+    assert data["dead"] == int(((codes > 0).sum((0, 1)) == 0).sum())
+    alive = [f for f in feats if f["top"]]
+    assert alive
+    for f in alive[:5]:
+        i = f["id"]
+        assert f["density"] == pytest.approx(float((codes[..., i] > 0).float().mean()))
+        best = f["top"][0]
+        assert best["acts"][best["pos"]] == pytest.approx(float(codes[..., i].max()), abs=1e-3)
+        assert best["tokens"][best["pos"]] == browser.token_text(ByteTokenizer(), int(w.reshape(-1)[codes[..., i].argmax()]))
+        assert f["neighbours"][0][0] != i and len(f["neighbours"]) == 3
+        assert all(b["lo"] <= ex["acts"][ex["pos"]] + 1e-3 and ex["acts"][ex["pos"]] <= b["hi"] + 1e-3
+                   for b in f["bins"] for ex in b["examples"])
+    # ablation: no effect on tokens predicted before the feature first fires in the window, an
+    # exact zero where it never fires, and some effect after it fires
+    i = alive[0]["id"]
+    eff = browser.ablation_effect(model, sae, HOOK, i, w, clean)
+    fires = codes[..., i] > 0
+    for r in range(6):
+        if not fires[r].any():
+            assert torch.all(eff[r] == 0)
+            continue
+        first = int(fires[r].float().argmax())
+        assert torch.allclose(eff[r, :first], torch.zeros(first), atol=1e-6)
+        assert eff[r, first:].abs().max() > 0
+
+
+def page_dom(tmp_path: Path, page: Path, fragment: str, name: str) -> str:
+    cmd = [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / f'profile-{name}'}", "--dump-dom",
+           page.as_uri() + fragment]
+    res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    console = [line for line in res.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console  # the page's script logs nothing unless it fails
+    return res.stdout
+
+
+def test_cli_refuses_bad_input(lm_and_sae, tmp_path, capsys):
+    rid, sid = lm_and_sae
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    for args, msg in [([sid[:8], "-o", str(busy)], "is not empty"),
+                      ([rid[:8], "-o", str(tmp_path / "a")], "not an SAE"),
+                      ([sid[:8], "-o", str(tmp_path / "b"), "--examples", "0"], "must be positive"),
+                      (["nope", "-o", str(tmp_path / "c")], "no run matches")]:
+        with pytest.raises(SystemExit) as e:
+            main(["inspect", "browse", *args, "-q"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and msg in err and "Traceback" not in err, err
+    assert sorted(p.name for p in busy.iterdir()) == ["keep.txt"]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium: apt-get install chromium")
+def test_site_in_chromium(lm_and_sae, tmp_path, capsys, monkeypatch):
+    _, sid = lm_and_sae
+    monkeypatch.setattr(browser, "CHUNK", 16)  # four data files, so a page loads a later one
+    out = tmp_path / "site"
+    with pytest.raises(SystemExit) as e:
+        main(["inspect", "browse", sid[:8], "-o", str(out), "--windows", "6", "--context", "32",
+              "--examples", "3", "--ablate", "3", "-q"])
+    assert (e.value.code or 0) == 0, capsys.readouterr().err
+    assert "64 features over 192 tokens" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["chunk-000.js", "chunk-001.js", "chunk-002.js",
+                                                            "chunk-003.js", "index.js"]
+    index = json.loads((out / "data" / "index.js").read_text().split(" = ", 1)[1].rstrip(";\n"))
+    rows = index["features"]
+
+    # the list, and nothing broken
+    dom = page_dom(tmp_path, out / "index.html", "", "list")
+    assert 'data-ready="list"' in dom and dom.count("<li data-id=") == 64
+
+    # a feature page from a later chunk (loaded on demand) renders its parts
+    alive = [r for r in rows if r[1] > 0 and r[0] >= 32]
+    f = alive[0][0]
+    dom = page_dom(tmp_path, out / "index.html", f"#f={f}", "feature")
+    assert 'data-ready="feature"' in dom and f'data-feature="{f}"' in dom
+    for part in ("Density among all features", "Top logits", "Nearest features", "Top activations", "Quantile"):
+        assert part in dom, part
+    assert dom.count('<div class="pair">') >= 2 and "<svg" in dom
+    assert "ablated" in dom  # the ablation line of a top example
+
+    # search: a token from one feature's label finds exactly the features whose label or logits hold it
+    label = next(r[3] for r in rows if r[3] != "dead")
+    q = next(t for t in label.split(" · ") if t.strip())
+    expect = {r[0] for r in rows if q.lower() in (r[3] + "\n" + r[4]).lower()}
+    dom = page_dom(tmp_path, out / "index.html", "#q=" + q, "search")
+    found = {int(i) for i in re.findall(r'<li data-id="(\d+)"', dom)}
+    assert found == expect and 0 < len(found) < 64
+    assert f"{len(expect)} of 64 features" in html.unescape(dom)
+    dom = page_dom(tmp_path, out / "index.html", "#q=17", "search-id")
+    assert re.findall(r'<li data-id="(\d+)"', dom)[0] == "17"
+
+    # --force writes over the old site
+    with pytest.raises(SystemExit) as e:
+        main(["inspect", "browse", sid[:8], "-o", str(out), "--windows", "4", "--context", "32",
+              "--ablate", "0", "--force", "-q"])
+    assert (e.value.code or 0) == 0
+    assert "over 128 tokens" in capsys.readouterr().out
