@@ -16,9 +16,14 @@ from imo.inspect.figures import _plt, _save
 MAX_LABELLED = 48  # beyond this many positions, tick labels and cell texts are left out
 
 
+def _show(token: str) -> str:
+    return token.replace(" ", "␣")  # a space as a tick label or cell text would be invisible
+
+
 def _ticks(ax, tokens: list[str], axis: str = "x") -> None:
     if len(tokens) > MAX_LABELLED:
         return
+    tokens = [_show(t) for t in tokens]
     pos = range(len(tokens))
     if axis == "x":
         ax.set_xticks(pos, tokens, rotation=90, fontsize=7, family="monospace")
@@ -37,7 +42,7 @@ def lens_figure(top_prob: torch.Tensor, top_text: list[list[str]], tokens: list[
     if T <= MAX_LABELLED:
         for layer in range(L):
             for t in range(T):
-                ax.text(t, layer, top_text[layer][t], ha="center", va="center", fontsize=6,
+                ax.text(t, layer, _show(top_text[layer][t]), ha="center", va="center", fontsize=6,
                         family="monospace", color="white" if top_prob[layer, t] > 0.6 else "black")
     _ticks(ax, tokens)
     ax.set_yticks(range(L), layers, fontsize=7)
@@ -88,14 +93,14 @@ def dla_figure(d: dict, path: Path, title: str) -> Path:
     plt = _plt()
     heads = d["heads"].numpy()
     L, nh = heads.shape
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(4 + 0.5 * nh + 0.25 * L, 0.45 * L + 2.2),
-                                 gridspec_kw={"width_ratios": [max(nh, 2), max(2, L // 2 + 2)]})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(6 + 0.5 * nh, 0.3 * L + 3), layout="constrained",
+                                 gridspec_kw={"width_ratios": [max(nh, 2) + 1, 4]})
     lim = float(np.abs(heads).max()) or 1.0
     im = a1.imshow(heads, cmap="RdBu", vmin=-lim, vmax=lim, origin="lower", aspect="auto")
     a1.set_xticks(range(nh), [f"H{h}" for h in range(nh)], fontsize=7)
     a1.set_yticks(range(L), [f"L{i}" for i in range(L)], fontsize=7)
     a1.set_title("attention heads", fontsize=9)
-    fig.colorbar(im, ax=a1, fraction=0.05)
+    fig.colorbar(im, ax=a1, fraction=0.08, location="left", label="direct effect on the logit")
     names = ["embed"] + [f"mlp {i}" for i in range(L)] + ["attn bias", "norm bias"]
     vals = [d["embed"], *d["mlp"].tolist(), float(d["attn_bias"].sum()), d["norm_bias"]]
     a2.barh(range(len(vals)), vals, color=["#cf222e" if v < 0 else "#0969da" for v in vals])

@@ -78,9 +78,10 @@ def browse_command(
     force: Annotated[bool, Opt(help="Write into a folder that is not empty.")] = False,
     quiet: Annotated[bool, Opt("-q", "--quiet", help="No progress lines.")] = False,
 ) -> None:
-    """Write a static feature browser for an SAE: density histograms, top activations in quantile
-    bins, ± logits through the decoder, per-token ablation effects, nearest features, a search box.
-    It needs no server: open OUT/index.html."""
+    """Write a static feature browser for an SAE run; open OUT/index.html (no server needed).
+
+    Per feature: density and a log-density histogram, top activations in quantile bins, ± logits
+    through the decoder, per-token ablation effects on the loss, nearest features; a search box."""
     import sys
 
     import numpy as np
@@ -134,8 +135,9 @@ def lens_command(
     top: Annotated[int, Opt(help="Predictions printed per layer at the last position.")] = 5,
     force: Force = False,
 ) -> None:
-    """Logit lens: read each layer's residual through the final norm and the unembedding, and
-    print each layer's top next tokens at the last position."""
+    """Logit lens: each layer's residual read through the final norm and the unembedding.
+
+    Draws the layer x position grid of top predictions; prints each layer's top tokens at the end."""
     import torch
 
     from imo.inspect import lens, lens_figures
@@ -165,9 +167,10 @@ def patch_command(
     out: Annotated[Path, Opt("-o", "--out", help="PNG of the layer x position heatmap.")] = Path("patch.png"),
     force: Force = False,
 ) -> None:
-    """Activation patching: run the corrupted prompt with one (layer, position) taken from the
-    clean run, for every layer and position; score = share of the clean logit difference
-    (answer - wrong, last position) restored."""
+    """Activation patching from a clean prompt into a corrupted one, per layer x position.
+
+    Each cell runs the corrupted prompt with one activation taken from the clean run; its score is
+    the share of the clean logit difference (answer - wrong, last position) it restores."""
     import torch
 
     from imo.inspect import lens, lens_figures
@@ -198,6 +201,9 @@ def patch_command(
     layer, pos = divmod(int(torch.nan_to_num(s, nan=-1e9).argmax()), s.shape[1])
     typer.echo(f"logit difference {sa!r} - {sb!r}: clean {res['ld_clean']:.3f}, corrupt {res['ld_corrupt']:.3f}")
     typer.echo(f"largest restoration {float(s[layer, pos]):.3f} at block {layer}, position {pos}")
+    if abs(res["ld_clean"] - res["ld_corrupt"]) < 0.5:
+        typer.echo("note: the two prompts differ by under 0.5 in this logit difference, so the scores "
+                   "are ratios of small numbers; pick --answer/--wrong that the prompts separate")
     typer.echo(f"wrote {out}")
 
 
@@ -208,7 +214,7 @@ def attn_command(
     out: Annotated[Path, Opt("-o", "--out", help="PNG with one panel per (layer, head).")] = Path("attn.png"),
     force: Force = False,
 ) -> None:
-    """Attention patterns of every head (rows: queries, columns: keys) for one prompt."""
+    """Attention patterns of every head for one prompt (rows: queries, columns: keys)."""
     import torch
 
     from imo.inspect import lens, lens_figures
@@ -239,8 +245,9 @@ def dla_command(
     out: Annotated[Path, Opt("-o", "--out", help="PNG: heads grid and the other parts.")] = Path("dla.png"),
     force: Force = False,
 ) -> None:
-    """Direct logit attribution: split a logit at one position into the embedding, each head, the
-    attention biases, each MLP and the final norm's bias (they sum to the logit)."""
+    """Direct logit attribution: a logit split by head, MLP, embedding and biases.
+
+    The parts are read through the final norm with its scale frozen, so they sum to the logit."""
     import torch
 
     from imo.inspect import lens, lens_figures
