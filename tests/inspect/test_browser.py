@@ -80,6 +80,12 @@ def test_collect_matches_the_sae_and_ablation_is_causal(lm_and_sae):
         assert f["neighbours"][0][0] != i and len(f["neighbours"]) == 3
         assert all(b["lo"] <= ex["acts"][ex["pos"]] + 1e-3 and ex["acts"][ex["pos"]] <= b["hi"] + 1e-3
                    for b in f["bins"] for ex in b["examples"])
+    # ± logits: the decoder row read through the final norm and the unembedding
+    from imo.inspect.lens import direction_logits
+    for f in (feats[0], feats[-1]):
+        dl = direction_logits(model, sae.W_dec[f["id"]].detach())
+        assert f["pos_logits"][0][0] == browser.token_text(ByteTokenizer(), int(dl.argmax()))
+        assert f["neg_logits"][0] == [browser.token_text(ByteTokenizer(), int(dl.argmin())), round(float(dl.min()), 3)]
     # ablation: no effect on tokens predicted before the feature first fires in the window, an
     # exact zero where it never fires, and some effect after it fires
     i = alive[0]["id"]

@@ -136,8 +136,11 @@ def collect(model: nn.Module, tok, sae: nn.Module, hook: str, windows: Tensor,
     W, T, F = codes.shape
     codes_np = codes.numpy()
     density = (codes > 0).float().mean((0, 1)).numpy()
-    vocab_dirs = [direction_logits(model, sae.W_dec[i:i + 256].float()) for i in range(0, F, 256)]
-    dir_logits = torch.cat(vocab_dirs)                                  # (F, vocab)
+    ups, downs = [], []   # top ± logits per feature, 256 features at a time: (F, vocab) may be large
+    for j in range(0, F, 256):
+        dl = direction_logits(model, sae.W_dec[j:j + 256].float())     # (<=256, vocab)
+        ups.append(dl.topk(cfg.logits, dim=1))
+        downs.append((-dl).topk(cfg.logits, dim=1))
     Wn = nn.functional.normalize(sae.W_dec.float(), dim=1)
     rng = np.random.default_rng(cfg.seed)
     feats = []
@@ -145,14 +148,15 @@ def collect(model: nn.Module, tok, sae: nn.Module, hook: str, windows: Tensor,
         a = codes_np[:, :, i]
         flat = a.reshape(-1)
         nz = np.flatnonzero(flat > 0)
-        up = dir_logits[i].topk(cfg.logits)
-        down = (-dir_logits[i]).topk(cfg.logits)
+        up, down = ups[i // 256], downs[i // 256]
+        up = [(float(v), int(t)) for v, t in zip(up.values[i % 256], up.indices[i % 256], strict=True)]
+        down = [(-float(v), int(t)) for v, t in zip(down.values[i % 256], down.indices[i % 256], strict=True)]
         cos = Wn @ Wn[i]
         cos[i] = -2.0
         near = cos.topk(min(cfg.neighbours, F - 1))
         feat = {"id": i, "density": float(density[i]), "max": float(flat.max(initial=0.0)),
-                "pos_logits": [[token_text(tok, t), round(float(v), 3)] for v, t in zip(up.values, up.indices, strict=True)],
-                "neg_logits": [[token_text(tok, t), round(-float(v), 3)] for v, t in zip(down.values, down.indices, strict=True)],
+                "pos_logits": [[token_text(tok, t), round(v, 3)] for v, t in up],
+                "neg_logits": [[token_text(tok, t), round(v, 3)] for v, t in down],
                 "neighbours": [[int(j), round(float(c), 3)] for c, j in zip(near.values, near.indices, strict=True)],
                 "top": [], "bins": [], "hist": None}
         if len(nz):

@@ -89,6 +89,7 @@ def browse_command(
     from safetensors.torch import load_file
 
     from imo.data.corpora import load_corpus
+    from imo.data.tokenizer import ByteTokenizer
     from imo.inspect import browser
     from imo.inspect import sae as S
     from imo.runs.store import RunStore
@@ -109,7 +110,7 @@ def browse_command(
     corpus = ((meta.get("config") or {}).get("train") or {}).get("corpus", "python-docs")
     ctx = min(context or model.cfg.context_length, model.cfg.context_length)
     val = load_corpus(corpus).split("val")
-    ids = np.asarray(val if tok.__class__.__name__ == "ByteTokenizer"
+    ids = np.asarray(val if isinstance(tok, ByteTokenizer)     # a subword run: encode enough bytes
                      else tok.encode(bytes(val[: windows * ctx * 8])), dtype=np.int64)
     n = min(windows, len(ids) // ctx)
     if n < 1:
