@@ -83,7 +83,8 @@ def test_collect_matches_the_sae_and_ablation_is_causal(lm_and_sae):
     # ± logits: the decoder row read through the final norm and the unembedding
     from imo.inspect.lens import direction_logits
     for f in (feats[0], feats[-1]):
-        dl = direction_logits(model, sae.W_dec[f["id"]].detach())
+        with torch.no_grad():
+            dl = direction_logits(model, sae.W_dec[f["id"]])
         assert f["pos_logits"][0][0] == browser.token_text(ByteTokenizer(), int(dl.argmax()))
         assert f["neg_logits"][0] == [browser.token_text(ByteTokenizer(), int(dl.argmin())), round(float(dl.min()), 3)]
     # ablation: no effect on tokens predicted before the feature first fires in the window, an
