@@ -97,7 +97,7 @@
 
   function logitTable(rows) {
     return el("table", {}, ...rows.map(([tok, v]) =>
-      el("tr", {}, el("td", {class: "tok"}, tok), el("td", {class: "num"}, num(v, 2)))));
+      el("tr", {}, el("td", {class: "tok"}, tok.replace(/ /g, "␣")), el("td", {class: "num"}, num(v, 2)))));
   }
 
   // one context, each token's background the feature's activation relative to `top`; with
