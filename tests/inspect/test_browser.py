@@ -175,3 +175,28 @@ def test_site_in_chromium(lm_and_sae, tmp_path, capsys, monkeypatch):
               "--ablate", "0", "--force", "-q"])
     assert (e.value.code or 0) == 0
     assert "over 128 tokens" in capsys.readouterr().out
+
+
+def test_collect_on_a_llama_with_a_bpe_tokenizer():
+    # the llama family shares the hook points; a subword token is shown as its text
+    pytest.importorskip("tokenizers")
+    import string
+
+    from imo.data.tokenizer import BPETokenizer, _byte_level_alphabet
+    from imo.model import ModelConfig
+    from imo.model.families import build_model
+
+    sym = {b: c for c, b in _byte_level_alphabet().items()}
+    merges = [f"{sym[32]} {a}" for a in string.ascii_lowercase] + ["e r", "t h"]
+    tok = BPETokenizer.from_vocab([sym[b] for b in range(256)] + [m.replace(" ", "") for m in merges], merges)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="llama", vocab_size=tok.vocab_size, n_layer=2, n_head=4, n_kv_head=2,
+                                    n_embd=32, ffn_hidden=64, context_length=32, pos="rope", bias=False)).eval()
+    sae = S.build(32, S.SAEConfig(latents=16, k=2))
+    ids = tok.encode("the other thing is here " * 20)[:4 * 16]
+    w = torch.tensor(ids).reshape(4, 16)
+    data = browser.collect(model, tok, sae, "blocks.0.hook_resid_post", w,
+                           browser.BrowseConfig(examples=2, bins=2, left=3, right=1, ablate=2, logits=3))
+    shown = {t for f in data["features"] for ex in f["top"] for t in ex["tokens"]}
+    assert shown and shown <= {browser.token_text(tok, i) for i in ids}
+    assert " t" in shown or "th" in shown or "er" in shown  # multi-byte tokens appear as their text
