@@ -47,3 +47,50 @@ def evaluate_run_split(run_dir, model, meta, data, context: int, max_bytes: int 
     raw = bytes(data[:max_bytes] if max_bytes else data)
     batch = max(1, 2048 // context)  # long contexts one window at a time (memory)
     return bits_per_byte(model, load_tokenizer(run_dir, meta), raw.decode("utf-8", "replace"), context, batch)[0]
+
+
+def same_corpus(a: str | None, b: str | None) -> bool:
+    """Whether two corpus names name the same text (file:/dir: paths compared resolved)."""
+    from pathlib import Path
+
+    def norm(n: str | None) -> str | None:
+        if n and n.startswith(("file:", "dir:")):
+            kind, path = n.split(":", 1)
+            return f"{kind}:{Path(path).expanduser().resolve()}"
+        return n
+
+    return a is not None and norm(a) == norm(b)
+
+
+def best_byte_model(store, corpus: str, split: str, max_bytes: int | None) -> dict | None:
+    """The lowest bits/byte any byte model in the store reached on this corpus split: `imo eval`
+    results with the same split and byte limit, and (whole validation split) the final figure of
+    `imo train` runs on it. None when the store has none."""
+    found = []
+    for r in store.results("eval"):
+        p = r["payload"]
+        if same_corpus(p.get("corpus"), corpus) and p.get("split") == split and p.get("max_bytes") == max_bytes:
+            run = next(iter(r["run_ids"]), None)
+            if run and (store.get(run)["config"].get("tokenizer") or {}).get("kind", "byte") == "byte":
+                found.append((p["bpb"], run, f"imo eval, context {p.get('context')}"))
+    if split == "val" and max_bytes is None:
+        for r in store.list(kind="train"):
+            f = r["figures"]
+            if r["status"] == "finished" and same_corpus(r["config"]["train"].get("corpus"), corpus) and f.get("val_bpb"):
+                found.append((f["val_bpb"], r["id"], f"final validation of imo train, {f.get('steps')} steps"))
+    if not found:
+        return None
+    bpb, run, how = min(found)
+    return {"bpb": bpb, "run": run, "how": how}
+
+
+def beside(store, corpus: str, split: str, data: bytes, train: bytes | None, max_bytes: int | None) -> dict:
+    """What an imported model's figure is shown beside: xz -9e on the same bytes, xz -9e given the
+    training split as a prefix (imo.baselines.conditional_bpb: the fair baseline for a model
+    trained on it), and the store's best byte model on the same split."""
+    from imo import baselines
+
+    out = {"xz": baselines.bpb("xz", data), "byte_model": best_byte_model(store, corpus, split, max_bytes)}
+    if train is not None:
+        out["xz_given_train"] = baselines.conditional_bpb("xz", train, data)
+    return out

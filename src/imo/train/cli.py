@@ -37,8 +37,8 @@ def train_command(
     minutes: Annotated[float | None, Opt(help="Time budget in minutes, turned into a step count at the start (after a few throwaway warm-up steps).")] = None,
     batch_size: Annotated[int | None, Opt(help="Sequences per step (global). [default: 16]")] = None,
     grad_accum: Annotated[int | None, Opt(help="Micro-batches per step.")] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate. [default: 3e-3]")] = None,
-    warmup: Annotated[int | None, Opt(help="Warmup steps. [default: 50]")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate. [default: 3e-3; fine-tunes of imported runs 1e-3 with LoRA, 5e-5 in full]")] = None,
+    warmup: Annotated[int | None, Opt(help="Warmup steps. [default: 50; fine-tunes of imported runs 10]")] = None,
     eval_every: Annotated[int | None, Opt(help="Evaluate every N steps. [default: 100]")] = None,
     ckpt_every: Annotated[int | None, Opt(help="Checkpoint every N steps. [default: 500]")] = None,
     seed: Annotated[int | None, Opt(help="Seed of initialisation and batches. [default: 1337]")] = None,
@@ -46,15 +46,19 @@ def train_command(
     dtype: Annotated[str | None, Opt(help="auto (bf16 mixed precision where the CPU/GPU has native bf16, else float32), float32 or bfloat16. [default: auto]")] = None,
     compile: Annotated[bool, Opt("--compile", help="Run the training step through torch.compile (kernels cached on disk).")] = False,
     threads: Annotated[int | None, Opt(help="CPU threads for torch. [default: OMP_NUM_THREADS, else 1 on a machine of <= 2 cores, else all]")] = None,
-    init_from: Annotated[str | None, Opt(help="Start from this run's weights (fine-tune); e.g. with a longer --context and --rope-scale.")] = None,
+    init_from: Annotated[str | None, Opt(help="Start from this run's weights (fine-tune); e.g. with a longer --context and --rope-scale. An imported run (imo import) is fine-tuned on its own tokenizer: see --lora-rank and docs/models.md.")] = None,
+    lora_rank: Annotated[int | None, Opt(help="LoRA rank for --init-from an imported (llama-family) run: only rank-R adapters on the q/k/v/o and MLP projections train, merged into the weights when the run finishes. [default: 0, a full fine-tune]")] = None,
+    lora_alpha: Annotated[float | None, Opt(help="LoRA scale numerator: updates are scaled by alpha / rank. [default: 2 x rank]")] = None,
+    lora_dropout: Annotated[float | None, Opt(help="Dropout on the LoRA adapters' input. [default: 0]")] = None,
+    lora_targets: Annotated[str | None, Opt(help="Comma-separated projections that get adapters. [default: q,k,v,o,gate,up,down]")] = None,
     resume: Annotated[str | None, Opt(help="Continue run RUN from its last checkpoint (its config is kept).")] = None,
     name: Annotated[str | None, Opt(help="Run name shown in listings and accepted where a run id is. [default: the config's slug]")] = None,
     tags: Annotated[str | None, Opt(help="Comma-separated labels, e.g. baseline,rope (`imo runs --tag T` filters).")] = None,
     tensorboard: Annotated[Path | None, Opt(help="Also write TensorBoard event files under DIR/RUN_ID (needs the tensorboard extra).")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output; prints only the run id.")] = False,
 ) -> None:
-    """Train a GPT on a corpus; the run, its checkpoints and metrics go to the run store.
-    Ctrl-C or SIGTERM checkpoints and exits 130 or 143; `--resume RUN` continues."""
+    """Train a GPT on a corpus, or fine-tune a run (--init-from); the run, its checkpoints and
+    metrics go to the run store. Ctrl-C or SIGTERM checkpoints and exits 130 or 143; `--resume RUN` continues."""
     import torch
 
     from imo.train.config import RunConfig
@@ -73,6 +77,19 @@ def train_command(
     tr = dict(corpus=corpus, steps=steps, minutes=minutes, batch_size=batch_size, grad_accum=grad_accum,
               lr=lr, warmup=warmup, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
               device=device, dtype=dtype, init_from=init_from)
+    lora = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets)
+    fine = _token_finetune(resume, init_from)
+    if fine is not None:  # a fine-tune of an imported (token) model: imo/train/finetune.py
+        flags = {**model, **tr, **lora, "preset": preset, "config": config, "compile": compile or None,
+                 "tensorboard": tensorboard}
+        _finish(_run_finetune(fine, flags, resume, name, tags, quiet), quiet)
+        return
+    if any(v is not None for v in lora.values()):
+        if init_from is None:
+            raise ConfigError("--lora-rank fine-tunes a run: give --init-from RUN (an imported model)")
+        from imo.model.lora import target_paths
+
+        target_paths("gpt", ())  # refuses: LoRA is for the llama family
     if resume is not None:
         given = [k for k, v in {**model, **tr, "preset": preset, "config": config}.items() if v is not None]
         if given:
@@ -99,6 +116,62 @@ def train_command(
         warm_up(cfg)
     _finish(run_training(cfg, quiet=quiet, name=name, tags=tag_list, tensorboard=tensorboard,
                          compile=compile), quiet)
+
+
+def _token_finetune(resume: str | None, init_from: str | None) -> str | None:
+    """'resume' or 'new' when the command is a fine-tune of a token model (an imported run, or a
+    fine-tune of one), else None (imo's byte trainer handles it)."""
+    if resume is None and init_from is None:
+        return None
+    from imo.runs.store import RunStore
+    from imo.train.finetune import KIND, is_token_run
+
+    with RunStore.open() as store:
+        r = store.get(store.resolve(resume or init_from))
+    if resume is not None:
+        return "resume" if r["kind"] == KIND else None
+    return "new" if is_token_run(r["config"]) else None
+
+
+# `imo train` flags a fine-tune of an imported model has no use for (its shape is the import's)
+_NOT_FOR_FINETUNE = ("preset", "config", "pos", "attn", "n_layer", "n_embd", "n_head", "rope_scale", "dropout",
+                     "compile", "tensorboard")
+
+
+def _run_finetune(mode: str, flags: dict, resume: str | None, name: str | None, tags: str | None, quiet: bool):
+    from imo.model.lora import DEFAULT_TARGETS, LoRAConfig
+    from imo.train import finetune
+
+    def flag(k: str) -> str:
+        return "--" + {"n_layer": "layers", "n_embd": "width", "n_head": "heads", "context_length": "context"}.get(k, k).replace("_", "-")
+
+    if mode == "resume":
+        given = [k for k, v in flags.items() if v is not None]
+        if given or name is not None or tags is not None:
+            raise ConfigError(f"--resume keeps the fine-tune's saved config; drop {', '.join(flag(g) for g in given) or '--name/--tags'}")
+        return finetune.resume(resume, quiet=quiet)
+    wrong = [flag(k) for k in _NOT_FOR_FINETUNE if flags.get(k) is not None]
+    if wrong:
+        raise ConfigError(f"an imported model keeps its own shape and trainer settings; drop {', '.join(wrong)}")
+    rank = flags["lora_rank"] or 0
+    if rank < 0:
+        raise ConfigError(f"lora-rank must be >= 0 (0: a full fine-tune), got {rank}")
+    if rank == 0 and any(flags[k] is not None for k in ("lora_alpha", "lora_dropout", "lora_targets")):
+        raise ConfigError("--lora-alpha/--lora-dropout/--lora-targets need --lora-rank R > 0")
+    lora = None
+    if rank:
+        targets = tuple(t.strip() for t in (flags["lora_targets"] or ",".join(DEFAULT_TARGETS)).split(",") if t.strip())
+        lora = LoRAConfig(rank=rank, alpha=flags["lora_alpha"] if flags["lora_alpha"] is not None else 2.0 * rank,
+                          dropout=flags["lora_dropout"] or 0.0, targets=targets)
+    if name is not None and not name.strip():
+        raise ConfigError("--name must not be empty")
+    train_keys = ("corpus", "steps", "minutes", "batch_size", "grad_accum", "lr", "warmup", "eval_every",
+                  "ckpt_every", "seed", "device", "dtype")
+    if flags["steps"] is not None and flags["minutes"] is not None:
+        raise ConfigError("give either steps or minutes, not both")
+    t = finetune.train_config({k: flags[k] for k in train_keys}, rank)
+    tag_list = [x.strip() for x in (tags or "").split(",") if x.strip()]
+    return finetune.finetune(flags["init_from"], t, flags["context_length"], lora, name=name, tags=tag_list, quiet=quiet)
 
 
 def budget_row(minutes: float) -> tuple[dict, dict] | None:
@@ -167,11 +240,12 @@ def _finish(outcome, quiet: bool) -> None:
 def eval_command(
     run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
     corpus: Annotated[str | None, Opt(help="Corpus to evaluate on. [default: the run's own]")] = None,
-    context: Annotated[int | None, Opt(help="Evaluation context length. [default: the training context]")] = None,
+    context: Annotated[int | None, Opt(help="Evaluation context length. [default: the training context; imported runs 512 tokens]")] = None,
     split: Annotated[str, Opt(help="train or val.")] = "val",
     max_bytes: Annotated[int | None, Opt(help="Score only the first N bytes of the split.")] = None,
 ) -> None:
-    """Bits per byte of a run's model on a corpus split."""
+    """Bits per byte of a run's model on a corpus split. An imported (token) run is scored with
+    its own tokenizer and shown beside xz -9e and the best byte model this store has on the same split."""
     from imo.data.corpora import load_corpus
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
@@ -183,19 +257,38 @@ def eval_command(
     corpus_name = corpus or meta["config"].get("train", {}).get("corpus")
     if corpus_name is None:
         raise ConfigError(f"run {run_id} was not trained here; name a corpus with --corpus")
-    ctx = context if context is not None else model.cfg.context_length
+    if corpus_name.startswith("chat:"):
+        raise ConfigError(f"run {run_id} was fine-tuned on instruction data ({corpus_name}); name a text corpus with --corpus")
+    tokens = (meta["config"].get("tokenizer") or {}).get("kind", "byte") != "byte"  # an imported BPE model
+    if context is not None:
+        ctx = context
+    elif tokens:
+        ctx = (meta["config"].get("finetune") or {}).get("context") or min(512, model.cfg.context_length)
+    else:
+        ctx = model.cfg.context_length
     if ctx < 1:
         raise ConfigError(f"context must be >= 1, got {ctx}")
     if max_bytes is not None and max_bytes < 1:
         raise ConfigError(f"max-bytes must be >= 1, got {max_bytes}")
     model.positions.check_length(ctx)
-    data = load_corpus(corpus_name).split(split)
-    if (meta["config"].get("tokenizer") or {}).get("kind", "byte") != "byte":  # an imported BPE model
-        from imo.importers.evaluate import evaluate_run_split
+    loaded = load_corpus(corpus_name)
+    data = loaded.split(split)
+    payload = {"corpus": corpus_name, "split": split, "context": ctx, "max_bytes": max_bytes}
+    if tokens:
+        from imo.importers.evaluate import beside, evaluate_run_split
 
-        bpb = evaluate_run_split(store.run_dir(run_id), model, meta, data, ctx, max_bytes)
+        payload["bpb"] = evaluate_run_split(store.run_dir(run_id), model, meta, data, ctx, max_bytes)
+        scored = bytes(data[:max_bytes] if max_bytes else data)
+        payload["beside"] = beside(store, corpus_name, split, scored,
+                                   bytes(loaded.train) if split == "val" else None, max_bytes)
     else:
-        bpb = evaluate_split(model, data, ctx, max_bytes)
-    store.put_result("eval", run_id, {"corpus": corpus_name, "split": split, "context": ctx,
-                                      "max_bytes": max_bytes, "bpb": bpb}, [run_id])
-    print(f"{bpb:.4f} bits/byte  run {run_id}  corpus {corpus_name} ({split})  context {ctx}")
+        payload["bpb"] = evaluate_split(model, data, ctx, max_bytes)
+    store.put_result("eval", run_id, payload, [run_id])
+    print(f"{payload['bpb']:.4f} bits/byte  run {run_id}  corpus {corpus_name} ({split})  context {ctx}")
+    if tokens:
+        b = payload["beside"]
+        given = f" (given the training split: {b['xz_given_train']:.4f})" if "xz_given_train" in b else ""
+        best = b["byte_model"]
+        byte = (f"best byte model in this store {best['bpb']:.4f} (run {best['run']}, {best['how']})" if best
+                else f"no byte model in this store was scored on it (imo train --corpus {corpus_name})")
+        print(f"  beside: xz -9e {b['xz']:.4f}{given}; {byte}")
