@@ -11,8 +11,11 @@ GGUF is a Llama with a BPE tokenizer, so this module does the rest around the sa
 - LoRA (imo/model/lora.py) with `lora.rank` > 0: only the adapters train, and the finished run is
   saved merged, as a plain checkpoint of the same family (the adapters alone also go to
   lora.safetensors); rank 0 fine-tunes every weight;
-- losses are reported in bits per byte (bits over the bytes the scored tokens stand for), before
-  and after, so they compare with byte models and xz.
+- losses are reported in bits per byte (bits over the bytes of text the scored tokens stand for;
+  a special token such as the end of turn is scored but counts no bytes), before and after, so
+  they compare with byte models and xz. The progress line's training loss is bits per token.
+- a LoRA run's checkpoints hold only the adapters (and the optimizer): a resume reads the frozen
+  base from the parent run.
 
 The new run (kind `finetune`, parent: the imported run) carries the parent's tokenizer and chat
 template, so `imo sample`, `imo chat`, `imo serve` and `imo eval` read it like the import.
@@ -32,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imo.errors import ConfigError, RunBusy
+from imo.errors import CheckpointError, ConfigError, RunBusy, RunNotFound
 from imo.model.lora import LoRAConfig, LoRALinear, apply_lora_, merge_lora_, target_paths
 from imo.train.config import TrainConfig
 
@@ -61,6 +64,7 @@ class Data:
             raise ConfigError(f"context must be in [2, {model_context}] tokens (the model's length), got {context}")
         self.context, self.chat = context, corpus.startswith("chat:")
         self.nbytes = np.array([len(tok.token_bytes(i)) for i in range(tok.vocab_size)], dtype=np.int64)
+        self.nbytes[list(tok.special.values())] = 0  # an end-of-turn token is scored but stands for no text
         if self.chat:
             examples = encode_conversations(tok, spec, read_conversations(Path(corpus[5:])), context)
             if len(examples) < 2:
@@ -132,23 +136,48 @@ def train_config(given: dict, lora_rank: int) -> TrainConfig:
     return TrainConfig(**t)
 
 
-def build(config: dict, weights: dict, seed: int | None = None):
-    """The model of a fine-tune config. seed given (a new run): the parent's weights, then fresh
-    adapters drawn from the seed; seed None (a resume): adapters first, then the checkpoint's
-    weights and adapters, under the names they were saved with."""
+def build(config: dict, weights: dict, seed: int, adapters: dict | None = None):
+    """The model of a fine-tune config: the parent's weights, then adapters (where the config
+    asks for LoRA) drawn from the seed, or `adapters` from a checkpoint (a resume)."""
     from imo.model.config import ModelConfig
     from imo.model.families import build_model
 
     model = build_model(ModelConfig.from_dict(config["model"]))
-    lora = config["finetune"]["lora"]
-    lora = LoRAConfig(**{**lora, "targets": tuple(lora["targets"])}) if lora else None
-    if seed is None and lora:
-        apply_lora_(model, lora)
     model.load_saved_state(weights)
-    if seed is not None and lora:
+    lora = config["finetune"]["lora"]
+    if lora:
         torch.manual_seed(seed)
-        apply_lora_(model, lora)
+        apply_lora_(model, LoRAConfig(**{**lora, "targets": tuple(lora["targets"])}))
+    if adapters is not None:
+        missing, unexpected = model.load_state_dict(adapters, strict=False)
+        if unexpected or any(k.endswith(("lora_A", "lora_B")) for k in missing):
+            raise CheckpointError(f"the checkpoint's adapters do not fit the run's LoRA config "
+                                  f"({(unexpected or missing)[0]})")
     return model
+
+
+class Adapted(torch.nn.Module):
+    """What the loop trains and checkpoints for a LoRA run: the model, whose checkpoints hold
+    only the adapters (the frozen base is the parent run's; a resume reads it from there)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def state_dict_for_save(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+
+
+def _parent_weights(store, parent: str) -> dict:
+    from imo.train.checkpoint import checkpoint_dir, read_checkpoint
+
+    meta, weights, _ = read_checkpoint(checkpoint_dir(store.run_dir(parent)), with_state=False)
+    if "compress" in meta:
+        raise ConfigError(f"run {parent} is a pruned or quantized run; fine-tune the float run it came from")
+    return weights
 
 
 def finetune(init_from: str, t: TrainConfig, context: int | None = None, lora: LoRAConfig | None = None, *,
@@ -156,7 +185,6 @@ def finetune(init_from: str, t: TrainConfig, context: int | None = None, lora: L
     """Fine-tune run `init_from` into a new run; returns its Outcome (run id, whether and by which
     signal it was stopped)."""
     from imo.runs.store import RunStore
-    from imo.train.checkpoint import checkpoint_dir, read_checkpoint
 
     store = store or RunStore.open()
     parent = store.resolve(init_from)
@@ -164,9 +192,7 @@ def finetune(init_from: str, t: TrainConfig, context: int | None = None, lora: L
     if prow["status"] != "finished":
         raise ConfigError(f"run {parent} is {prow['status']}; fine-tune a finished run")
     src = store.run_dir(parent)
-    pmeta, weights, _ = read_checkpoint(checkpoint_dir(src), with_state=False)
-    if "compress" in pmeta:
-        raise ConfigError(f"run {parent} is a pruned or quantized run; fine-tune the float run it came from")
+    weights = _parent_weights(store, parent)
     pconf = prow["config"]
     if lora is not None:
         target_paths(pconf["model"].get("family", "gpt"), lora.targets)  # refuses an unsupported family now
@@ -197,9 +223,17 @@ def resume(run: str, *, store=None, quiet: bool = False, stop_at: int | None = N
     if row["status"] == "finished":
         raise ConfigError(f"run {run_id} has finished; fine-tune it again with --init-from {run_id}")
     config, run_dir = row["config"], store.run_dir(run_id)
-    meta, weights, state = read_checkpoint(checkpoint_dir(run_dir))
+    meta, saved, state = read_checkpoint(checkpoint_dir(run_dir))
     data = _data(config, run_dir)
-    model = build(config, weights)
+    if config["finetune"]["lora"]:  # the checkpoint holds the adapters; the base is the parent's
+        parent = config["train"]["init_from"]
+        try:
+            store.get(parent)
+        except RunNotFound:
+            raise ConfigError(f"run {run_id} adapts run {parent}, which is no longer in the store") from None
+        model = build(config, _parent_weights(store, parent), config["train"]["seed"], adapters=saved)
+    else:
+        model = build(config, saved, config["train"]["seed"])
     return _run(store, run_id, config, model, data, (meta, state), quiet, stop_at)
 
 
@@ -249,8 +283,9 @@ def _run(store, run_id: str, config: dict, model, data: Data, resumed, quiet: bo
         log = RunLog(store, run_id, store.run_dir(run_id), meta=lambda: {"run_id": run_id, "config": config},
                      on_total=lambda n: _set_total(store, run_id, config, n))
         tokens_per_step = t.batch_size * data.tokens_per_row
-        res = fit(model, lambda gen, m: data.batch(gen, rows), fit_config(t), run=log, resume=resumed,
-                  evaluate=lambda m: {"val/bpb": data.bits_per_byte(m, val, device)[0]},
+        trained = Adapted(model) if config["finetune"]["lora"] else model
+        res = fit(trained, lambda gen, m: data.batch(gen, rows), fit_config(t), run=log, resume=resumed,
+                  evaluate=lambda m: {"val/bpb": data.bits_per_byte(model, val, device)[0]},
                   autocast=lambda: autocast(dtype, device), tokens_per_step=tokens_per_step,
                   quiet=quiet, stop_at=stop_at, label="finetune")
         if res.stopped:
