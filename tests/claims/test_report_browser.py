@@ -15,11 +15,13 @@ import matplotlib.image
 import numpy as np
 import pytest
 from claim_fakes import fake_claim
+from test_report_models import fake_import
 
 from imo.claims.evidence import write_record
 from imo.claims.registry import Claim, Rule
 from imo.claims.report import build_report, write_report
 from imo.claims.runner import run_claim
+from imo.importers.chat import CHAT_KIND
 from imo.runs.store import RunStore
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
@@ -187,6 +189,13 @@ def report(tmp_path) -> Path:
         write_record(run_claim(claims[2], "full", store), allow_dirty=True)  # recorded: its own plot too
         run_claim(claims[2], "quick", store)
         run_claim(claims[3], "quick", store)
+        imported = fake_import(store)  # the "real model" section, with its widest table
+        store.put_result("eval", imported, {"corpus": "file:../shared/data/tinyshakespeare.txt", "split": "val",
+                                            "context": 512, "max_bytes": 30000, "bpb": 1.68,
+                                            "beside": {"xz": 3.3, "xz_given_train": 2.6, "byte_model": {
+                                                "bpb": 2.31, "run": "0123456789ab", "how": "imo eval"}}}, [imported])
+        store.put_result(CHAT_KIND, imported, {"question": "Why is the sky blue? " * 3,
+                                               "answer": "Rayleigh scattering. " * 30}, [imported])
         html = build_report(store, [*claims, fake_claim("never-run", [1.0])])
     assert "<script" not in html.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
@@ -198,7 +207,7 @@ def test_report_loads_in_chromium(report, tmp_path):
     res = chromium(tmp_path, "dom", "--dump-dom", report.as_uri())
     assert res.returncode == 0, res.stderr[-2000:]
     dom = res.stdout
-    for cid in ("wide-wins", "deep-wins", "nested-figures", "blank-plot", "never-run"):
+    for cid in ("wide-wins", "deep-wins", "nested-figures", "blank-plot", "never-run", "real-model"):
         assert f'id="{cid}"' in dom
     assert len(re.findall(r'<img class="plot"[^>]*src="data:image/png;base64,', dom)) == 5
     assert "not yet checked" in dom

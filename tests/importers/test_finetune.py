@@ -89,11 +89,12 @@ def test_merge_gives_plain_linears_and_the_same_function():
 
 
 def test_only_the_answer_is_a_target():
-    from imo.data.tokenizer import BPETokenizer
     from tiny_gguf import TEMPLATE, vocab
 
+    from imo.data.tokenizer import BPETokenizer
+
     tokens, merges, types = vocab()
-    tok = BPETokenizer.from_vocab(tokens, merges, "smollm", {t: i for i, (t, ty) in enumerate(zip(tokens, types)) if ty == 3})
+    tok = BPETokenizer.from_vocab(tokens, merges, "smollm", {t: i for i, (t, ty) in enumerate(zip(tokens, types, strict=True)) if ty == 3})
     spec = {"template": TEMPLATE, "eos_token": "<|im_end|>"}
     ids, targets = encode_conversation(tok, spec, [{"role": "user", "content": "hello"},
                                                    {"role": "assistant", "content": "world"}])

@@ -84,6 +84,7 @@ seeds and budget are the evidence.</li>
 <main>
 {summary}
 {sections}
+{real_model}
 {properties}
 </main>
 </body>
@@ -274,8 +275,9 @@ def _properties() -> str:
 
 
 def render(entries: list[Entry], store_path: str = "", commit: str | None = None,
-           date: str | None = None) -> str:  # fmt: skip
-    """The page for these claims and results (pure: no files are read)."""
+           date: str | None = None, real_model: str = "") -> str:  # fmt: skip
+    """The page for these claims and results (pure: no files are read); `real_model`: the
+    imported models' section (imo/claims/report_models.py)."""
     date = date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return PAGE.format(
         css=CSS,
@@ -287,6 +289,7 @@ def render(entries: list[Entry], store_path: str = "", commit: str | None = None
         full=SEEDS["full"],
         summary=_summary(entries),
         sections="\n".join(_section(e) for e in entries),
+        real_model=real_model,
         properties=_properties(),
     )
 
@@ -309,7 +312,9 @@ def build_report(store: RunStore, claims: list[Claim]) -> str:
     commit, dirty = git_state(Path(__file__).resolve().parent)
     if commit:
         commit = commit[:12] + (" (dirty)" if dirty else "")
-    return render(entries, str(store.path), commit)
+    from imo.claims.report_models import real_model_section
+
+    return render(entries, str(store.path), commit, real_model=real_model_section(store))
 
 
 def write_report(path: Path, html: str, force: bool = False) -> Path:

@@ -8,6 +8,7 @@ lstrip_blocks, `raise_exception`), so the model sees the prompt format it was tu
 from imo.errors import ConfigError
 
 ROLES = ("system", "user", "assistant")
+CHAT_KIND = "chat"  # store results of `imo chat --once`: {"question", "answer", ...}, keyed by run id
 
 
 def render(template: str, messages: list[dict], spec: dict | None = None,

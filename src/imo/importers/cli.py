@@ -53,16 +53,18 @@ def smollm2_command(
     _import(smollm2_path(), name, force)
 
 
-def load_chat_run(run: str):
-    """(model, tokenizer, chat spec) of a run."""
+def load_chat_run(run: str, with_id: bool = False):
+    """(model, tokenizer, chat spec) of a run (and its full id, with_id)."""
     from imo.data.tokenizer import chat_spec, load_tokenizer
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
 
     with RunStore.open() as store:
-        run_dir = store.run_dir(store.resolve(run))
+        run_id = store.resolve(run)
+        run_dir = store.run_dir(run_id)
     model, meta = load_model(run_dir)
-    return model, load_tokenizer(run_dir, meta), chat_spec(run_dir)
+    loaded = model, load_tokenizer(run_dir, meta), chat_spec(run_dir)
+    return (*loaded, run_id) if with_id else loaded
 
 
 def chat_command(
@@ -72,18 +74,26 @@ def chat_command(
     max_tokens: Annotated[int, Opt(help="Tokens per answer at most.")] = 256,
     temperature: Annotated[float, Opt(help="Temperature of the answers after a rejection (the first is greedy).")] = 0.7,
 ) -> None:
-    """Chat in the terminal: type a message; at the answer, Enter accepts, r rejects and shows the next, q quits."""
+    """Chat in the terminal: type a message; at the answer, Enter accepts, r rejects and shows the next, q quits.
+    --once prints one greedy answer and records it in the store (the report shows the latest)."""
     import torch
 
     from imo.importers.chat import ChatSession
 
     torch.manual_seed(0)
-    model, tok, spec = load_chat_run(run)
+    model, tok, spec, run_id = load_chat_run(run, with_id=True)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     if once is not None:
+        from imo.importers.chat import CHAT_KIND
+        from imo.runs.store import RunStore
+
         s = ChatSession(model, tok, spec, [*history, {"role": "user", "content": once}],
                         max_tokens=max_tokens, temperature=temperature)
-        print(s.next_answer())
+        answer = s.next_answer()
+        with RunStore.open() as store:
+            store.put_result(CHAT_KIND, run_id, {"question": once, "system": system, "answer": answer,
+                                                 "max_tokens": max_tokens}, [run_id])
+        print(answer)
         return
     while True:
         print("you> ", end="", flush=True)
