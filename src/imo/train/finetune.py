@@ -184,7 +184,7 @@ def finetune(init_from: str, t: TrainConfig, context: int | None = None, lora: L
              store=None, name: str | None = None, tags=(), quiet: bool = False, stop_at: int | None = None):
     """Fine-tune run `init_from` into a new run; returns its Outcome (run id, whether and by which
     signal it was stopped)."""
-    from imo.runs.store import RunStore
+    from imo.runs.store import RunStore, config_hash
 
     store = store or RunStore.open()
     parent = store.resolve(init_from)
@@ -201,13 +201,17 @@ def finetune(init_from: str, t: TrainConfig, context: int | None = None, lora: L
               "source": pconf.get("source"), "train": asdict(replace(t, init_from=parent)),
               "finetune": {"context": ctx, "lora": _lora_dict(lora)}}
     data = _data(config, src)  # refuses bad data before a run is recorded
-    run_id = store.create_run(KIND, name or f"{prow['name']}-{'lora' if lora else 'full'}-ft", config,
+    kind = f"lora{lora.rank}" if lora else "full"
+    run_id = store.create_run(KIND, name or f"{prow['name']}-{kind}-{config_hash(config)[:6]}", config,
                               parent=parent, tags=tags)
-    run_dir = store.run_dir(run_id)
-    for f in CARRIED:
-        if (src / f).exists():
-            shutil.copy2(src / f, run_dir / f)
-    model = build(config, weights, t.seed)
+    try:
+        for f in CARRIED:
+            if (src / f).exists():
+                shutil.copy2(src / f, store.run_dir(run_id) / f)
+        model = build(config, weights, t.seed)
+    except BaseException:
+        store.rm(run_id)  # nothing half-made stays in the store
+        raise
     return _run(store, run_id, config, model, data, None, quiet, stop_at)
 
 
@@ -303,9 +307,9 @@ def _run(store, run_id: str, config: dict, model, data: Data, resumed, quiet: bo
             print(f"done: step {res.steps}, validation {before:.4f} -> {after:.4f} bits/byte "
                   f"({res.seconds:.0f} s)", flush=True)
         return Outcome(run_id, None, False)
-    except BaseException:
+    except BaseException as e:  # a second Ctrl-C: the last checkpoint is still valid
         if store.get(run_id)["status"] == "running":
-            store.set_status(run_id, "failed")
+            store.set_status(run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
         raise
     finally:
         locks.close()
