@@ -44,6 +44,7 @@ details { margin: .3rem 0; } summary { cursor: pointer; }
 pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; font-size: .8rem; }
 .legend { background: #f6f8fa; border: 1px solid #d8d8de; border-radius: 8px; padding: .6rem 1rem; }
 .none { padding: 1rem; background: #fff8c5; border: 1px solid #d4a72c; border-radius: 8px; }
+table.models th, table.models td.num { overflow-wrap: normal; }
 """
 
 PAGE = """<!DOCTYPE html>

