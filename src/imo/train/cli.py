@@ -87,9 +87,8 @@ def train_command(
     if any(v is not None for v in lora.values()):
         if init_from is None:
             raise ConfigError("--lora-rank fine-tunes a run: give --init-from RUN (an imported model)")
-        from imo.model.lora import target_paths
-
-        target_paths("gpt", ())  # refuses: LoRA is for the llama family
+        raise ConfigError(f"LoRA is built for the llama family (imported runs); run {init_from} is a byte GPT: "
+                          "fine-tune it in full (drop --lora-*)")
     if resume is not None:
         given = [k for k, v in {**model, **tr, "preset": preset, "config": config}.items() if v is not None]
         if given:
