@@ -42,7 +42,7 @@ def ab_command(
                                          "[default: VARIANTS with .jsonl]")] = None,
     force: Annotated[bool, Opt("--force", help="Overwrite the transcript if it exists.")] = False,
     rescore: Annotated[Path | None, Opt(help="Score this transcript offline instead of calling an endpoint.")] = None,
-    concurrency: Annotated[int, Opt(help="Requests in flight at once (the server batches them).")] = 4,
+    concurrency: Annotated[int, Opt(help="Requests in flight at once.")] = 4,
     api_key: Annotated[str | None, Opt(help="API key. [default: OPENAI_API_KEY, else none]")] = None,
     timeout: Annotated[float, Opt(help="Seconds to wait for one response.")] = 120.0,
     json_out: Annotated[bool, Opt("--json", help="Print the summaries as one JSON line after the table.")] = False,
