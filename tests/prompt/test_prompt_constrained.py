@@ -53,7 +53,7 @@ def test_the_mask_is_exactly_what_the_grammar_accepts():
     eng = bpe_engine()
     grammar = compile_schema(SCHEMAS["person"], eng.text, eng.cfg.vocab_size)
     m = grammar.matcher()
-    assert m.consume_tokens(eng.text.encode('{"name":"ab'))
+    assert m.consume_tokens(eng.text.encode('{"name": "ab'))
     allowed = allowed_mask(m, grammar.n_vocab)
     assert 0 < int(allowed.sum()) < grammar.n_vocab
     for t in range(grammar.n_vocab):

@@ -115,8 +115,10 @@ def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
         special.append(eos)
     vocab = _Vocabulary(pieces, eos, special, lambda data: text.encode(bytes(data)))
     tok = llg.LLTokenizer(llg.TokenizerWrapper(vocab), n_vocab=len(pieces))
-    # Compact JSON (no free whitespace): a small model cannot wander into endless spaces.
-    grammar = llg.LLMatcher.grammar_from_json_schema(schema, defaults={"whitespace_flexible": False})
+    # No free whitespace (a small model could wander into endless spaces), but json.dumps's
+    # separators ", " and ": ", the spacing models read and write most.
+    grammar = llg.LLMatcher.grammar_from_json_schema(
+        schema, defaults={"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "})
     failed, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, tok)
     if failed:
         raise ConfigError(f"llguidance cannot compile the schema: {messages[0]}")

@@ -59,7 +59,8 @@ def extract_prompt(schema: dict, text: str, chat: dict | None) -> tuple[str, boo
 
     fields = schema_fields(schema)
     spec = PromptSpec(defaults=any(f.default is not None for f in fields))
-    messages = build_messages(spec, fields, Example({"text": text}, "the text"))
+    subject = str(schema.get("title") or "the text")  # "Extract these facts about {subject} ..."
+    messages = build_messages(spec, fields, Example({"text": text}, subject))
     if chat and chat.get("template"):
         from imo.importers.chat import render
 
