@@ -39,6 +39,10 @@ answer = "records"
 name = "retry"
 system = "first answer badly"
 retries = 2
+
+[[variant]]
+name = "flaky"
+system = "fail on the second item"
 """
 
 
@@ -71,6 +75,8 @@ class Stub(BaseHTTPRequestHandler):
         Stub.seen.append(req)
         prompt = "\n".join(m["content"] for m in req["messages"]) if "messages" in req else req["prompt"]
         [item] = [i for t, i in self.items.items() if json.dumps(t)[1:-1] in prompt or t in prompt]
+        if "fail on the second item" in prompt and item.id.endswith("-1"):
+            return self._send(500, {"error": {"message": "boom", "type": "server_error"}})
         if "first answer badly" in prompt and "did not validate" not in prompt:
             text = 'Sure! {"age": "old"}'  # fails validation: a wrong type and missing keys
         elif "<|START|>" in prompt:
@@ -135,9 +141,12 @@ def test_ab_scores_known_answers_exactly_and_the_transcript_rescores(stub, tmp_p
     assert rec["accuracy"]["value"] == 1.0 and rec["valid"]["value"] == 0.0 and rec["outside_words"] == 3.0
     # every call is recorded, with its request; the model defaulted to the endpoint's only one
     header, calls = ab.read_transcript(out)
-    assert header["model"] == "stub" and len(calls) == 4 * N and len(Stub.seen) == 5 * N
+    flaky = got["flaky"]  # a call that failed is counted, and not scored as an empty answer
+    assert flaky["errors"] == 1 and flaky["items"] == N - 1 and flaky["accuracy"]["value"] == 1.0
+    assert header["model"] == "stub" and len(calls) == 5 * N and len(Stub.seen) == 6 * N
+    assert sum(c["error"] is not None for c in calls) == 1
     assert all(c["request"]["model"] == "stub" and c["request"]["temperature"] == 0.0 for c in calls)
-    assert {c["variant"] for c in calls} == {"defaults", "no-defaults", "records", "retry"}
+    assert {c["variant"] for c in calls} == {"defaults", "no-defaults", "records", "retry", "flaky"}
     for c in (c for c in calls if c["variant"] == "retry"):  # both attempts kept, the error fed back
         first, second = c["attempts"]
         assert "Field required" in first["validation_error"] and second["validation_error"] is None

@@ -310,22 +310,29 @@ def rescore(path: str | Path, seed: int = 0) -> dict[str, Summary]:
     spec = parse_variants(header["variants"], f"in transcript {path}")
     answers = {v.name: v.answer for v in spec.variant}
     scores: dict[str, list[ItemScore]] = {v.name: [] for v in spec.variant}
+    errors = dict.fromkeys(scores, 0)
     for n, c in enumerate(calls, 2):
         try:
             item = Item.from_dict(c["item"])
-            text = (c.get("response") or {}).get("text") or ""
+            if c.get("error") or not c.get("response"):  # no answer: counted, not scored as one
+                errors[c["variant"]] += 1
+                continue
+            text = c["response"].get("text") or ""
             scores[c["variant"]].append(score_answer(item, text, answers[c["variant"]]))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise DataError(f"transcript {path} line {n}: malformed call ({type(e).__name__}: {e})") from None
-    return {name: summarize(s, seed) for name, s in scores.items()}
+    out = {name: summarize(s, seed) for name, s in scores.items()}
+    for name, count in errors.items():
+        out[name].errors = count
+    return out
 
 
 def summary_rows(summaries: dict[str, Summary]) -> list[list[str]]:
     return [[name, str(s.items), s.accuracy.show(), s.tpr.show(), s.tnr.show(), s.exact.show(),
-             s.valid.show(), f"{s.outside_words:.1f}"] for name, s in summaries.items()]
+             s.valid.show(), f"{s.outside_words:.1f}", str(s.errors)] for name, s in summaries.items()]
 
 
-COLUMNS = ["variant", "items", "accuracy", "TPR", "TNR", "exact", "valid", "words outside"]
+COLUMNS = ["variant", "items", "accuracy", "TPR", "TNR", "exact", "valid", "words outside", "errors"]
 
 
 def summaries_json(summaries: dict[str, Summary]) -> str:

@@ -198,6 +198,7 @@ class Summary:
     tnr: Estimate
     valid: Estimate  # answers exactly in the asked format
     outside_words: float  # mean words outside the answer
+    errors: int = 0  # calls that got no answer (HTTP or connection errors): not scored
 
     def to_dict(self) -> dict:
         return asdict(self)
