@@ -15,6 +15,7 @@ within one run.
 
     python benchmarks/prompts.py --prompts 200            # the target's size
     python benchmarks/prompts.py --prompts 20 --run smollm2 --markdown
+    python benchmarks/prompts.py --extraction 30 --run smollm2   # the tasks, constrained, scored exactly
 """
 
 from __future__ import annotations
@@ -91,6 +92,39 @@ def measure(eng: Engine, chat: dict | None, prompts: int, max_tokens: int) -> di
     return rows
 
 
+def task_schema(item) -> dict:
+    """The JSON schema of an item's fields: typed, defaults stated, every key required."""
+    props = {}
+    for f in item.fields:
+        p = {"type": f.type, "description": f.description, "default": f.default}
+        if f.type in ("integer", "number"):
+            p.update(minimum=-1, maximum=1_000_000)
+        else:
+            p["maxLength"] = 40
+        props[f.name] = p
+    return {"type": "object", "additionalProperties": False, "required": list(props), "properties": props}
+
+
+def extraction(eng: Engine, chat: dict | None, n: int, max_tokens: int) -> dict:
+    """The extraction tasks under constrained decoding, scored by imo.prompt.score: the reference
+    row beside the A/B arms (every answer is well-formed JSON; are the values right?)."""
+    from imo.prompt.score import score_answer, summarize
+
+    scores, incomplete = [], 0
+    for item in generate("plain", n, seed=0):
+        schema = task_schema(item)
+        grammar = compile_schema(schema, eng.text, eng.cfg.vocab_size)
+        prompt = extract_prompt({**schema, "title": item.example().subject}, item.text, chat)[0]
+        out = constrained_generate(eng, eng.text.encode(prompt), grammar, max_tokens=max_tokens)
+        if not out.complete:  # counted, not scored (an empty answer would count as true negatives)
+            incomplete += 1
+            continue
+        scores.append(score_answer(item, out.text, "json"))
+    s = summarize(scores, seed=0)
+    return {"items": n, "incomplete": incomplete, "accuracy": s.accuracy.show(), "tpr": s.tpr.show(),
+            "tnr": s.tnr.show(), "valid": s.valid.show()}
+
+
 def markdown(rows: dict, label: str) -> str:
     lines = [f"| Schema ({label}) | Prompts | Valid, unconstrained | Valid, constrained | ... with fast-forward "
              "| Same answer with ff | Forward calls saved by ff | Mask share of decode time | Mask per token |",
@@ -110,6 +144,8 @@ def main() -> None:
     ap.add_argument("--run", help="a run to measure instead of the random byte model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--extraction", type=int, default=0, metavar="N",
+                    help="instead: N extraction items under constrained decoding, scored exactly")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.run:
@@ -117,6 +153,11 @@ def main() -> None:
     else:
         eng, chat, label = random_byte_engine(), None, "random byte GPT 2x64"
     began = time.time()
+    if args.extraction:
+        print(json.dumps({"model": label, "load": os.getloadavg(),
+                          "extraction": extraction(eng, chat, args.extraction, args.max_tokens),
+                          "minutes": round((time.time() - began) / 60, 2)}, indent=2))
+        return
     rows = measure(eng, chat, args.prompts, args.max_tokens)
     info = {"model": label, "machine": platform.processor() or platform.machine(), "threads": args.threads,
             "load": os.getloadavg(), "minutes": round((time.time() - began) / 60, 2)}
