@@ -39,8 +39,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--examples", type=int, default=400)
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--rank", type=int, default=8, help="LoRA rank; 0: a full fine-tune")
+    ap.add_argument("--lr", type=float, default=None, help="default: imo train's (1e-3 LoRA, 5e-5 full)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
@@ -70,14 +70,16 @@ def main() -> None:
     t = train_config({"corpus": f"chat:{qa}", "steps": a.steps, "lr": a.lr, "batch_size": a.batch_size,
                       "dtype": a.dtype}, a.rank)
     t0 = time.perf_counter()
-    out = finetune(base, t, context=128, lora=LoRAConfig(rank=a.rank, alpha=2.0 * a.rank), quiet=True)
+    lora = LoRAConfig(rank=a.rank, alpha=2.0 * a.rank) if a.rank else None
+    out = finetune(base, t, context=128, lora=lora, quiet=True)
     seconds = time.perf_counter() - t0
     with RunStore.open() as store:
         f = store.get(out.run_id)["figures"]
     after = answers(out.run_id)
-    print(f"\nLoRA rank {a.rank}, alpha {2 * a.rank}, q/k/v/o/gate/up/down; {f['trainable_params']:,} of "
-          f"{f['params']:,} parameters train; {a.examples} examples (the last 10% validation), batch "
-          f"{a.batch_size}, {a.steps} steps, lr {a.lr:g}, {a.dtype}; load {os.getloadavg()[0]:.2f} at the end\n")
+    what = f"LoRA rank {a.rank}, alpha {2 * a.rank}, q/k/v/o/gate/up/down" if a.rank else "full fine-tune"
+    print(f"\n{what}; {f['trainable_params']:,} of {f['params']:,} parameters train; {a.examples} examples "
+          f"(the last 10% validation), batch {a.batch_size}, {a.steps} steps, lr {t.lr:g}, {f['dtype']}; "
+          f"load {os.getloadavg()[0]:.2f} at the end\n")
     print("| validation bits/byte (answers) before | after | bits/token after | fit s (with evals) | fine-tune wall s |")
     print("|--:|--:|--:|--:|--:|")
     print(f"| {f['val_bpb_before']:.3f} | {f['val_bpb']:.3f} | {f['val_bits_per_token']:.3f} | {f['seconds']:.0f} | {seconds:.0f} |")
