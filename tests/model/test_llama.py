@@ -107,3 +107,18 @@ def test_quantizers_run_on_it():
         q, _ = m(x)
     assert not torch.equal(q, ref)
     assert (q.softmax(-1) - ref.softmax(-1)).abs().max() < 0.05
+
+
+def test_rope_tables_rotate_as_rope_does():
+    """llama.py's once-per-forward RoPE (complex table) equals positions.RoPE.rotate, and a model
+    cast to bfloat16 keeps float32 angles although its inv_freq buffer is rounded."""
+    from imo.model.llama import rope_tables, rotate_pairs
+
+    m = tiny()
+    x, pos = torch.randn(2, 4, 7, 16), torch.arange(300, 307)
+    table = rope_tables(m.positions, pos)
+    torch.testing.assert_close(rotate_pairs(x, table), m.positions.rotate(x, pos), atol=1e-5, rtol=1e-5)
+    m.to(torch.bfloat16)
+    assert m.positions.inv_freq.dtype == torch.bfloat16
+    torch.testing.assert_close(rope_tables(m.positions, pos), table, atol=0, rtol=0)
+    assert rotate_pairs(x.bfloat16(), table).dtype == torch.bfloat16

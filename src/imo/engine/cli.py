@@ -41,17 +41,25 @@ def _shown(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def load_run(run: str):
-    """(run id, model, TokenText, chat spec or None) of a run, for the engine."""
+WEIGHTS_HELP = ("float32 (as stored), bfloat16, or int8 / int4 weight-only packed at load (torch's CPU "
+                "kernels: faster decoding, slightly different numbers; docs/models.md).")
+
+
+def load_run(run: str, weights: str = "float32"):
+    """(run id, model, TokenText, chat spec or None) of a run, for the engine; `weights` as
+    imo.model.qlinear.prepare takes them."""
     from imo.data.tokenizer import chat_spec, load_tokenizer
     from imo.engine.text import TokenText
+    from imo.model.qlinear import check_weights, prepare
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
 
     with RunStore.open() as store:
         run_id = store.resolve(run)
         run_dir = store.run_dir(run_id)
+    check_weights(weights)  # before the (slow) load
     model, meta = load_model(run_dir)
+    prepare(model, weights)
     chat = chat_spec(run_dir)
     eos = (chat or {}).get("stop_ids") or ()
     return run_id, model, TokenText(load_tokenizer(run_dir, meta), eos), chat
@@ -76,17 +84,19 @@ def sample_command(
     threshold: Annotated[float, Opt(help="Branch where the runner-up has at least this share of the top probability.")] = 0.5,
     speculate: Annotated[int, Opt(help="Passes to spend ahead on runner-up branches (eager alternatives).")] = 0,
     json_schema: Annotated[Path | None, Opt(help="Decode under this JSON Schema (llguidance): the answer is valid JSON of it.")] = None,
+    weights: Annotated[str, Opt(help=WEIGHTS_HELP)] = "float32",
 ) -> None:
     """Continue a prompt with a run's model, printing as it goes."""
     try:
         _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_p, seed, n, beam_width,
-                length_penalty, stop, alternatives, interactive, threshold, speculate, json_schema)
+                length_penalty, stop, alternatives, interactive, threshold, speculate, json_schema, weights)
     except ConfigError as e:
         raise ConfigError(flag_names(str(e)), e.hint) from None
 
 
 def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_p, seed, n, beam_width,
-            length_penalty, stop, alternatives, interactive, threshold, speculate, json_schema=None) -> None:
+            length_penalty, stop, alternatives, interactive, threshold, speculate, json_schema=None,
+            weights="float32") -> None:
     from imo.engine.branches import BranchConfig
     from imo.engine.config import GenerationConfig
     from imo.engine.decode import Engine
@@ -121,7 +131,7 @@ def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_
     branch = BranchConfig(threshold=threshold, speculate=speculate)
     if (alternatives or interactive) and (strategy == "beam" or n > 1):
         raise ConfigError("--alternatives and --interactive need strategy greedy or sample with --n 1")
-    _, model, text, _ = load_run(run)
+    _, model, text, _ = load_run(run, weights)
     eng = Engine(model, text=text)
     ids = text.encode(data)
     eng.check_prompt(ids, cfg)  # before anything is printed: a refused prompt is not echoed
@@ -217,12 +227,15 @@ def serve_command(
                                                  "(larger ones are refused, as OpenAI does). "
                                                  "[default: the model's context]")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No start-up line.")] = False,
+    weights: Annotated[str, Opt(help=WEIGHTS_HELP)] = "float32",
 ) -> None:
     """Serve a run over HTTP: OpenAI-compatible /v1/completions and /v1/chat/completions, plus imo's alternatives."""
     from imo.engine.decode import Engine
     from imo.engine.prefix import PrefixTree
     from imo.engine.server import create_app, serve
+    from imo.model.qlinear import check_weights
 
+    check_weights(weights)
     if not 0 < port < 65536:
         raise ConfigError(f"port must be in 1..65535, got {port}")
     if prefix_budget < 0:
@@ -236,7 +249,7 @@ def serve_command(
             pass
     except OSError as e:
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    run_id, model, text, chat = load_run(run)
+    run_id, model, text, chat = load_run(run, weights)
     eng = Engine(model, PrefixTree(prefix_budget) if prefix_budget else None, text=text)
     app = create_app(eng, run_id, api_key=api_key, token_budget=token_budget, chat=chat)
     if not quiet:

@@ -53,16 +53,20 @@ def smollm2_command(
     _import(smollm2_path(), name, force)
 
 
-def load_chat_run(run: str, with_id: bool = False):
-    """(model, tokenizer, chat spec) of a run (and its full id, with_id)."""
+def load_chat_run(run: str, with_id: bool = False, weights: str = "float32"):
+    """(model, tokenizer, chat spec) of a run (and its full id, with_id), its weights as
+    imo.model.qlinear.prepare takes them."""
     from imo.data.tokenizer import chat_spec, load_tokenizer
+    from imo.model.qlinear import check_weights, prepare
     from imo.runs.store import RunStore
     from imo.train.checkpoint import load_model
 
     with RunStore.open() as store:
         run_id = store.resolve(run)
         run_dir = store.run_dir(run_id)
+    check_weights(weights)  # before the (slow) load
     model, meta = load_model(run_dir)
+    prepare(model, weights)
     loaded = model, load_tokenizer(run_dir, meta), chat_spec(run_dir)
     return (*loaded, run_id) if with_id else loaded
 
@@ -73,6 +77,8 @@ def chat_command(
     system: Annotated[str | None, Opt(help="System message. [default: the template's own]")] = None,
     max_tokens: Annotated[int, Opt(help="Tokens per answer at most.")] = 256,
     temperature: Annotated[float, Opt(help="Temperature of the answers after a rejection (the first is greedy).")] = 0.7,
+    weights: Annotated[str, Opt(help="float32 (as stored), bfloat16, or int8 / int4 weight-only packed at load "
+                                     "(faster decoding, slightly different answers; docs/models.md).")] = "float32",
 ) -> None:
     """Chat in the terminal: type a message; at the answer, Enter accepts, r rejects and shows the next, q quits.
     --once prints one greedy answer and records it in the store (the report shows the latest)."""
@@ -81,7 +87,7 @@ def chat_command(
     from imo.importers.chat import ChatSession
 
     torch.manual_seed(0)
-    model, tok, spec, run_id = load_chat_run(run, with_id=True)
+    model, tok, spec, run_id = load_chat_run(run, with_id=True, weights=weights)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     if once is not None:
         from imo.importers.chat import CHAT_KIND
@@ -92,7 +98,7 @@ def chat_command(
         answer = s.next_answer()
         with RunStore.open() as store:
             store.put_result(CHAT_KIND, run_id, {"question": once, "system": system, "answer": answer,
-                                                 "max_tokens": max_tokens}, [run_id])
+                                                 "max_tokens": max_tokens, "weights": weights}, [run_id])
         print(answer)
         return
     while True:
