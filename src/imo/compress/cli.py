@@ -17,6 +17,18 @@ from imo.errors import ConfigError
 Opt = typer.Option
 
 
+def _byte_run(store, run: str, what: str) -> None:
+    """Refuse, in one line, a run these commands cannot score: they evaluate on the run's own
+    training corpus, which an imported (BPE) model does not have."""
+    rid = store.resolve(run)
+    config = store.get(rid)["config"]
+    if "train" not in config or "corpus" not in config.get("train", {}):
+        kind = config.get("tokenizer", {}).get("kind", "unknown")
+        raise ConfigError(f"run {rid} has no training corpus (an imported {kind} model?): imo {what} works on "
+                          "runs imo trained; for an imported model use --weights int8|int4 on imo sample, "
+                          "chat or serve")
+
+
 def prune_command(
     run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
     method: Annotated[str, Opt(help="Pruning method: magnitude, random (synflow needs an MLP).")] = "magnitude",
@@ -44,6 +56,7 @@ def prune_command(
 
     PRUNERS.get(method)
     store = RunStore.open()
+    _byte_run(store, run, "prune")
     log = (lambda m: None) if quiet else print
     rid, f = prune_run(store, run, method, sparsity, scope=scope, skip=tuple(skip or ()),
                        finetune_steps=finetune_steps, lr=lr, batch_size=batch_size, seed=seed,
@@ -70,6 +83,7 @@ def quantize_command(
         raise ConfigError(f"eval-bytes must be >= 1, got {eval_bytes}")
     cfg = QuantConfig(bits=bits, group_size=group_size, outlier_threshold=outlier_threshold, kernel=kernel)
     store = RunStore.open()
+    _byte_run(store, run, "quantize")
     log = (lambda m: None) if quiet else print
     rid, f = quantize_run(store, run, cfg, keep=tuple(keep or ()), eval_bytes=eval_bytes, log=log)
     _done(rid, f, quiet)
@@ -99,6 +113,7 @@ def inspect_outliers_command(
     if windows < 1:
         raise ConfigError(f"windows must be >= 1, got {windows}")
     store = RunStore.open()
+    _byte_run(store, run, "inspect-outliers")
     rid = store.resolve(run)
     model, meta = load_model(store.run_dir(rid))
     x = validation_windows(meta["config"]["train"]["corpus"], model.cfg.context_length, windows, seed)
