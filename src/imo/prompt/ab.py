@@ -206,8 +206,10 @@ def _call(client, ep: Endpoint, req: RequestSpec, messages: list[dict]) -> dict[
         response, error = {"text": text, "finish_reason": finish, "usage": usage}, None
     except openai.APIStatusError as e:
         response, error = None, f"HTTP {e.status_code}: {_api_message(e)}"
-    except openai.APIConnectionError as e:
+    except openai.APIConnectionError as e:  # timeouts included
         response, error = None, f"connection: {e}"
+    except (IndexError, AttributeError, TypeError, ValueError) as e:  # not OpenAI's response shape
+        response, error = None, f"malformed response: {type(e).__name__}: {e}"
     return {"request": request, "response": response, "error": error,
             "seconds": round(time.perf_counter() - began, 4)}
 
