@@ -22,6 +22,7 @@ import random
 from pathlib import Path
 
 from imo.errors import DataError
+from imo.jsonl import read_jsonl
 
 IGNORE = -100  # F.cross_entropy's default ignore_index
 
@@ -29,20 +30,8 @@ IGNORE = -100  # F.cross_entropy's default ignore_index
 def read_conversations(path: Path) -> list[list[dict]]:
     """Every line of a JSONL file as a list of chat messages; a bad line is one clear error."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"no instruction file at '{path}'") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read instruction file '{path}': {e}") from None
     convs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path.name} line {n} is not JSON: {e.msg}") from None
+    for n, row in read_jsonl(path, "instruction file"):
         if isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
             msgs = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
         elif isinstance(row, dict) and isinstance(row.get("messages"), list):

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from imo.atomic import atomic_path
 from imo.errors import ConfigError, DataError, ImoError
+from imo.jsonl import read_jsonl
 from imo.prompt.builder import PromptSpec, build_messages, render_plain
 from imo.prompt.score import ItemScore, Summary, score_answer, summarize
 from imo.prompt.tasks import SPLITS, Item, generate, shots_for
@@ -282,20 +283,8 @@ def run_ab(spec: VariantsFile, ep: Endpoint, out: Path, concurrency: int = 4,
 
 def read_transcript(path: str | Path) -> tuple[dict, list[dict]]:
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"transcript {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read transcript {path}: {e}") from None
     rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise DataError(f"transcript {path} line {n} is not JSON") from None
+    for n, row in read_jsonl(path, "transcript"):
         if not isinstance(row, dict):
             raise DataError(f"transcript {path} line {n} is not a JSON object")
         rows.append(row)
