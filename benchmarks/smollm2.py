@@ -225,7 +225,7 @@ def decode_tables(m, tok, a) -> None:
     print("| imo weights | bits/byte (alice29, " + f"{a.quality_bytes:,} chars after 40,000) | greedy tokens = float32's (batch 8) |")
     print("|:--|--:|--:|")
     quality = {w: bits_per_byte(v, tok, qtext, context=512)[0] for w, v in imo.items()}
-    for B in (1, 8):
+    for B in a.batches:
         prompts = torch.tensor([ids[i * 128 : (i + 1) * 128] for i in range(B)])
         systems = {f"imo {w}": (imo_decode, v) for w, v in imo.items()}
         systems.update({k: (hf_decode, h) for k, h in hfs.items()})
@@ -268,6 +268,8 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=60000, help="bytes of each text scored (bits/byte table)")
     ap.add_argument("--quality-bytes", type=int, default=8000, help="characters scored per imo variant")
     ap.add_argument("--skip-bpb", action="store_true")
+    ap.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8],
+                    help="decode batch sizes, comma-separated (the quality table prints with batch 8)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="imo weights to time, comma-separated")
     ap.add_argument("--hf", default="float32,bfloat16", help="transformers dtypes (float32 always runs)")
     ap.add_argument("--no-llamacpp", dest="llamacpp", action="store_false")
