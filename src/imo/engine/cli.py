@@ -160,8 +160,7 @@ def _sample(run, prompt, prompt_file, tokens, strategy, temperature, top_k, top_
 
 def _constrained(eng, shown: str, ids: list[int], cfg, schema_file: Path, extras: bool) -> None:
     """imo sample --json-schema: one answer under the schema (imo.engine.constrained)."""
-    from imo.engine.constrained import compile_schema, constrained_generate
-    from imo.prompt.extract import load_schema
+    from imo.engine.constrained import compile_schema, constrained_generate, load_schema
 
     if cfg.strategy == "beam" or cfg.n > 1 or extras:
         raise ConfigError("--json-schema takes greedy or plain sampling with --n 1 (no beam, --stop, --top-k, "

@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ import torch
 
 from imo.engine.config import GenerationConfig
 from imo.engine.sampling import make_generator, sample_tokens
-from imo.errors import ConfigError
+from imo.errors import ConfigError, DataError
 
 
 def _require_llguidance():
@@ -244,3 +245,16 @@ def strictly_valid(text: str, schema: dict) -> bool:
     except ValueError:
         return False
     return jsonschema.validators.validator_for(schema)(schema).is_valid(value)
+
+
+def load_schema(path: Path) -> dict:
+    """A JSON schema read from a file and checked (check_schema); one clear error otherwise."""
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"schema file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read schema file {path}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"schema file {path} is not JSON: {e}") from None
+    return check_schema(schema)

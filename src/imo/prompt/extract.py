@@ -18,23 +18,9 @@ from typing import Annotated
 
 import typer
 
-from imo.errors import ConfigError, DataError
+from imo.errors import ConfigError
 
 Opt = typer.Option
-
-
-def load_schema(path: Path) -> dict:
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"schema file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read schema file {path}: {e}") from None
-    except ValueError as e:
-        raise ConfigError(f"schema file {path} is not JSON: {e}") from None
-    from imo.engine.constrained import check_schema
-
-    return check_schema(schema)
 
 
 def schema_fields(schema: dict):
@@ -80,7 +66,7 @@ def extract_command(
 ) -> None:
     """Fill a JSON schema from text: constrained decoding with llguidance; the JSON object is the last line."""
     from imo.engine.cli import load_run
-    from imo.engine.constrained import compile_schema, constrained_generate
+    from imo.engine.constrained import compile_schema, constrained_generate, load_schema
     from imo.engine.decode import Engine
 
     if max_tokens < 1:
