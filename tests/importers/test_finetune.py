@@ -6,9 +6,8 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_gguf import write_tiny_gguf
+from tiny_gguf import cli, write_tiny_gguf
 
-from imo.cli import main
 from imo.importers.gguf import import_gguf
 from imo.importers.instruct import IGNORE, encode_conversation, terse_answers, write_jsonl
 from imo.model.config import ModelConfig
@@ -20,16 +19,6 @@ from imo.train.config import TrainConfig
 from imo.train.finetune import finetune, resume
 
 pytest.importorskip("gguf")
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from tiny_gguf import write_tiny_gguf
+from tiny_gguf import cli, write_tiny_gguf
 
-from imo.cli import main
 from imo.errors import DataError
 from imo.importers.gguf import import_gguf, read_gguf
 from imo.model.llama import Llama
@@ -15,16 +14,6 @@ from imo.runs.store import RunStore
 from imo.train.checkpoint import load_model
 
 pytest.importorskip("gguf")
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -89,3 +89,16 @@ def write_tiny_gguf(path: Path, arch: str = "llama", seed: int = 0, untie: bool 
     w.write_tensors_to_file()
     w.close()
     return Path(path)
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `imo ARGS...` run in this process."""
+    from imo.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -35,7 +35,7 @@ import torch
 
 from imo.engine.config import GenerationConfig
 from imo.engine.sampling import make_generator, sample_tokens
-from imo.errors import ConfigError, DataError
+from imo.errors import ConfigError
 
 
 def _require_llguidance():
@@ -249,12 +249,11 @@ def strictly_valid(text: str, schema: dict) -> bool:
 
 def load_schema(path: Path) -> dict:
     """A JSON schema read from a file and checked (check_schema); one clear error otherwise."""
+    from imo.files import read_text
+
+    text = read_text(path, "schema file")
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"schema file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read schema file {path}: {e}") from None
+        schema = json.loads(text)
     except ValueError as e:
         raise ConfigError(f"schema file {path} is not JSON: {e}") from None
     return check_schema(schema)

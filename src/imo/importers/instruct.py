@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 
 from imo.errors import DataError
-from imo.jsonl import read_jsonl
+from imo.files import read_jsonl
 
 IGNORE = -100  # F.cross_entropy's default ignore_index
 

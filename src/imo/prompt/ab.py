@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from imo.atomic import atomic_path
 from imo.errors import ConfigError, DataError, ImoError
-from imo.jsonl import read_jsonl
+from imo.files import read_jsonl, read_text
 from imo.prompt.builder import PromptSpec, build_messages, render_plain
 from imo.prompt.score import ItemScore, Summary, score_answer, summarize
 from imo.prompt.tasks import SPLITS, Item, generate, shots_for
@@ -137,12 +137,9 @@ def parse_variants(data: dict, source: str) -> VariantsFile:
 
 def load_variants(path: str | Path) -> VariantsFile:
     path = Path(path)
+    text = read_text(path, "variants file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"variants file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read variants file {path}: {e}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"variants file {path} is not valid TOML: {e}") from None
     return parse_variants(data, str(path))
