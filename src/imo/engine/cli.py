@@ -227,6 +227,8 @@ def serve_command(
                                                  "[default: the model's context]")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No start-up line.")] = False,
     weights: Annotated[str, Opt(help=WEIGHTS_HELP)] = "float32",
+    sae: Annotated[str | None, Opt(help="An SAE run of this model (imo inspect sae): adds /v1/imo/inspect "
+                                        "for the feature browser's custom text and steering.")] = None,
 ) -> None:
     """Serve a run over HTTP: OpenAI-compatible /v1/completions and /v1/chat/completions, plus imo's alternatives."""
     from imo.engine.decode import Engine
@@ -251,6 +253,9 @@ def serve_command(
     run_id, model, text, chat = load_run(run, weights)
     eng = Engine(model, PrefixTree(prefix_budget) if prefix_budget else None, text=text)
     app = create_app(eng, run_id, api_key=api_key, token_budget=token_budget, chat=chat)
+    if sae:  # the feature browser's live routes (imo.inspect.routes)
+        from imo.inspect.routes import add_inspect_routes, load_sae_run
+        add_inspect_routes(app, model, text.tokenizer, *load_sae_run(sae, run_id))
     if not quiet:
         print(f"imo: serving run {run_id} on http://{host}:{port}/v1 (model id {run_id!r}); "
               f"Ctrl-C stops it", flush=True)

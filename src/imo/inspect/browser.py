@@ -227,7 +227,7 @@ def write_site(out: Path, data: dict, meta: dict, force: bool = False) -> Path:
     index = {"meta": meta, "chunk": CHUNK, "features": rows, "tokens": data["tokens"], "dead": data["dead"],
              "log_density": data["log_density"], "config": data["config"]}
     write_text(out / "data" / "index.js", _js("IMO_INDEX", index))
-    for asset in ("style.css", "app.js", "index.html"):    # the page last: it needs the rest
+    for asset in ("style.css", "live.js", "app.js", "index.html"):    # the page last: it needs the rest
         write_text(out / asset, (ASSETS / asset).read_text(encoding="utf-8"))
     return out / "index.html"
 

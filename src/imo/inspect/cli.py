@@ -153,10 +153,11 @@ def cache_command(
 def sae_command(
     run: Annotated[str, typer.Argument(help="Run id or unique prefix of the language model.")],
     hook: Annotated[str, Opt(help="Hook point, e.g. blocks.2.hook_resid_post.")],
-    arch: Annotated[str, Opt(help="Architecture: topk or relu-l1.")] = "topk",
+    arch: Annotated[str, Opt(help="Architecture: topk, batchtopk, jumprelu or relu-l1.")] = "topk",
     latents: Annotated[int, Opt(help="Dictionary size.")] = 1024,
-    k: Annotated[int, Opt(help="topk: active latents per token.")] = 16,
+    k: Annotated[int, Opt(help="topk, batchtopk: active latents per token (batchtopk: on average).")] = 16,
     l1: Annotated[float, Opt(help="relu-l1: L1 coefficient.")] = 5.0,
+    l0_coef: Annotated[float, Opt(help="jumprelu: L0 coefficient.")] = 3e-3,
     tokens: Annotated[int, Opt(help="Activations to train on (cached first if absent).")] = 200_000,
     steps: Annotated[int, Opt(help="Training steps.")] = 2000,
     batch: Annotated[int, Opt(help="Batch size (tokens).")] = 4096,
@@ -181,7 +182,7 @@ def sae_command(
     from imo.runs.store import RunStore
 
     torch.set_num_threads(1)
-    cfg = S.SAEConfig(arch=arch, latents=latents, k=k, l1=l1, steps=steps, batch=batch, lr=lr, seed=seed)
+    cfg = S.SAEConfig(arch=arch, latents=latents, k=k, l1=l1, l0_coef=l0_coef, steps=steps, batch=batch, lr=lr, seed=seed)
     cfg.check()
     rid, model, ids, ctx, corpus_name = _run_tokens(run, "train", tokens, 0)
     folder = acts or paths.store_dir() / "acts" / f"{rid}-{hook}-{tokens}"

@@ -2,7 +2,8 @@
 // data/index.js sets window.IMO_INDEX (one row per feature: id, density, max activation, label,
 // top logits); data/chunk-NNN.js sets window.IMO_CHUNKS[NNN] to the full records of CHUNK
 // features. Chunks are loaded as <script> elements on demand, since file:// pages cannot fetch.
-// The address holds the state: #f=12 shows feature 12, #q=text fills the search box.
+// The address holds the state: #f=12 shows feature 12, #q=text fills the search box, #live shows
+// the custom-text page (live.js, which needs `imo serve ... --sae`).
 "use strict";
 
 (function () {
@@ -150,6 +151,7 @@
         el("table", {}, ...f.neighbours.map(([j, c]) => el("tr", {},
           el("td", {}, el("a", {href: hashFor({f: j, q: readHash().q})}, "#" + j)),
           el("td", {class: "num"}, num(c, 3)), el("td", {}, INDEX.features[j][3])))))));
+    if (window.IMO_LIVE) window.IMO_LIVE.feature(f, page, readHash());   // live.js: the steer panel
     if (!f.top.length) {
       page.append(el("p", {class: "hint"}, "This feature never fired on the scanned text."));
       return;
@@ -185,6 +187,11 @@
     const box = $("#search");
     if (document.activeElement !== box) box.value = state.q || "";
     showList(box.value, id);
+    if (state.live !== undefined && window.IMO_LIVE) {   // the custom-text page (live.js)
+      window.IMO_LIVE.page(state);
+      document.body.setAttribute("data-ready", "live");
+      return;
+    }
     if (id === null || !(id >= 0 && id < INDEX.features.length)) {
       document.body.setAttribute("data-ready", "list");
       return;
