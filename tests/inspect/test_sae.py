@@ -155,3 +155,24 @@ def test_bad_config():
         S.SAEConfig(arch="nope").check()
     with pytest.raises(ConfigError):
         S.SAEConfig(latents=4, k=8).check()
+
+
+def test_loss_recovered_is_one_for_an_exact_sae_and_zero_for_a_zero_one():
+    from imo.model import GPT, ModelConfig
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=2, n_embd=8, n_head=2, context_length=16)).eval()
+    windows = torch.randint(0, 256, (3, 16))
+    sae = S.build(8, S.SAEConfig(latents=16, k=8)).eval()
+    with torch.no_grad():  # latents ±e_i: the top 8 of [x, -x] are its positive and negative parts
+        eye = torch.eye(8)
+        sae.W_dec.copy_(torch.cat([eye, -eye]))
+        sae.W_enc.copy_(torch.cat([eye, -eye]).T)
+    m = S.loss_recovered(model, sae, "blocks.0.hook_resid_post", windows)
+    assert m["loss_recovered"] == pytest.approx(1.0, abs=1e-4) and m["loss_recovered_mean"] == pytest.approx(1.0, abs=1e-4)
+    assert m["kl_sae"] == pytest.approx(0.0, abs=1e-5) and m["ce_sae"] == pytest.approx(m["ce_clean"], abs=1e-5)
+    assert m["ce_zero"] != m["ce_mean"]
+    with torch.no_grad():
+        sae.W_dec.zero_()
+    m = S.loss_recovered(model, sae, "blocks.0.hook_resid_post", windows)
+    assert m["loss_recovered"] == pytest.approx(0.0, abs=1e-6) and m["kl_sae"] > 0

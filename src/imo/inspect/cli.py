@@ -167,8 +167,9 @@ def sae_command(
     eval_windows: Annotated[int, Opt(help="Validation windows for loss recovered.")] = 16,
     quiet: Annotated[bool, Opt("-q", "--quiet", help="No progress lines.")] = False,
 ) -> None:
-    """Train a sparse autoencoder on one hook point of a run; print FVU, L0, dead fraction and
-    loss recovered against zero ablation; save it as a run of kind 'sae' (safetensors)."""
+    """Train a sparse autoencoder on one hook point of a run; print FVU, L0, dead fraction, loss
+    recovered against zero and mean ablation and the KL to the clean model; save it as a run of
+    kind 'sae' (safetensors)."""
     import sys
 
     import numpy as np
@@ -209,8 +210,9 @@ def sae_command(
     store.add_artifact(sid, "sae", out)
     store.finish(sid, m)
     typer.echo(f"sae run {sid}: FVU {m['fvu']:.4f}  L0 {m['l0']:.2f}  dead {m['dead']:.2%}  "
-               f"loss recovered {m['loss_recovered']:.3f} (CE clean {m['ce_clean']:.3f}, "
-               f"SAE {m['ce_sae']:.3f}, zero {m['ce_zero']:.3f})")
+               f"loss recovered {m['loss_recovered']:.3f} vs zero, {m['loss_recovered_mean']:.3f} vs mean "
+               f"(CE clean {m['ce_clean']:.3f}, SAE {m['ce_sae']:.3f}, zero {m['ce_zero']:.3f}, "
+               f"mean {m['ce_mean']:.3f}; KL {m['kl_sae']:.4f} nats)")
 
 
 def register(app: typer.Typer) -> None:

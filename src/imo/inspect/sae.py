@@ -314,22 +314,34 @@ def evaluate(sae: SAE, acts: np.ndarray, chunk: int = 8192) -> dict[str, float]:
 
 @torch.no_grad()
 def loss_recovered(model: nn.Module, sae: SAE, hook: str, windows: Tensor) -> dict[str, float]:
-    """Next-token CE of the clean model, with `hook` replaced by the SAE's reconstruction, and by
-    zeros; score = (CE_zero - CE_sae) / (CE_zero - CE_clean)."""
+    """Next-token CE of the clean model, and with `hook` replaced by the SAE's reconstruction, by
+    zeros and by the activation's mean over these windows (per position in the residual's last
+    dimension); loss recovered = (CE_abl - CE_sae) / (CE_abl - CE_clean) against each ablation,
+    and the mean KL(clean || with the SAE) of the next-token distributions, in nats."""
     from imo.model.hooks import hooks
 
-    def ce(fn=None) -> float:
-        ctx = hooks(model, {hook: fn}) if fn else _nothing()
-        with ctx:
+    def run(fn=None) -> Tensor:
+        with hooks(model, {hook: fn}) if fn else _nothing():
             logits, _ = model(windows[:, :-1])
-        return float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                                 windows[:, 1:].reshape(-1)))
+        return logits.reshape(-1, logits.shape[-1]).float()
 
-    clean = ce()
-    with_sae = ce(lambda a: sae(a.float()).to(a.dtype))
-    zero = ce(lambda a: torch.zeros_like(a))
-    return {"ce_clean": clean, "ce_sae": with_sae, "ce_zero": zero,
-            "loss_recovered": (zero - with_sae) / (zero - clean) if zero != clean else float("nan")}
+    def ce(logits: Tensor) -> float:
+        return float(nn.functional.cross_entropy(logits, windows[:, 1:].reshape(-1)))
+
+    seen: dict[str, Tensor] = {}
+    clean_logits = run(lambda a: seen.__setitem__("mean", a.float().mean((0, 1))))
+    sae_logits = run(lambda a: sae(a.float()).to(a.dtype))
+    clean, with_sae = ce(clean_logits), ce(sae_logits)
+    zero = ce(run(lambda a: torch.zeros_like(a)))
+    mean = ce(run(lambda a: seen["mean"].to(a.dtype).expand_as(a)))
+    kl = float(nn.functional.kl_div(sae_logits.log_softmax(-1), clean_logits.log_softmax(-1),
+                                    log_target=True, reduction="batchmean"))
+
+    def score(abl: float) -> float:
+        return (abl - with_sae) / (abl - clean) if abl != clean else float("nan")
+
+    return {"ce_clean": clean, "ce_sae": with_sae, "ce_zero": zero, "ce_mean": mean,
+            "loss_recovered": score(zero), "loss_recovered_mean": score(mean), "kl_sae": kl}
 
 
 class _nothing:

@@ -46,7 +46,7 @@ from imo.inspect import tms
 PHASE: dict[str, dict[str, Any]] = {
     "smoke": dict(size=6, seeds=2, steps=300, batch=256),
     "quick": dict(size=10, seeds=3, steps=1000, batch=1024),
-    "full": dict(size=20, seeds=3, steps=2000, batch=1024),
+    "full": dict(size=20, seeds=3, steps=1500, batch=1024),
 }
 
 
@@ -105,7 +105,7 @@ def superposition() -> Claim:
         source="source-notes: Toy Models of Superposition (Anthropic)",
         experiment="The n=2, m=1 ReLU toy model x' = ReLU(WᵀW x + b) on a grid of density 0.01..1 x "
                    "relative importance 0.1..10 (log-spaced; 6x6/10x10/20x20 at smoke/quick/full), "
-                   "every cell trained with AdamW (lr 1e-2, batch 256/1024/1024, 300/1000/2000 "
+                   "every cell trained with AdamW (lr 1e-2, batch 256/1024/1024, 300/1000/1500 "
                    "steps), the lowest-loss of 2/3/3 initialisations kept, then classified "
                    "automatically (‖W_2‖ <= 0.5: not represented; else dedicated or superposed by "
                    "‖W_1‖), against the phase whose exact expected loss (Gauss-Legendre quadrature) "
@@ -134,7 +134,7 @@ TOP = 0.25           # contexts are drawn from the top quarter of a unit's firin
 LM: dict[str, dict[str, Any]] = {
     "smoke": dict(model=dict(n_layer=2, n_embd=32, n_head=2, context_length=32), steps=20, batch=8),
     "quick": dict(model=dict(n_layer=2, n_embd=64, n_head=4, context_length=64), steps=300, batch=16),
-    "full": dict(model=dict(n_layer=4, n_embd=128, n_head=4, context_length=128), steps=800, batch=16),
+    "full": dict(model=dict(n_layer=3, n_embd=96, n_head=4, context_length=128), steps=600, batch=16),
 }
 SAE_SIZE: dict[str, dict[str, Any]] = {
     "smoke": dict(latents=64, k=4, steps=40, batch=256, tokens=4096, eval_tokens=4096),
@@ -285,8 +285,8 @@ def monosemantic_features() -> Claim:
                   "network's own neurons or random directions: the contexts on which one fires "
                   "are more alike.",
         source="source-notes: Scaling Monosemanticity; inspect llm neuron meaning (neuronpedia)",
-        experiment="A byte-level GPT on python-docs (2x32/2x64/4x128, 20/300/800 steps at "
-                   "smoke/quick/full); a TopK SAE (64/256/512 latents, k=4/8/8, AuxK) on its middle "
+        experiment="A byte-level GPT on python-docs (layers x width 2x32/2x64/3x96, 20/300/600 "
+                   "steps at smoke/quick/full); a TopK SAE (64/256/512 latents, k=4/8/8, AuxK) on its middle "
                    "block's resid_post from 4k/41k/102k training tokens; on 4k/16k/33k held-out "
                    "tokens, for up to 200 features firing on at most 20% of tokens and often enough, "
                    f"{SAMPLE} tokens are drawn from the top quarter of the firing tokens of each "
