@@ -118,7 +118,7 @@ def test_jumprelu_thresholds_learn_from_the_l0_penalty():
     for coef in (0.01, 0.3):
         sae = S.train_sae(acts, S.SAEConfig(arch="jumprelu", latents=32, steps=300, batch=256, lr=3e-3,
                                             l0_coef=coef, aux_coef=0.0))
-        l0[coef] = (S.evaluate(sae, acts)["l0"], float(sae.log_threshold.mean()))
+        l0[coef] = (S.evaluate(sae, acts)["l0"], float(sae.log_threshold.detach().mean()))
     assert l0[0.3][0] < l0[0.01][0] and l0[0.3][1] > l0[0.01][1] > np.log(S.SAEConfig().threshold) - 1
     sae = S.build(16, S.SAEConfig(arch="jumprelu", latents=32))
     x = torch.from_numpy(acts[:64])
