@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,16 @@ def check_schema(schema: object) -> dict:
     return schema
 
 
-def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # TokenText -> {vocab_size: (tok, n, eos, virtual)}
+
+
+def _llguidance_tokenizer(text, vocab_size: int):
+    """llguidance's tokenizer for a vocabulary, built once per TokenText (for a 49k vocabulary
+    it is a visible share of compiling a small schema)."""
     llg = _require_llguidance()
+    known = _TOKENIZERS.setdefault(text, {})
+    if vocab_size in known:
+        return known[vocab_size]
     pieces = [text.piece(i) if i < len(text.pieces) else b"" for i in range(vocab_size)]
     special = sorted({*text.eos, *getattr(text.tokenizer, "special", {}).values()})
     special += [i for i in range(len(text.pieces), vocab_size)]  # padding rows of the embedding
@@ -115,7 +124,13 @@ def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
         pieces.append(b"<|imo:end|>")
         special.append(eos)
     vocab = _Vocabulary(pieces, eos, special, lambda data: text.encode(bytes(data)))
-    tok = llg.LLTokenizer(llg.TokenizerWrapper(vocab), n_vocab=len(pieces))
+    known[vocab_size] = (llg.LLTokenizer(llg.TokenizerWrapper(vocab), n_vocab=len(pieces)), len(pieces), eos, virtual)
+    return known[vocab_size]
+
+
+def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
+    llg = _require_llguidance()
+    tok, n, eos, virtual = _llguidance_tokenizer(text, vocab_size)
     # No free whitespace (a small model could wander into endless spaces), but json.dumps's
     # separators ", " and ": ", the spacing models read and write most.
     grammar = llg.LLMatcher.grammar_from_json_schema(
@@ -123,7 +138,7 @@ def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
     failed, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, tok)
     if failed:
         raise ConfigError(f"llguidance cannot compile the schema: {messages[0]}")
-    return Grammar(schema, tok, grammar, len(pieces), eos, virtual)
+    return Grammar(schema, tok, grammar, n, eos, virtual)
 
 
 BACKENDS: dict[str, Callable[[dict, Any, int], Grammar]] = {"llguidance": _llguidance_grammar}
@@ -162,14 +177,37 @@ class Constrained:
 
 def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: int = 256,
                          temperature: float = 0.0, seed: int | None = 0, fast_forward: bool = True,
-                         logits_hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Constrained:
+                         logits_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         cfg: GenerationConfig | None = None, stops: list[bytes] | None = None) -> Constrained:
     """Decode one answer under the grammar. `logits_hook` replaces the model's logits (tests use
-    random logits: the worst case for validity)."""
+    random logits: the worst case for validity). `cfg` (greedy or sample; its max_tokens, top_k,
+    top_p) replaces max_tokens/temperature/seed; `stops` end the answer as a stop string does."""
+    steps = constrained_steps(eng, prompt, grammar, max_tokens, temperature, seed, fast_forward, logits_hook,
+                              cfg, stops)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def constrained_steps(eng, prompt: list[int], grammar: Grammar, max_tokens: int = 256,
+                      temperature: float = 0.0, seed: int | None = 0, fast_forward: bool = True,
+                      logits_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      cfg: GenerationConfig | None = None,
+                      stops: list[bytes] | None = None) -> Generator[list[int], None, Constrained]:
+    """constrained_generate one step at a time: yields each step's tokens (one chosen token, or
+    the tokens the grammar forced) and returns the Constrained answer. The server runs it a few
+    steps per turn of its model thread; closing it early releases the cache."""
+    if cfg is None:
+        cfg = (GenerationConfig(strategy="greedy", max_tokens=max_tokens) if temperature == 0 else
+               GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature, seed=seed))
+    elif cfg.strategy not in ("greedy", "sample"):
+        raise ConfigError(f"constrained decoding is greedy or sampled, not {cfg.strategy}")
+    max_tokens = cfg.max_tokens
     if max_tokens < 1:
         raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
-    cfg = (GenerationConfig(strategy="greedy", max_tokens=max_tokens) if temperature == 0 else
-           GenerationConfig(strategy="sample", max_tokens=max_tokens, temperature=temperature, seed=seed))
-    gens = [make_generator(seed)]
+    gens = [make_generator(cfg.seed)]
     began = time.perf_counter()
     mask_seconds = 0.0
     m = grammar.matcher()
@@ -211,8 +249,14 @@ def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: i
             if step[-1] == grammar.eos:
                 finish = "stop"
                 break
+            if stops:  # a stop string may end inside a forced step: cut the step there
+                for j in range(len(step)):
+                    if eng.text.finished(out + step[: j + 1], stops):
+                        step, finish = step[: j + 1], "stop"
+                        break
             out += step
-            if m.is_stopped():
+            yield step
+            if m.is_stopped() or finish == "stop":
                 finish = "stop"
                 break
             if cache.length + len(step) > L:
@@ -224,7 +268,7 @@ def constrained_generate(eng, prompt: list[int], grammar: Grammar, max_tokens: i
     data = eng.text.bytes_of(out)
     text = data.decode("utf-8", "replace")
     value = None
-    if finish == "stop" and error is None:
+    if finish == "stop" and error is None and not stops:
         try:
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:  # a grammar bug: report it, never hide it

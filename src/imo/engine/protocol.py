@@ -126,6 +126,35 @@ class SamplingParams(_Strict):
                                 top_p=self.top_p, n=self.n, seed=self.seed, stop=stop)
 
 
+class JSONSchemaSpec(_Strict):
+    """response_format's json_schema: OpenAI's name, description, schema and strict."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    json_schema: dict = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """OpenAI's response_format: plain text, any JSON object, or JSON of a schema (decoded under
+    it with imo.engine.constrained, so the answer is valid whatever the model)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_iff_json_schema(self):
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError('response_format takes json_schema exactly when its type is "json_schema"')
+        return self
+
+    def target(self) -> dict | None:
+        """The JSON Schema to decode under; None for plain text."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        return self.json_schema.json_schema if self.json_schema is not None else None
+
+
 class CompletionRequest(SamplingParams):
     """POST /v1/completions. A prompt is a string or token ids; a list of them is a batch."""
 
@@ -135,6 +164,7 @@ class CompletionRequest(SamplingParams):
     echo: bool = False
     best_of: int | None = None
     suffix: str | None = None
+    response_format: ResponseFormat | None = None  # imo's extension: constrained decoding on completions
 
     @field_validator("echo")
     @classmethod
@@ -192,6 +222,7 @@ class ChatCompletionRequest(SamplingParams):
     max_completion_tokens: int | None = Field(None, ge=0)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _coherent(self):
@@ -234,6 +265,13 @@ def validation_message(errors: list[dict], model: type[BaseModel] | None = None)
     if not loc:
         return f"the request body must be a JSON object ({e.get('msg', '')})", None
     field = loc[0]
+    if field == "response_format" and len(loc) > 1:  # name the nested key: response_format.json_schema.name
+        dotted = ".".join(loc)
+        if kind == "missing":
+            return f"{dotted} is required", field
+        if kind == "extra_forbidden":
+            return f"unsupported field {dotted!r}", field
+        return f"{dotted}: {e.get('msg', 'invalid').removeprefix('Value error, ')}", field
     if kind == "extra_forbidden":
         supported = ", ".join(sorted(model.model_fields)) if model is not None else ""
         return f"unsupported field {field!r}" + (f"; supported: {supported}" if supported else ""), field

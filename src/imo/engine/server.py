@@ -2,7 +2,8 @@
 
 OpenAI's API: `GET /v1/models`, `POST /v1/completions` (prompt, or a list of prompts decoded as
 one batch; max_tokens, temperature, top_p, n, stop, seed, logprobs, stream by server-sent events;
-OpenAI's other fields at their no-op values) and `POST /v1/chat/completions` (messages through the
+`response_format` for JSON decoded under a schema, imo.engine.structured; OpenAI's other fields
+at their no-op values) and `POST /v1/chat/completions` (messages through the
 run's chat template: imo.engine.chat_routes). Temperature 0 is greedy decoding. imo's own: the
 alternatives sessions under `/v1/imo/sessions` (imo.engine.session_routes) and `GET /v1/imo/stats`
 (cache hits, tokens/s, queue length, background work). Any tokenizer: prompts go through the
@@ -47,6 +48,7 @@ from imo.engine.protocol import (
 )
 from imo.engine.serving import Served, error_response
 from imo.engine.session_routes import add_session_routes
+from imo.engine.structured import check_request, constrained_answer
 from imo.engine.worker import Worker
 from imo.errors import ImoError
 
@@ -166,6 +168,11 @@ def create_app(engine: Engine, model_id: str, api_key: str | None = None, max_bo
         served.check_model(req.model)
         prompts = req.prompts(engine.text.encode)
         cfg = served.config_for(req, prompts)
+        schema = req.response_format and check_request(req.response_format, req.logprobs)
+        if schema is not None:  # imo's extension: a byte model has no chat template, so no chat route
+            return await constrained_answer(served, request, prompts, cfg, schema, CompletionShape(model_id),
+                                            stream=req.stream, include_usage=bool(req.stream_options
+                                                                                  and req.stream_options.include_usage))
         return await served.run_jobs(request, prompts, cfg, stream=req.stream, logprobs=req.logprobs,
                                      shape=CompletionShape(model_id),
                                      include_usage=bool(req.stream_options and req.stream_options.include_usage))
