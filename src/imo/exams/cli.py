@@ -1,4 +1,4 @@
-"""`imo exam`: trickability, true negatives, the skills battery and exact recall.
+"""`imo exam`: trickability, true negatives, the skills battery, exact recall, in-context learning.
 
 Each command prints a table and appends its result to the run store (kind `exam-<name>`).
 
@@ -7,6 +7,8 @@ Each command prints a table and appends its result to the run store (kind `exam-
     imo exam negatives --sizes 1x32,2x64 --steps 300,1000
     imo exam skills --train copy,sort --steps 600
     imo exam recall RUN --prefix 32 --k 32
+    imo exam icl induction --steps 600          # imo.exams.icl
+    imo exam icl regression --dim 5
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from imo.console import print_table
 from imo.errors import ConfigError
 
 Opt = typer.Option
-app = typer.Typer(help="Exams: trickability, true negatives, the skills battery, exact recall.",
+app = typer.Typer(help="Exams: trickability, true negatives, the skills battery, exact recall, in-context learning.",
                   no_args_is_help=True)
 
 
@@ -204,3 +206,110 @@ def recall_command(
                 title=f"greedy continuation of {k} bytes after {prefix}, {n} positions per split")
     for r in rows:
         store.put_result("exam-recall", r["run"], r, [r["run"]])
+
+
+icl_app = typer.Typer(help="In-context learning: induction heads in a byte model; in-context linear regression.",
+                      no_args_is_help=True)
+app.add_typer(icl_app, name="icl")
+
+
+def _plot_path(plot, default_name: str, force: bool):
+    """Where a plot goes: --plot (an existing file needs --force), else the store's exams folder."""
+    from pathlib import Path
+
+    from imo import paths
+
+    if plot is None:
+        folder = paths.store_dir() / "exams"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / default_name
+    path = Path(plot)
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise ConfigError(f"no folder {path.parent} for the plot")
+    return path
+
+
+@icl_app.command("induction")
+def icl_induction_command(
+    layers: Annotated[int, Opt(help="Blocks of the byte model.")] = 2,
+    width: Annotated[int, Opt(help="Embedding width.")] = 64,
+    heads: Annotated[int, Opt(help="Attention heads per block.")] = 4,
+    context: Annotated[int, Opt(help="Training context in bytes (two periods of the repeated string fit).")] = 64,
+    pos: Annotated[str, Opt(help="Position encoding (rope, learned, alibi, sinusoidal, none).")] = "rope",
+    steps: Annotated[int, Opt(help="Training steps.")] = 600,
+    batch: Annotated[int, Opt(help="Sequences per step.")] = 32,
+    lr: Annotated[float, Opt(help="Peak learning rate.")] = 3e-3,
+    eval_every: Annotated[int, Opt(help="Measure the in-context score and prefix matching every N steps.")] = 20,
+    seed: Annotated[int, Opt(help="Seed of the initialisation, batches and held-out sequences.")] = 0,
+    plot: Annotated[str | None, Opt(help="PNG of the curves (default: the store's exams folder).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite an existing --plot file.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Induction heads (Olsson et al. 2022): in-context score over training, prefix matching, ablation."""
+    from imo.atomic import write_bytes
+    from imo.exams.icl import InductionSize, induction_exam, plot_induction
+    from imo.model.positions import POSITIONS
+
+    if pos not in POSITIONS.names():
+        raise ConfigError(f"unknown position encoding {pos!r}; choose one of: {', '.join(POSITIONS.names())}")
+    size = InductionSize(n_layer=layers, n_embd=width, n_head=heads, context_length=context, steps=steps,
+                         batch_size=batch, lr=lr, eval_every=eval_every, pos=pos)
+    size.check()
+    path = _plot_path(plot, f"icl-induction-{layers}x{width}-seed{seed}.png", force)
+    out = induction_exam(size, seed=seed, log=_log(quiet), quiet=quiet)
+    write_bytes(path, plot_induction(out))
+    c = out["curve"]
+    shown = sorted({0, len(c) - 1, *range(0, len(c), max(1, len(c) // 10))})
+    print_table(["step", "in-context score (bits)", "byte 4 (bits)", "last byte (bits)", "top prefix matching"],
+                [[c[i]["step"], f"{c[i]['icl_score']:+.3f}", f"{c[i]['early_bits']:.3f}", f"{c[i]['late_bits']:.3f}",
+                  f"{c[i]['top_prefix']:.3f}"] for i in shown], title="in-context score over training")
+    print_table(["figure", "value"], [
+        ["pre-drop score", f"{out['pre_drop_score']:+.3f} bits"], ["final score", f"{out['final_score']:+.3f} bits"],
+        ["fall within the first 20% of steps", f"{out['fall_first_20pct']:.3f} bits"],
+        ["drop (half the fall) at step", out["drop_step"]],
+        ["top prefix matching at the drop", f"{out['top_prefix_at_drop']:.3f}"],
+        ["top prefix matching first >= 0.5 at step", out["top_prefix_crosses_half_at"] or "never"],
+        ["top head (layer, head)", f"{tuple(out['top_head'])}, prefix matching {out['top_head_prefix']:.3f}"],
+        ["ablated: score / give-back", f"{out['ablated_score']:+.3f} bits / {_pct(out['give_back'])}"],
+        [f"control head {tuple(out['control_head'])} ablated", f"{out['control_score']:+.3f} bits / "
+                                                               f"{_pct(out['control_give_back'])}"]],
+        title="phase change and ablation")
+    print(f"plot: {path}")
+    _store().put_result("exam-icl-induction", f"{layers}x{width}-seed{seed}", out)
+
+
+@icl_app.command("regression")
+def icl_regression_command(
+    dim: Annotated[int, Opt(help="Input dimension d.")] = 5,
+    points: Annotated[int, Opt(help="(x, y) pairs per training prompt (at least 2d + 1).")] = 20,
+    layers: Annotated[int, Opt(help="Blocks of the regression transformer.")] = 4,
+    width: Annotated[int, Opt(help="Embedding width.")] = 64,
+    heads: Annotated[int, Opt(help="Attention heads per block.")] = 4,
+    steps: Annotated[int, Opt(help="Training steps.")] = 3000,
+    batch: Annotated[int, Opt(help="Prompts per step.")] = 64,
+    lr: Annotated[float, Opt(help="Peak learning rate.")] = 1e-3,
+    scales: Annotated[str, Opt(help="Input scales tested, comma-separated (1 is the training range).")] = "1,2,4",
+    test_prompts: Annotated[int, Opt(help="Held-out prompts per scale.")] = 1000,
+    seed: Annotated[int, Opt(help="Seed of the initialisation, tasks and test prompts.")] = 0,
+    plot: Annotated[str | None, Opt(help="PNG of the error curves (default: the store's exams folder).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite an existing --plot file.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """In-context linear regression (Garg et al. 2022) beside least squares, 3-NN and averaging, out of range."""
+    from imo.atomic import write_bytes
+    from imo.exams.icl import RegressionSize, plot_regression, regression_exam
+
+    size = RegressionSize(dim=dim, points=points, n_layer=layers, n_embd=width, n_head=heads, steps=steps,
+                          batch_size=batch, lr=lr, test_prompts=test_prompts, scales=tuple(_numbers(scales, "--scales")))
+    size.check()
+    path = _plot_path(plot, f"icl-regression-d{dim}-seed{seed}.png", force)
+    out = regression_exam(size, seed=seed, log=_log(quiet), quiet=quiet)
+    write_bytes(path, plot_regression(out))
+    ks = sorted({1, dim, 2 * dim, points - 1})
+    rows = [[f"x{s}", name, *[f"{errs[k]:.3f}" for k in ks]] for s, by in out["errors"].items() for name, errs in by.items()]
+    print_table(["inputs", "predictor", *[f"k={k}" for k in ks]], rows,
+                title=f"normalised squared error, d={dim} (predicting 0 scores 1)")
+    print(f"plot: {path}")
+    _store().put_result("exam-icl-regression", f"d{dim}-seed{seed}", out)
