@@ -51,7 +51,7 @@ def test_matching_sequences_have_distinct_symbols_in_a_period():
 
 
 def _pattern_hook(make):
-    return {f"blocks.1.attn.hook_pattern": make}
+    return {"blocks.1.attn.hook_pattern": make}
 
 
 def test_a_perfect_induction_pattern_scores_one_and_a_fixed_distance_does_not():

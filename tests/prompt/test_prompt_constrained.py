@@ -113,6 +113,10 @@ def test_imo_extract_on_a_byte_run(tmp_path, capsys):
             main(["extract", "--model", run_id, "--schema", str(bad), "x"])
         err = capsys.readouterr().err
         assert e.value.code == 2 and want in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit) as e:  # the fallback refuses the integer bounds it would drop
+        main(["extract", "--model", run_id, "--schema", str(schema), "--backend", "outlines-core", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "silently drop" in err and "minimum" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as e:
         main(["extract", "--model", run_id, "--schema", str(tmp_path / "none.json"), "x"])
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -5,7 +5,8 @@ The grammar engine is llguidance (Microsoft's Rust "low-level guidance"; README:
 mask for 128k vocabularies). It was the one library that stayed strictly valid on a raw byte
 vocabulary in the measurement of ../shared/design/WAVE2.md section 9 (xgrammar let raw control
 characters into strings, #800; outlines-core dropped integer bounds, #147). Backends sit behind a
-small registry; llguidance is the only one registered here.
+small registry: llguidance, and outlines-core as a fallback (imo.engine.outlines_backend), which
+refuses the schema keywords it would drop rather than decode without them.
 
 The mask is applied with `masked_fill` on the engine's logits (not llguidance's torch helper,
 which is torch.compile'd and costs ~15 s on its first CPU call). Fast-forward: where the grammar
@@ -70,12 +71,15 @@ class Grammar:
     eos: int
     virtual_eos: bool
     backend: str = "llguidance"
+    factory: Callable[[], Any] | None = field(default=None, repr=False)  # other backends' fresh matchers
 
     _proto: Any = field(default=None, repr=False)
 
     def matcher(self):
         """A fresh matcher at the start of the grammar: a copy of one built once, so the lexer
         states llguidance builds lazily are not rebuilt for every answer."""
+        if self.factory is not None:
+            return self.factory()
         from llguidance import LLMatcher
 
         if self._proto is None:
@@ -102,16 +106,8 @@ def check_schema(schema: object) -> dict:
     return schema
 
 
-_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # TokenText -> {vocab_size: (tok, n, eos, virtual)}
-
-
-def _llguidance_tokenizer(text, vocab_size: int):
-    """llguidance's tokenizer for a vocabulary, built once per TokenText (for a 49k vocabulary
-    it is a visible share of compiling a small schema)."""
-    llg = _require_llguidance()
-    known = _TOKENIZERS.setdefault(text, {})
-    if vocab_size in known:
-        return known[vocab_size]
+def _vocabulary(text, vocab_size: int) -> tuple[list[bytes], int, bool, list[int]]:
+    """(each id's bytes, the end id, whether that end is virtual, the special ids) of a vocabulary."""
     pieces = [text.piece(i) if i < len(text.pieces) else b"" for i in range(vocab_size)]
     special = sorted({*text.eos, *getattr(text.tokenizer, "special", {}).values()})
     special += [i for i in range(len(text.pieces), vocab_size)]  # padding rows of the embedding
@@ -123,8 +119,22 @@ def _llguidance_tokenizer(text, vocab_size: int):
         eos = vocab_size
         pieces.append(b"<|imo:end|>")
         special.append(eos)
-    vocab = _Vocabulary(pieces, eos, special, lambda data: text.encode(bytes(data)))
-    known[vocab_size] = (llg.LLTokenizer(llg.TokenizerWrapper(vocab), n_vocab=len(pieces)), len(pieces), eos, virtual)
+    return pieces, eos, virtual, special
+
+
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # TokenText -> {vocab_size: (tok, n, eos, virtual)}
+
+
+def _llguidance_tokenizer(text, vocab_size: int):
+    """llguidance's tokenizer for a vocabulary, built once per TokenText (for a 49k vocabulary
+    it is a visible share of compiling a small schema)."""
+    llg = _require_llguidance()
+    known = _TOKENIZERS.setdefault(text, {})
+    if vocab_size not in known:
+        pieces, eos, virtual, special = _vocabulary(text, vocab_size)
+        vocab = _Vocabulary(pieces, eos, special, lambda data: text.encode(bytes(data)))
+        known[vocab_size] = (llg.LLTokenizer(llg.TokenizerWrapper(vocab), n_vocab=len(pieces)), len(pieces), eos,
+                             virtual)
     return known[vocab_size]
 
 
@@ -141,13 +151,37 @@ def _llguidance_grammar(schema: dict, text, vocab_size: int) -> Grammar:
     return Grammar(schema, tok, grammar, n, eos, virtual)
 
 
-BACKENDS: dict[str, Callable[[dict, Any, int], Grammar]] = {"llguidance": _llguidance_grammar}
+def _outlines_grammar(schema: dict, text, vocab_size: int) -> Grammar:
+    """The fallback: outlines-core's regex automaton (imo.engine.outlines_backend), which refuses
+    schemas with keywords it would drop (integer bounds, multipleOf, ...)."""
+    from imo.engine.outlines_backend import outlines_matcher
+
+    pieces, eos, virtual, special = _vocabulary(text, vocab_size)
+    regex, factory = outlines_matcher(schema, pieces, eos, special)
+    return Grammar(schema, None, regex, len(pieces), eos, virtual, backend="outlines-core", factory=factory)
 
 
-def compile_schema(schema: object, text, vocab_size: int, backend: str = "llguidance") -> Grammar:
-    """A checked schema compiled for a vocabulary (text: imo.engine.text.TokenText)."""
+BACKENDS: dict[str, Callable[[dict, Any, int], Grammar]] = {"llguidance": _llguidance_grammar,
+                                                            "outlines-core": _outlines_grammar}
+
+
+def default_backend() -> str:
+    """llguidance when it is installed, else outlines-core (a fallback), else a clear error."""
+    import importlib.util
+
+    for name, module in (("llguidance", "llguidance"), ("outlines-core", "outlines_core")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    raise ConfigError("constrained decoding needs llguidance: pip install 'imo[constrained]'")
+
+
+def compile_schema(schema: object, text, vocab_size: int, backend: str = "auto") -> Grammar:
+    """A checked schema compiled for a vocabulary (text: imo.engine.text.TokenText); backend
+    "auto" is llguidance when installed, else outlines-core."""
+    if backend == "auto":
+        backend = default_backend()
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown constrained-decoding backend {backend!r}; known: {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown constrained-decoding backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
     return BACKENDS[backend](check_schema(schema), text, vocab_size)
 
 

@@ -63,6 +63,7 @@ def extract_command(
     seed: Annotated[int, Opt(help="Seed when sampling.")] = 0,
     no_fast_forward: Annotated[bool, Opt("--no-fast-forward", help="Choose every token, even forced ones.")] = False,
     stats: Annotated[bool, Opt("--stats", help="Print forward calls and forced tokens on stderr.")] = False,
+    backend: Annotated[str, Opt(help="Grammar engine: auto (llguidance if installed), llguidance, outlines-core.")] = "auto",
 ) -> None:
     """Fill a JSON schema from text: constrained decoding with llguidance; the JSON object is the last line."""
     from imo.engine.cli import load_run
@@ -77,7 +78,7 @@ def extract_command(
     schema_fields(sch)
     run_id, mdl, tt, chat = load_run(model)
     eng = Engine(mdl, text=tt)
-    grammar = compile_schema(sch, tt, eng.cfg.vocab_size)
+    grammar = compile_schema(sch, tt, eng.cfg.vocab_size, backend=backend)
     prompt, _ = extract_prompt(sch, " ".join(text), chat)
     ids = tt.encode(prompt)
     room = eng.cfg.context_length - len(ids)
