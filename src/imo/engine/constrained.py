@@ -8,7 +8,7 @@ characters into strings, #800; outlines-core dropped integer bounds, #147). Back
 small registry: llguidance, and outlines-core as a fallback (imo.engine.outlines_backend), which
 refuses the schema keywords it would drop rather than decode without them.
 
-The mask is applied with `masked_fill` on the engine's logits (not llguidance's torch helper,
+The mask is applied with NumPy on the engine's logits (not llguidance's torch helper,
 which is torch.compile'd and costs ~15 s on its first CPU call). Fast-forward: where the grammar
 allows exactly one continuation (the fixed keys of an object, `":"`, quotes), those tokens are
 consumed without a choice and fed to the model in one forward call.
@@ -192,6 +192,18 @@ def allowed_mask(matcher, n_vocab: int) -> torch.Tensor:
     return torch.from_numpy(bits.astype(bool))
 
 
+def masked_logits(matcher, row: torch.Tensor, n: int) -> torch.Tensor | None:
+    """The logits (n,) with every token the grammar forbids at -inf, or None when it allows none.
+    In NumPy on the CPU: the bitmask unpacked straight into a `where`, a few microseconds for a
+    byte vocabulary where three small torch ops cost ~20 (a virtual end id, past n, is left out)."""
+    words = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
+    bits = np.unpackbits(words, count=n, bitorder="little").view(bool)
+    if not bits.any():
+        return None
+    values = row.detach().float().cpu().numpy()
+    return torch.from_numpy(np.where(bits, values, np.float32(-np.inf))).to(row.device)
+
+
 @dataclass
 class Constrained:
     tokens: list[int]
@@ -262,20 +274,16 @@ def constrained_steps(eng, prompt: list[int], grammar: Grammar, max_tokens: int 
                 step = ff[: max_tokens - len(out)]
                 forced += len(step)
             else:
+                if grammar.virtual_eos and m.is_accepting():  # a byte model: its end is the grammar's
+                    finish = "stop"
+                    break
                 t0 = time.perf_counter()
-                allowed = allowed_mask(m, grammar.n_vocab)
-                if not allowed.any():
+                row = logits_hook(logits) if logits_hook is not None else logits
+                masked = masked_logits(m, row, V)
+                mask_seconds += time.perf_counter() - t0
+                if masked is None:
                     finish, error = "error", m.get_error() or "the grammar allows no token"
                     break
-                row = logits_hook(logits) if logits_hook is not None else logits
-                row = row.float()
-                if grammar.virtual_eos:  # a byte model: its end is the grammar's
-                    if m.is_accepting():
-                        finish = "stop"
-                        break
-                    row = torch.cat([row, row.new_full((1,), float("-inf"))])
-                masked = row.masked_fill(~allowed, float("-inf"))
-                mask_seconds += time.perf_counter() - t0
                 step = [int(sample_tokens(masked[None], cfg, gens)[0])]
             if not m.consume_tokens(step):
                 finish, error = "error", m.get_error()
