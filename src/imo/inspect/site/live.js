@@ -116,6 +116,7 @@ window.IMO_LIVE = (function () {
       span.addEventListener("mouseenter", () => detail.replaceChildren("“" + tok + "”: ",
         ...fs.flatMap(([j, v]) => [el("a", {href: "#f=" + j}, "#" + j), " " + v.toFixed(2) + "  "])));
       line.append(span);
+      if (tok.endsWith("↵")) line.append(el("br"));   // the text's own line breaks
     });
     const rows = ans.top.map(([j, v, n]) => el("tr", {"data-id": j}, el("td", {}, el("a", {href: "#f=" + j}, "#" + j)),
       el("td", {class: "num"}, v.toFixed(3)), el("td", {class: "num"}, n + " tok"),
