@@ -87,9 +87,14 @@ def test_cli_sae_trains_evaluates_and_saves_a_run(run_and_model, capsys):
               "--steps", "30", "--batch", "128", "--eval-windows", "2", "-q"])
     assert (e.value.code or 0) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "FVU" in out and "loss recovered" in out
+    assert "FVU" in out and "loss recovered" in out and "vs mean" in out and "dark matter" in out
     store = RunStore.open()
     (run,) = store.list(kind="sae")
-    assert run["parent"] == rid and 0 <= run["figures"]["dead"] <= 1 and run["figures"]["l0"] <= 4
+    figs = run["figures"]
+    assert run["parent"] == rid and 0 <= figs["dead"] <= 1 and figs["l0"] <= 4
+    gaps = [v for k, v in figs.items() if k.startswith("dark_") and k.endswith("_loss_gap")]
+    shares = [v for k, v in figs.items() if k.startswith("dark_") and k.endswith("_tokens")]
+    assert gaps and sum(gaps) == pytest.approx(1.0) and sum(shares) == pytest.approx(1.0)
+    assert 0 < figs["decoder_dims_per_feature_median"] < 1   # 64 unit rows in 32 dimensions
     tensors = load_file(str(store.run_dir(run["id"]) / "sae.safetensors"))
     assert S.load(tensors, run["config"]["sae"]).W_dec.shape == (64, 32)

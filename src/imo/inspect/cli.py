@@ -91,7 +91,7 @@ def tms_command(
 
 
 def _run_tokens(run: str, split: str, tokens: int, context: int):
-    """(run id, model, token ids of the run's corpus split, context, corpus name)."""
+    """(run id, model, token ids of the run's corpus split, context, corpus name, tokenizer)."""
     import numpy as np
 
     from imo.data.corpora import load_corpus
@@ -112,7 +112,7 @@ def _run_tokens(run: str, split: str, tokens: int, context: int):
     else:  # a subword run: encode a prefix long enough for the request (a token is >= 1 byte)
         ids = np.asarray(tok.encode(bytes(data[: tokens * 8])), dtype=np.int64)
     ctx = context or int((cfg.get("model") or {}).get("context_length", 256))
-    return rid, model, ids, ctx, corpus_name
+    return rid, model, ids, ctx, corpus_name, tok
 
 
 @inspect_app.command("cache")
@@ -136,7 +136,7 @@ def cache_command(
     from imo.inspect.activations import cache_activations
 
     torch.set_num_threads(1)
-    rid, model, ids, ctx, corpus_name = _run_tokens(run, split, tokens, context)
+    rid, model, ids, ctx, corpus_name, _ = _run_tokens(run, split, tokens, context)
 
     def show(done: int, total: int) -> None:
         if not quiet:
@@ -180,12 +180,14 @@ def sae_command(
     from imo.atomic import atomic_path
     from imo.inspect import sae as S
     from imo.inspect.activations import cache_activations, open_activations
+    from imo.inspect.darkmatter import dark_matter
+    from imo.inspect.tms import dimensions_per_feature
     from imo.runs.store import RunStore
 
     torch.set_num_threads(1)
     cfg = S.SAEConfig(arch=arch, latents=latents, k=k, l1=l1, l0_coef=l0_coef, steps=steps, batch=batch, lr=lr, seed=seed)
     cfg.check()
-    rid, model, ids, ctx, corpus_name = _run_tokens(run, "train", tokens, 0)
+    rid, model, ids, ctx, corpus_name, tok = _run_tokens(run, "train", tokens, 0)
     folder = acts or paths.store_dir() / "acts" / f"{rid}-{hook}-{tokens}"
     err = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     cache_activations(model, ids, hook, tokens, folder, context=ctx,
@@ -196,10 +198,15 @@ def sae_command(
     n_eval = max(1, len(data) // 10)   # the last 10% is held out for the metrics
     sae = S.train_sae(data[:-n_eval], cfg, log=lambda st, loss: err(f"step {st}: loss {loss:.4f}"))
     m = S.evaluate(sae, data[-n_eval:])
-    _, _, val, vctx, _ = _run_tokens(run, "val", tokens, 0)
+    _, _, val, vctx, _, _ = _run_tokens(run, "val", tokens, 0)
     n_win = min(eval_windows, len(val) // vctx)
     windows = torch.tensor(np.asarray(val[: n_win * vctx], dtype=np.int64).reshape(n_win, vctx))
     m.update(S.loss_recovered(model, sae, hook, windows))
+    dark = dark_matter(model, sae, hook, windows, tok)
+    for kind, row in dark.items():
+        m[f"dark_{kind}_tokens"], m[f"dark_{kind}_loss_gap"] = row["tokens"], row["loss_gap"]
+    with torch.no_grad():  # the TMS measure on the decoder: a hidden dimension's share per feature
+        m["decoder_dims_per_feature_median"] = float(dimensions_per_feature(sae.W_dec.T).median())
     store = RunStore.open()
     sid = store.create_run("sae", f"sae-{arch}-{latents}-{hook}", {"sae": cfg.__dict__, "hook": hook,
                            "lm": rid, "tokens": tokens}, parent=rid)
@@ -213,6 +220,9 @@ def sae_command(
                f"loss recovered {m['loss_recovered']:.3f} vs zero, {m['loss_recovered_mean']:.3f} vs mean "
                f"(CE clean {m['ce_clean']:.3f}, SAE {m['ce_sae']:.3f}, zero {m['ce_zero']:.3f}, "
                f"mean {m['ce_mean']:.3f}; KL {m['kl_sae']:.4f} nats)")
+    typer.echo("dark matter, share of the loss the SAE adds (share of tokens): " + ", ".join(
+        f"{kind} {row['loss_gap']:.2f} ({row['tokens']:.2f})" for kind, row in dark.items()))
+    typer.echo(f"decoder: median dimensions per feature D_i {m['decoder_dims_per_feature_median']:.3f}")
 
 
 def register(app: typer.Typer) -> None:
