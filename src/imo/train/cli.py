@@ -56,9 +56,18 @@ def train_command(
     tags: Annotated[str | None, Opt(help="Comma-separated labels, e.g. baseline,rope (`imo runs --tag T` filters).")] = None,
     tensorboard: Annotated[Path | None, Opt(help="Also write TensorBoard event files under DIR/RUN_ID (needs the tensorboard extra).")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output; prints only the run id.")] = False,
+    arch: Annotated[str, Opt(help="gpt (full attention), or a block-recurrent memory model read block by block: bswa, fam, infini (docs/memory.md).")] = "gpt",
+    block: Annotated[int | None, Opt(help="Memory models: tokens per block. [default: 64]")] = None,
+    mem_blocks: Annotated[int | None, Opt(help="bswa/fam: previous blocks each block also attends to. [default: 2]")] = None,
+    fam_tokens: Annotated[int | None, Opt(help="fam: feedback memory tokens per layer. [default: 8]")] = None,
+    delta: Annotated[bool | None, Opt("--delta/--no-delta", help="infini: the delta rule for memory writes. [default: off]")] = None,
+    gate_init: Annotated[float | None, Opt(help="infini: initial gate logit beta (sigmoid(beta) = the memory's share). [default: 0]")] = None,
+    passkey: Annotated[float | None, Opt(help="Memory models: fraction of training rows that are passkey episodes (imo exam passkey). [default: 0]")] = None,
+    passkey_bytes: Annotated[str | None, Opt(help="Memory models: passkey episode lengths MIN-MAX in bytes, at most context + 1. [default: 256-1024]")] = None,
 ) -> None:
-    """Train a GPT on a corpus, or fine-tune a run (--init-from); the run, its checkpoints and
-    metrics go to the run store. Ctrl-C or SIGTERM checkpoints and exits 130 or 143; `--resume RUN` continues."""
+    """Train a GPT (or, with --arch, a memory model) on a corpus, or fine-tune a run (--init-from);
+    the run, its checkpoints and metrics go to the run store. Ctrl-C or SIGTERM checkpoints and
+    exits 130 or 143; `--resume RUN` continues."""
     import torch
 
     from imo.train.config import RunConfig
@@ -78,6 +87,18 @@ def train_command(
               lr=lr, warmup=warmup, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
               device=device, dtype=dtype, init_from=init_from)
     lora = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets)
+    memory = dict(block=block, mem_blocks=mem_blocks, fam_tokens=fam_tokens, delta=delta, gate_init=gate_init)
+    memory_run = _memory_run(resume)
+    if arch != "gpt" or memory_run:
+        extra = dict(passkey=passkey, passkey_bytes=passkey_bytes, preset=preset, config=config, name=name, tags=tags,
+                     init_from=init_from, lora=any(v is not None for v in lora.values()), compile=compile or None,
+                     tensorboard=tensorboard, minutes=minutes, resume=resume, quiet=quiet)
+        _train_memory_command(arch, model, tr, memory, extra)
+        return
+    given = [k for k, v in {**memory, "passkey": passkey, "passkey_bytes": passkey_bytes}.items() if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join('--' + g.replace('_', '-') for g in given)} need a memory model: "
+                          "--arch bswa, fam or infini")
     fine = _token_finetune(resume, init_from)
     if fine is not None:  # a fine-tune of an imported (token) model: imo/train/finetune.py
         flags = {**model, **tr, **lora, "preset": preset, "config": config, "compile": compile or None,
@@ -115,6 +136,57 @@ def train_command(
         warm_up(cfg)
     _finish(run_training(cfg, quiet=quiet, name=name, tags=tag_list, tensorboard=tensorboard,
                          compile=compile), quiet)
+
+
+def _memory_run(resume: str | None) -> bool:
+    if resume is None:
+        return False
+    from imo.memory.train import KIND
+    from imo.runs.store import RunStore
+
+    with RunStore.open() as store:
+        return store.get(store.resolve(resume))["kind"] == KIND
+
+
+def _train_memory_command(arch: str, model: dict, tr: dict, memory: dict, extra: dict) -> None:
+    """`imo train --arch bswa|fam|infini` (imo.memory.train), and --resume of such a run."""
+    from imo.memory.config import MemoryConfig
+    from imo.memory.train import train_memory
+    from imo.train.config import RunConfig
+
+    unsupported = [f for f in ("init_from", "lora", "compile", "tensorboard", "minutes") if extra[f]]
+    if unsupported:
+        raise ConfigError(f"memory models do not take {', '.join('--' + f.replace('_', '-') for f in unsupported)} "
+                          "(give --steps)")
+    if extra["resume"] is not None:
+        given = [k for k, v in {**model, **tr, **memory, "passkey": extra["passkey"], "preset": extra["preset"],
+                                "passkey_bytes": extra["passkey_bytes"]}.items() if v is not None]
+        if given or arch != "gpt":
+            raise ConfigError(f"--resume keeps the run's saved config; drop "
+                              f"{', '.join('--' + g.replace('_', '-') for g in given) or '--arch'}")
+        run_id, stopped = train_memory(None, resume=extra["resume"], quiet=extra["quiet"])
+    else:
+        lo, hi = _byte_range(extra["passkey_bytes"] or "256-1024")
+        mem = MemoryConfig(arch=arch, **{k: v for k, v in memory.items() if v is not None})
+        cfg = RunConfig.build(preset=extra["preset"] or ("tiny" if extra["config"] is None else None),
+                              file=extra["config"], model=model, train=tr)
+        if extra["name"] is not None and not extra["name"].strip():
+            raise ConfigError("--name must not be empty")
+        tags = [t.strip() for t in (extra["tags"] or "").split(",") if t.strip()]
+        run_id, stopped = train_memory(cfg, mem, passkey=extra["passkey"] or 0.0, passkey_len=(lo, hi),
+                                       quiet=extra["quiet"], name=extra["name"], tags=tags)
+    if extra["quiet"]:
+        print(run_id, flush=True)
+    if stopped:
+        raise typer.Exit(130)
+
+
+def _byte_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in text.split("-"))
+    except ValueError:
+        raise ConfigError(f"--passkey-bytes takes MIN-MAX in bytes (e.g. 256-1024), got {text!r}") from None
+    return lo, hi
 
 
 def _token_finetune(resume: str | None, init_from: str | None) -> str | None:
