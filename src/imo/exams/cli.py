@@ -1,4 +1,5 @@
-"""`imo exam`: trickability, true negatives, the skills battery, exact recall, in-context learning.
+"""`imo exam`: trickability, true negatives, the skills battery, exact recall, in-context learning,
+the passkey.
 
 Each command prints a table and appends its result to the run store (kind `exam-<name>`).
 
@@ -9,6 +10,7 @@ Each command prints a table and appends its result to the run store (kind `exam-
     imo exam recall RUN --prefix 32 --k 32
     imo exam icl induction --steps 600          # imo.exams.icl
     imo exam icl regression --dim 5
+    imo exam passkey RUN RUN --lengths 512,1024,4096 --plot passkey.png
 """
 
 from __future__ import annotations
@@ -313,3 +315,59 @@ def icl_regression_command(
                 title=f"normalised squared error, d={dim} (predicting 0 scores 1)")
     print(f"plot: {path}")
     _store().put_result("exam-icl-regression", f"d{dim}-seed{seed}", out)
+
+
+@app.command("passkey")
+def passkey_command(
+    runs: Annotated[list[str], typer.Argument(help="Run ids (prefixes or names): memory runs (imo train --arch bswa|fam|infini) or byte GPTs.")],
+    lengths: Annotated[str, Opt(help="Prompt lengths in bytes, comma-separated.")] = "512,1024,2048,4096,8192",
+    depths: Annotated[str, Opt(help="Needle depths in [0, 1] of the garbage, comma-separated.")] = "0.1,0.5,0.9",
+    trials: Annotated[int, Opt(help="Episodes per (length, depth); the same ones for every run.")] = 8,
+    distractors: Annotated[int, Opt(help="Distractor numbers per episode ('The door code is M.'), 0-4.")] = 1,
+    seed: Annotated[int, Opt(help="Seed of the keys and distractors.")] = 0,
+    plot: Annotated[str | None, Opt(help="Write the accuracy plot (PNG) here.")] = None,
+    force: Annotated[bool, Opt("--force", help="Overwrite an existing --plot file.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Passkey retrieval (landmark-attention format, 5-digit keys): accuracy against prompt length and
+    needle depth, and for Infini against the number of compressions (docs/memory.md)."""
+    from pathlib import Path
+
+    from imo.exams.passkey import check_grid, passkey_exam
+    from imo.exams.passkey import plot as plot_passkey
+    from imo.memory.train import load_any
+
+    lens, deps = _numbers(lengths, "lengths", int), _numbers(depths, "depths")
+    check_grid(lens, deps, trials, distractors)
+    if plot is not None:
+        path = Path(plot)
+        if path.suffix.lower() != ".png":
+            raise ConfigError(f"--plot writes a PNG; give a path ending in .png, got {plot!r}")
+        if path.exists() and not force:
+            raise ConfigError(f"{plot} exists; pass --force to overwrite it")
+        if not path.parent.is_dir():
+            raise ConfigError(f"folder {path.parent} does not exist")
+    store = _store()
+    models, ids = {}, []
+    for r in runs:
+        model, meta, arch = load_any(store, r)
+        run_id = store.resolve(r)
+        label = f"{arch} {run_id[:6]}"
+        if label in models:
+            raise ConfigError(f"run {run_id} is given twice")
+        models[label] = model
+        ids.append(run_id)
+    out = passkey_exam(models, lens, deps, trials, distractors, seed, log=_log(quiet))
+    out["runs"] = dict(zip(models, ids, strict=True))
+    print_table(["model", "window"] + [f"{n} B" for n in lens],
+                [[name, r["window"]] + [_pct(r["by_length"][str(n)]) for n in lens] for name, r in out["models"].items()],
+                title=f"passkey accuracy, mean over depths {depths}, {trials} trials each, {distractors} distractor(s)")
+    for name, r in out["models"].items():
+        if "by_compressions" in r:
+            c = r["by_compressions"]
+            print_table(["compressions >=", "accuracy", "trials"], [[k, _pct(v["accuracy"]), v["trials"]] for k, v in c.items()],
+                        title=f"{name}: accuracy against compressions between needle and question")
+    if plot is not None:
+        plot_passkey(out, plot)
+        print(f"plot: {plot}")
+    store.put_result("exam-passkey", ",".join(ids), out, ids)
