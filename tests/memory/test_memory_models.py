@@ -133,3 +133,28 @@ def test_refusals():
     with pytest.raises(ConfigError, match="pos rope or none"):
         MemoryLM(CFG.replace(pos="learned"), MemoryConfig())
     assert MemoryConfig.from_dict(MemoryConfig(arch="infini").to_dict()) == MemoryConfig(arch="infini")
+
+
+def _grads(model, loss_fn, x, y):
+    model.zero_grad()
+    value = loss_fn(model, (x, y))
+    value.backward()
+    return value.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("name", ["bswa", "fam"])
+def test_truncated_backprop_windows(name):
+    """window_loss returns the row's mean loss; where no state crosses windows (block-local
+    attention, mem_blocks 0) its gradient is the full gradient, where FAM carries state it is not."""
+    from imo.memory.train import window_loss
+
+    torch.manual_seed(0)
+    mem = MemoryConfig(arch=name, block=BLOCK, mem_blocks=0, fam_tokens=2)
+    model = MemoryLM(CFG, mem).train()
+    x = seq(6 * BLOCK + 1)
+    x, y = x[:, :-1], x[:, 1:]
+    full_value, full = _grads(model, lambda m, b: m(*b)[1], x, y)
+    value, cut = _grads(model, window_loss(2 * BLOCK), x, y)
+    assert value == pytest.approx(full_value, rel=1e-5)
+    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, cut, strict=True))
+    assert same == (name == "bswa")

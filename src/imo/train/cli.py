@@ -62,8 +62,9 @@ def train_command(
     fam_tokens: Annotated[int | None, Opt(help="fam: feedback memory tokens per layer. [default: 8]")] = None,
     delta: Annotated[bool | None, Opt("--delta/--no-delta", help="infini: the delta rule for memory writes. [default: off]")] = None,
     gate_init: Annotated[float | None, Opt(help="infini: initial gate logit beta (sigmoid(beta) = the memory's share). [default: 0]")] = None,
-    passkey: Annotated[float | None, Opt(help="Memory models: fraction of training rows that are passkey episodes (imo exam passkey). [default: 0]")] = None,
-    passkey_bytes: Annotated[str | None, Opt(help="Memory models: passkey episode lengths MIN-MAX in bytes, at most context + 1. [default: 256-1024]")] = None,
+    passkey: Annotated[float | None, Opt(help="Fraction of training rows that end with a passkey episode (imo exam passkey); also for --arch gpt. [default: 0]")] = None,
+    passkey_bytes: Annotated[str | None, Opt(help="Passkey episode lengths MIN-MAX in bytes, at most the row length + 1. [default: 256-1024]")] = None,
+    row_length: Annotated[int | None, Opt(help="Memory models: training rows of N bytes, read in windows of --context with the state carried (its gradient cut) between them. [default: the context]")] = None,
 ) -> None:
     """Train a GPT (or, with --arch, a memory model) on a corpus, or fine-tune a run (--init-from);
     the run, its checkpoints and metrics go to the run store. Ctrl-C or SIGTERM checkpoints and
@@ -89,13 +90,14 @@ def train_command(
     lora = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets)
     memory = dict(block=block, mem_blocks=mem_blocks, fam_tokens=fam_tokens, delta=delta, gate_init=gate_init)
     memory_run = _memory_run(resume)
-    if arch != "gpt" or memory_run:
-        extra = dict(passkey=passkey, passkey_bytes=passkey_bytes, preset=preset, config=config, name=name, tags=tags,
+    rows = dict(passkey=passkey, passkey_bytes=passkey_bytes, row_length=row_length)
+    if arch != "gpt" or memory_run or any(v is not None for v in rows.values()):
+        extra = dict(**rows, preset=preset, config=config, name=name, tags=tags,
                      init_from=init_from, lora=any(v is not None for v in lora.values()), compile=compile or None,
                      tensorboard=tensorboard, minutes=minutes, resume=resume, quiet=quiet)
         _train_memory_command(arch, model, tr, memory, extra)
         return
-    given = [k for k, v in {**memory, "passkey": passkey, "passkey_bytes": passkey_bytes}.items() if v is not None]
+    given = [k for k, v in memory.items() if v is not None]
     if given:
         raise ConfigError(f"{', '.join('--' + g.replace('_', '-') for g in given)} need a memory model: "
                           "--arch bswa, fam or infini")
@@ -149,32 +151,36 @@ def _memory_run(resume: str | None) -> bool:
 
 
 def _train_memory_command(arch: str, model: dict, tr: dict, memory: dict, extra: dict) -> None:
-    """`imo train --arch bswa|fam|infini` (imo.memory.train), and --resume of such a run."""
+    """`imo train --arch bswa|fam|infini` (imo.memory.train), a GPT on passkey rows, and --resume
+    of such a run."""
     from imo.memory.config import MemoryConfig
-    from imo.memory.train import train_memory
+    from imo.memory.train import Rows, train_memory
     from imo.train.config import RunConfig
 
     unsupported = [f for f in ("init_from", "lora", "compile", "tensorboard", "minutes") if extra[f]]
     if unsupported:
-        raise ConfigError(f"memory models do not take {', '.join('--' + f.replace('_', '-') for f in unsupported)} "
+        raise ConfigError(f"memory runs do not take {', '.join('--' + f.replace('_', '-') for f in unsupported)} "
                           "(give --steps)")
+    rows = {k: extra[k] for k in ("passkey", "passkey_bytes", "row_length")}
     if extra["resume"] is not None:
-        given = [k for k, v in {**model, **tr, **memory, "passkey": extra["passkey"], "preset": extra["preset"],
-                                "passkey_bytes": extra["passkey_bytes"]}.items() if v is not None]
+        given = [k for k, v in {**model, **tr, **memory, **rows, "preset": extra["preset"]}.items() if v is not None]
         if given or arch != "gpt":
             raise ConfigError(f"--resume keeps the run's saved config; drop "
                               f"{', '.join('--' + g.replace('_', '-') for g in given) or '--arch'}")
         run_id, stopped = train_memory(None, resume=extra["resume"], quiet=extra["quiet"])
     else:
-        lo, hi = _byte_range(extra["passkey_bytes"] or "256-1024")
-        mem = MemoryConfig(arch=arch, **{k: v for k, v in memory.items() if v is not None})
+        given = [k for k, v in memory.items() if v is not None]
+        if arch == "gpt" and given:
+            raise ConfigError(f"{', '.join('--' + g.replace('_', '-') for g in given)} need a memory model: "
+                              "--arch bswa, fam or infini")
+        mem = None if arch == "gpt" else MemoryConfig(arch=arch, **{k: v for k, v in memory.items() if v is not None})
         cfg = RunConfig.build(preset=extra["preset"] or ("tiny" if extra["config"] is None else None),
                               file=extra["config"], model=model, train=tr)
+        spec = Rows(rows["passkey"] or 0.0, _byte_range(rows["passkey_bytes"] or "256-1024"), rows["row_length"] or 0)
         if extra["name"] is not None and not extra["name"].strip():
             raise ConfigError("--name must not be empty")
         tags = [t.strip() for t in (extra["tags"] or "").split(",") if t.strip()]
-        run_id, stopped = train_memory(cfg, mem, passkey=extra["passkey"] or 0.0, passkey_len=(lo, hi),
-                                       quiet=extra["quiet"], name=extra["name"], tags=tags)
+        run_id, stopped = train_memory(cfg, mem, rows=spec, quiet=extra["quiet"], name=extra["name"], tags=tags)
     if extra["quiet"]:
         print(run_id, flush=True)
     if stopped:
