@@ -1,0 +1,177 @@
+"""Memory beyond the window (issue 18): constant memory in length, the datastore's speed, and the
+passkey exam of small trained models.
+
+    python benchmarks/memory.py peak         # peak live tensor bytes against length, per arch
+    python benchmarks/memory.py datastore    # 100k chunks: build and exact query speed
+    python benchmarks/memory.py passkey --steps 300   # train gpt/bswa/fam/infini, then the exam
+
+Each prints markdown rows for benchmarks/RESULTS.md with the machine, the load and the commit.
+Run the timed ones under the heavy lock on shared machines (flock /tmp/imo-heavy.lock ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def header(threads: int) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return (f"{cpu}, {os.cpu_count()} cores, {threads} thread(s), torch {torch.__version__}, Python "
+            f"{platform.python_version()}, commit {commit}, load average {os.getloadavg()[0]:.2f} at start")
+
+
+def peak(args) -> None:
+    from imo.memory.config import MemoryConfig
+    from imo.memory.measure import LiveBytes
+    from imo.memory.model import MemoryLM
+    from imo.model.config import ModelConfig
+
+    cfg = ModelConfig.preset("tiny")
+    lengths = [1024, 2048, 4096, 8192]
+    print(header(torch.get_num_threads()))
+    print("\n| arch | state floats | " + " | ".join(f"peak MiB at {n}" for n in lengths) + " | 8192 / 1024 | whole-sequence logits at 8192 / 1024 |")
+    print("|:--|--:|" + "--:|" * len(lengths) + "--:|--:|")
+    for mem in (MemoryConfig(arch="bswa"), MemoryConfig(arch="fam", mem_blocks=1), MemoryConfig(arch="infini", delta=True)):
+        torch.manual_seed(0)
+        model = MemoryLM(cfg, mem).eval()
+        peaks, whole = [], []
+        for n in lengths:
+            x = torch.randint(0, 256, (1, n))
+            with LiveBytes() as m:
+                model.nll(x, x)
+            peaks.append(m.peak)
+            if n in (1024, 8192):
+                with LiveBytes() as m, torch.no_grad():
+                    model(x)
+                whole.append(m.peak)
+        state = mem.state_floats(cfg.n_layer, cfg.n_embd, cfg.n_head)
+        print(f"| {mem.arch} | {state:,} | " + " | ".join(f"{p / 2**20:.2f}" for p in peaks)
+              + f" | {peaks[-1] / peaks[0]:.2f} | {whole[1] / whole[0]:.2f} |", flush=True)
+
+
+def datastore(args) -> None:
+    import faiss
+
+    from imo.data.corpora import load_corpus
+    from imo.retrieve.datastore import Chunks, Retriever
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    text = b"".join(bytes(load_corpus(c).train) for c in ("python-docs", "python-docstrings"))
+    need = args.chunks * 32
+    text = (text * (need // len(text) + 1))[:need]  # repeats are fine for speed, not for quality
+    t0 = time.perf_counter()
+    chunks = Chunks.from_bytes(text, chunk=32, doc_bytes=2048)
+    t_chunks = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    vec = rng.standard_normal((len(chunks), args.dim)).astype(np.float32)
+    t0 = time.perf_counter()
+    dense = Retriever(chunks, "dense", vectors=vec)
+    t_dense = time.perf_counter() - t0
+    q = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
+    qi = rng.integers(0, len(chunks), args.queries)
+    t0 = time.perf_counter()
+    found = dense.candidates(chunks.data[qi], 2, q)
+    t_q = time.perf_counter() - t0
+    sub = slice(0, 50)  # exactness against a numpy brute force on the first 50 queries
+    d = (q[sub, None, :] ** 2).sum(-1) - 2 * q[sub] @ vec.T + (vec ** 2).sum(1)[None]
+    recall = float((np.argsort(d, 1)[:, :2] == found[sub]).all(1).mean())
+    t0 = time.perf_counter()
+    dense.search(chunks.data[qi], 2, query_doc=chunks.doc[qi], vectors=q)
+    t_qf = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bm25 = Retriever(chunks, "bm25")
+    t_bm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bm25.search(chunks.data[qi], 2, query_doc=chunks.doc[qi])
+    t_bq = time.perf_counter() - t0
+    print(header(args.threads))
+    print("\n| index | chunks | build s | queries | query s | queries/s | exact (recall@2 vs numpy) |")
+    print("|:--|--:|--:|--:|--:|--:|--:|")
+    print(f"| faiss IndexFlatL2, d={args.dim}, k=2, unfiltered | {len(chunks):,} | {t_dense:.2f} | {args.queries:,} | {t_q:.3f} | {args.queries / t_q:,.0f} | {recall:.2f} |")
+    print(f"| faiss Flat + document and overlap filter (k=2 of 18) | {len(chunks):,} | - | {args.queries:,} | {t_qf:.3f} | {args.queries / t_qf:,.0f} | - |")
+    print(f"| bm25s, byte 4-grams + filter (k=2 of 18) | {len(chunks):,} | {t_bm:.2f} | {args.queries:,} | {t_bq:.3f} | {args.queries / t_bq:,.0f} | - |")
+    print(f"\n(chunking {t_chunks:.2f} s; load average {os.getloadavg()[0]:.2f} at the end)")
+
+
+def passkey(args) -> None:
+    """Train the four models on the same mix for the same steps, then the exam on all of them."""
+    from imo.exams.passkey import passkey_exam
+    from imo.memory.config import MemoryConfig
+    from imo.memory.train import Rows, load_memory_model, train_memory
+    from imo.runs.store import RunStore
+    from imo.train.config import RunConfig
+
+    torch.set_num_threads(args.threads)
+    store = RunStore.open()
+    models = {}
+    tr = dict(steps=args.steps, batch_size=args.batch, corpus="python-docs", eval_every=max(1, args.steps // 4),
+              ckpt_every=10**6, lr=args.lr, warmup=min(50, args.steps // 10), seed=args.seed)
+    plan = [("gpt", None, 256, Rows(args.fraction, (229, 257), 256))]
+    for mem in (MemoryConfig(arch="bswa", block=64, mem_blocks=2), MemoryConfig(arch="fam", block=64, mem_blocks=1, fam_tokens=8),
+                MemoryConfig(arch="infini", block=64)):
+        plan.append((mem.arch, mem, 256, Rows(args.fraction, (256, args.row), args.row)))
+    print(header(args.threads), flush=True)
+    for name, mem, ctx, rows in plan:
+        cfg = RunConfig.build(preset="tiny", model=dict(context_length=ctx), train=tr)
+        t0 = time.perf_counter()
+        run_id, _ = train_memory(cfg, mem, rows=rows, store=store, quiet=True, name=f"bench-passkey-{name}")
+        r = store.get(run_id)
+        print(f"trained {name}: run {run_id}, {time.perf_counter() - t0:.0f} s, val {r['figures'].get('val_bpb', float('nan')):.3f} bits/byte",
+              flush=True)
+        models[name], _ = load_memory_model(store.run_dir(run_id))
+    out = passkey_exam(models, lengths=[int(v) for v in args.lengths.split(",")], trials=args.trials,
+                       log=lambda m: print("...", m, flush=True))
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    lengths = out["lengths"]
+    print("\n| model | window | state floats | " + " | ".join(f"{n} B" for n in lengths) + " |")
+    print("|:--|--:|--:|" + "--:|" * len(lengths))
+    for name, r in out["models"].items():
+        print(f"| {name} | {r['window']} | {r.get('state_floats', '-')} | "
+              + " | ".join(f"{100 * r['by_length'][str(n)]:.0f}%" for n in lengths) + " |")
+    if "by_compressions" in out["models"].get("infini", {}):
+        c = out["models"]["infini"]["by_compressions"]
+        print("\nInfini by compressions: " + ", ".join(f">={k}: {100 * v['accuracy']:.0f}% of {v['trials']}" for k, v in c.items()))
+        print(f"Infini gates (sigmoid beta, per layer and head): {out['models']['infini']['gates']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    sub.add_parser("peak")
+    d = sub.add_parser("datastore")
+    d.add_argument("--chunks", type=int, default=100_000)
+    d.add_argument("--dim", type=int, default=128)
+    d.add_argument("--queries", type=int, default=1000)
+    d.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("passkey")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--row", type=int, default=1024, help="training row bytes of the memory models")
+    p.add_argument("--fraction", type=float, default=0.5, help="passkey share of training rows")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--trials", type=int, default=4)
+    p.add_argument("--lengths", default="512,1024,2048,4096,8192")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="/tmp/passkey-bench.json")
+    args = ap.parse_args()
+    {"peak": peak, "datastore": datastore, "passkey": passkey}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
