@@ -91,3 +91,11 @@ def test_refusals(corpus, capsys):
         assert imo("train", "--corpus", corpus, "--steps", "1", *args) == 2, args
         assert msg in capsys.readouterr().err, args
     assert RunStore.open().list() == []  # nothing was recorded
+
+
+def test_eval_reads_memory_runs(corpus, capsys):
+    assert imo("train", "--arch", "bswa", "--corpus", corpus, "--steps", "2", *TINY) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert imo("eval", run_id, "--context", "256", "--max-bytes", "2000") == 0
+    out = capsys.readouterr().out
+    assert "bits/byte" in out and "context 256" in out

@@ -317,7 +317,7 @@ def _finish(outcome, quiet: bool) -> None:
 def eval_command(
     run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
     corpus: Annotated[str | None, Opt(help="Corpus to evaluate on. [default: the run's own]")] = None,
-    context: Annotated[int | None, Opt(help="Evaluation context length. [default: the training context; imported runs 512 tokens]")] = None,
+    context: Annotated[int | None, Opt(help="Evaluation context length (a memory run reads each window block by block, so it may exceed the training context). [default: the training context; imported runs 512 tokens]")] = None,
     split: Annotated[str, Opt(help="train or val.")] = "val",
     max_bytes: Annotated[int | None, Opt(help="Score only the first N bytes of the split.")] = None,
 ) -> None:
@@ -330,7 +330,12 @@ def eval_command(
 
     store = RunStore.open()
     run_id = store.resolve(run)
-    model, meta = load_model(store.run_dir(run_id))
+    if store.get(run_id)["kind"] == "memory":  # imo.memory.train.KIND: a block-recurrent model
+        from imo.memory.train import load_memory_model
+
+        model, meta = load_memory_model(store.run_dir(run_id))
+    else:
+        model, meta = load_model(store.run_dir(run_id))
     corpus_name = corpus or meta["config"].get("train", {}).get("corpus")
     if corpus_name is None:
         raise ConfigError(f"run {run_id} was not trained here; name a corpus with --corpus")
