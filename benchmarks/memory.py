@@ -41,9 +41,9 @@ def peak(args) -> None:
     from imo.model.config import ModelConfig
 
     cfg = ModelConfig.preset("tiny")
-    lengths = [1024, 2048, 4096, 8192]
+    lengths = [512, 1024, 2048, 4096]
     print(header(torch.get_num_threads()))
-    print("\n| arch | state floats | " + " | ".join(f"peak MiB at {n}" for n in lengths) + " | 8192 / 1024 | whole-sequence logits at 8192 / 1024 |")
+    print("\n| arch | state floats | " + " | ".join(f"peak MiB at {n}" for n in lengths) + f" | {lengths[-1]} / {lengths[0]} | whole-sequence forward, {lengths[-1]} / {lengths[0]} |")
     print("|:--|--:|" + "--:|" * len(lengths) + "--:|--:|")
     for mem in (MemoryConfig(arch="bswa"), MemoryConfig(arch="fam", mem_blocks=1), MemoryConfig(arch="infini", delta=True)):
         torch.manual_seed(0)
@@ -54,7 +54,7 @@ def peak(args) -> None:
             with LiveBytes() as m:
                 model.nll(x, x)
             peaks.append(m.peak)
-            if n in (1024, 8192):
+            if n in (lengths[0], lengths[-1]):
                 with LiveBytes() as m, torch.no_grad():
                     model(x)
                 whole.append(m.peak)
