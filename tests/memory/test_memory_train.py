@@ -99,3 +99,16 @@ def test_eval_reads_memory_runs(corpus, capsys):
     assert imo("eval", run_id, "--context", "256", "--max-bytes", "2000") == 0
     out = capsys.readouterr().out
     assert "bits/byte" in out and "context 256" in out
+
+
+def test_eval_knn_lm(corpus, capsys):
+    assert imo("train", "--corpus", corpus, "--steps", "2", "--layers", "1", "--width", "16", "--heads", "2",
+               "--context", "64", "--batch-size", "2", "-q") == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert imo("eval", run_id, "--max-bytes", "640", "--retrieval", "knn-lm", "--max-keys", "2048", "--k", "4",
+               "--lambdas", "0,0.3") == 0
+    out = capsys.readouterr().out
+    assert "kNN-LM" in out and "lambda 0.3" in out
+    assert RunStore.open().results("eval-knn-lm", run_id)
+    assert imo("eval", run_id, "--retrieval", "retro") == 2 and "choose knn-lm" in capsys.readouterr().err
+    assert imo("eval", run_id, "--retrieval", "knn-lm", "--lambdas", "2") == 2

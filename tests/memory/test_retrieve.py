@@ -80,3 +80,16 @@ def test_knn_lm_leakage_canary():
     base = clean["by_overlap"]["1"]["bpb"]["0.5"]
     assert dirty["by_overlap"]["1"]["bpb"]["0.5"] < 0.5 * base  # copied from the planted text
     assert dirty["by_overlap"]["0.2"]["bpb"]["0.5"] == pytest.approx(clean["by_overlap"]["0.2"]["bpb"]["0.5"], abs=0.1)
+
+
+def test_dense_keys_from_the_frozen_model():
+    from imo.retrieve.knnlm import embed_chunks
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_embd=32, n_head=2, context_length=64)).eval()
+    ch = Chunks.from_bytes(text(800, 5), chunk=32, doc_bytes=256)
+    vec = embed_chunks(model, ch.data, batch=7)
+    assert vec.shape == (len(ch), 32) and np.allclose(vec, embed_chunks(model, ch.data))
+    dense = Retriever(ch, "dense", vectors=vec)
+    own = dense.search(ch.data[:10], k=1, vectors=vec[:10], max_overlap=None)
+    assert own.index[:, 0].tolist() == list(range(10))

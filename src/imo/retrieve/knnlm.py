@@ -137,3 +137,15 @@ def knn_bpb(model: nn.Module, store: KnnStore, data: np.ndarray, context: int | 
             row["bpb"][f"{lam:g}"] = float(-np.log(np.maximum(p, 1e-300)).mean() / LN2)
         out["by_overlap"][f"{thr:g}"] = row
     return out
+
+
+@torch.no_grad()
+def embed_chunks(model: nn.Module, rows: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Dense retrieval keys of byte chunks (N, chunk): the frozen model's final hidden states,
+    mean-pooled over each chunk's positions (RETRO embeds with frozen BERT the same way) -> (N, C)."""
+    out = []
+    for b in range(0, len(rows), batch):
+        x = torch.from_numpy(np.asarray(rows[b : b + batch], dtype=np.int64))
+        h, _ = hidden_states(model, x)
+        out.append(h.mean(1).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.n_embd), dtype=np.float32)

@@ -314,12 +314,50 @@ def _finish(outcome, quiet: bool) -> None:
         raise typer.Exit(128 + (outcome.signal or 2))
 
 
+def _knn_lm(store, run_id, model, loaded, data, ctx, max_bytes, retrieval, max_keys, k, lambdas, max_overlaps, tokens):
+    """`imo eval --retrieval knn-lm`: the table of bits/byte by overlap threshold and lambda."""
+    from imo.console import print_table
+    from imo.model.gpt import GPT
+
+    if tokens or not isinstance(model, GPT):
+        raise ConfigError(f"--retrieval knn-lm reads a byte GPT; run {run_id} is not one")
+    if max_keys < ctx or k < 1:
+        raise ConfigError(f"--max-keys must be >= the context ({ctx}) and --k >= 1")
+
+    def numbers(text: str, what: str) -> list[float]:
+        try:
+            vals = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            vals = []
+        if not vals or any(not 0 <= v <= 1 for v in vals):
+            raise ConfigError(f"{what} takes numbers in [0, 1] separated by commas, got {text!r}")
+        return vals
+
+    lams, thrs = numbers(lambdas, "--lambdas"), numbers(max_overlaps, "--max-overlaps")
+    from imo.retrieve.knnlm import build_store, knn_bpb
+
+    scored = data[: max_bytes + 1] if max_bytes else data
+    kstore = build_store(model, loaded.train, ctx, max_keys=max_keys)
+    out = knn_bpb(model, kstore, scored, ctx, k=k, lambdas=lams, max_overlaps=thrs, max_windows=None)
+    rows = [[f"<= {t}", f"{r['neighbours_per_position']:.1f}"] + [f"{r['bpb'][f'{lam:g}']:.4f}" for lam in lams]
+            for t, r in out["by_overlap"].items()]
+    print_table(["neighbour overlap", "neighbours"] + [f"lambda {lam:g}" for lam in lams], rows,
+                title=f"kNN-LM: model alone {out['bpb_lm']:.4f} bits/byte over {out['positions']:,} positions; "
+                      f"{out['keys']:,} keys from the training split, k={k}")
+    store.put_result("eval-knn-lm", run_id, out, [run_id])
+
+
 def eval_command(
     run: Annotated[str, typer.Argument(help="Run id, unique prefix or name.")],
     corpus: Annotated[str | None, Opt(help="Corpus to evaluate on. [default: the run's own]")] = None,
     context: Annotated[int | None, Opt(help="Evaluation context length (a memory run reads each window block by block, so it may exceed the training context). [default: the training context; imported runs 512 tokens]")] = None,
     split: Annotated[str, Opt(help="train or val.")] = "val",
     max_bytes: Annotated[int | None, Opt(help="Score only the first N bytes of the split.")] = None,
+    retrieval: Annotated[str | None, Opt(help="knn-lm: also interpolate with a kNN over the corpus's training split (imo.retrieve.knnlm), by neighbour overlap (docs/memory.md).")] = None,
+    max_keys: Annotated[int, Opt(help="--retrieval: datastore keys (training positions, spread over the split).")] = 100_000,
+    k: Annotated[int, Opt(help="--retrieval: neighbours per position.")] = 16,
+    lambdas: Annotated[str, Opt(help="--retrieval: interpolation weights of the kNN distribution, comma-separated.")] = "0.1,0.2,0.3,0.4,0.5",
+    max_overlaps: Annotated[str, Opt(help="--retrieval: overlap thresholds (8-gram fraction; 1 = no filter), comma-separated.")] = "0,0.2,0.5,1",
 ) -> None:
     """Bits per byte of a run's model on a corpus split. An imported (token) run is scored with
     its own tokenizer and shown beside xz -9e and the best byte model this store has on the same split."""
@@ -328,6 +366,8 @@ def eval_command(
     from imo.train.checkpoint import load_model
     from imo.train.evaluate import evaluate_split
 
+    if retrieval not in (None, "knn-lm"):
+        raise ConfigError(f"unknown --retrieval {retrieval!r}; choose knn-lm")
     store = RunStore.open()
     run_id = store.resolve(run)
     if store.get(run_id)["kind"] == "memory":  # imo.memory.train.KIND: a block-recurrent model
@@ -365,6 +405,8 @@ def eval_command(
                                    bytes(loaded.train) if split == "val" else None, max_bytes)
     else:
         payload["bpb"] = evaluate_split(model, data, ctx, max_bytes)
+    if retrieval is not None:
+        _knn_lm(store, run_id, model, loaded, data, ctx, max_bytes, retrieval, max_keys, k, lambdas, max_overlaps, tokens)
     store.put_result("eval", run_id, payload, [run_id])
     print(f"{payload['bpb']:.4f} bits/byte  run {run_id}  corpus {corpus_name} ({split})  context {ctx}")
     if tokens:
