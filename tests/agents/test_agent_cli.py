@@ -79,9 +79,28 @@ def test_several_tasks_take_the_first_recipe_and_the_most_steps():
     from imo.agents.cli import _config
     from imo.agents.dqn import DQNConfig
 
-    cfg = _config(["CartPole-v1", "imo/Chain-v0"], {})
-    assert cfg == DQNConfig()  # CartPole's recipe is DQNConfig's defaults
+    cfg = _config(["Acrobot-v1", "imo/Chain-v0"], {})
+    assert cfg == DQNConfig()  # Acrobot's recipe is CleanRL's, DQNConfig's defaults
+    cfg = _config(["CartPole-v1"], {})
+    assert cfg == DQNConfig(**envs.CARTPOLE) and cfg.steps == 50_000 and cfg.select_every > 0
     cfg = _config(["imo/Chain-v0", "imo/Reach-v0"], {"seed": 4})
     chain = envs.spec("imo/Chain-v0").recipe
     assert cfg.lr == chain["lr"] and cfg.steps == envs.spec("imo/Reach-v0").recipe["steps"]
     assert cfg.seed == 4
+
+
+def test_strip_renders_an_episode(tmp_path, capsys):
+    pytest.importorskip("gymnasium")
+    pytest.importorskip("pygame")
+    assert imo("agent", "train", "--env", "CartPole-v1", "--steps", "300", "--learning-starts",
+               "100", "--hidden", "8", "--select-every", "0", "--eval-episodes", "1", "-q") == 0
+    run = RunStore.open().list(kind="agent-dqn")[0]["id"]
+    out = tmp_path / "strip.png"
+    assert imo("agent", "strip", run, "-o", str(out), "--frames", "3") == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    said = capsys.readouterr().out
+    assert "CartPole-v1: return" in said and str(out) in said
+    for args, says in [((), "exists"), (("--force", "--task", "Acrobot-v1"), "was not trained on"),
+                       (("--force", "--frames", "0"), "--frames must be")]:
+        assert imo("agent", "strip", run, "-o", str(out), *args) == 2
+        assert says in capsys.readouterr().err

@@ -98,3 +98,19 @@ def test_per_task_heads_keep_tasks_apart():
     assert train(env, cfg).q.tasks == 2
     with pytest.raises(ConfigError, match="several tasks"):
         train(envs.make("imo/Chain-v0"), cfg)
+
+
+def test_gradient_steps_and_selection_keep_the_best_validated_network(monkeypatch):
+    from imo.agents import dqn
+
+    calls = []
+    real = dqn._update
+    monkeypatch.setattr(dqn, "_update", lambda *a: calls.append(1) or real(*a))
+    cfg = DQNConfig(**{**CHAIN, "steps": 700, "train_every": 4, "gradient_steps": 3,
+                       "select_every": 100, "select_episodes": 4, "seed": 2})
+    result = train(envs.make("imo/Chain-v0"), cfg, goal_on_terminate=True)
+    assert len(calls) == 3 * len(range(300, 700, 4))  # 3 updates at every 4th step from 300
+    # the network returned scores on the validation seeds what selection says it scored
+    again = dqn.validation_score(result.q, envs.make("imo/Chain-v0"), 4)
+    assert result.selected is not None and again == pytest.approx(result.selected["score"])
+    assert result.selected["step"] in range(400, 701, 100)

@@ -1,13 +1,15 @@
 """`imo agent ...`: train and evaluate DQN agents on gymnasium tasks.
 
     imo agent envs                                   # the environments and their recipes
-    imo agent train --env CartPole-v1                # CleanRL's recipe: 500k steps
+    imo agent train --env CartPole-v1 --quiet        # the env's recipe (about a minute)
     imo agent train --env imo/Chain-v0,imo/Reach-v0 --steps 20000   # one network, two tasks
     imo agent eval RUN --episodes 20
+    imo agent strip RUN -o cartpole.png               # one greedy episode as a PNG strip
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -101,8 +103,8 @@ def envs_command() -> None:
     from imo.agents.dqn import DQNConfig
     from imo.console import print_table
 
-    print_table(["env", "default steps", "about"],
-                [(s.name, s.recipe.get("steps", DQNConfig.steps), s.about)
+    print_table(["env", "default steps", "recipe", "about"],
+                [(s.name, s.recipe.get("steps", DQNConfig.steps), s.recipe_name, s.about)
                  for s in envs.ENVS.values()])
 
 
@@ -118,10 +120,13 @@ def train_command(
     batch_size: Annotated[int | None, Opt(help="Transitions per update.")] = None,
     learning_starts: Annotated[int | None, Opt(help="Steps before the first update.")] = None,
     train_every: Annotated[int | None, Opt(help="Steps between updates.")] = None,
+    gradient_steps: Annotated[int | None, Opt(help="Gradient steps at each update.")] = None,
     target_every: Annotated[int | None, Opt(help="Steps between target-network updates.")] = None,
     tau: Annotated[float | None, Opt(help="Target update weight: 1 copies (hard), <1 is Polyak.")] = None,
     exploration_fraction: Annotated[float | None, Opt(help="Share of steps over which epsilon falls.")] = None,
     end_e: Annotated[float | None, Opt(help="Final epsilon.")] = None,
+    select_every: Annotated[int | None, Opt(help="Every so many steps, play greedy validation episodes and keep the best network (0: keep the last).")] = None,
+    select_episodes: Annotated[int | None, Opt(help="Validation episodes per check (seeds 20000, ...).")] = None,
     hidden: Annotated[str | None, Opt(help="Hidden layer sizes, comma-separated (default 120,84).")] = None,
     per_task_heads: Annotated[bool, Opt("--per-task-heads", help="Several tasks: one output head per task on a shared trunk.")] = False,
     popart: Annotated[bool, Opt("--popart", help="Per-task PopArt normalisation of the values (with --per-task-heads).")] = False,
@@ -139,6 +144,8 @@ def train_command(
     cfg = _config(names, {
         "steps": steps, "seed": seed, "lr": lr, "gamma": gamma, "buffer_size": buffer_size,
         "batch_size": batch_size, "learning_starts": learning_starts, "train_every": train_every,
+        "gradient_steps": gradient_steps, "select_every": select_every,
+        "select_episodes": select_episodes,
         "target_every": target_every, "tau": tau, "exploration_fraction": exploration_fraction,
         "end_e": end_e, "hidden": _hidden(hidden), "per_task_heads": per_task_heads or None,
         "popart": popart or None})
@@ -177,6 +184,9 @@ def train_command(
     task_env.close()
     typer.echo(f"trained {cfg.steps} steps in {result.seconds:.1f} s ({figures['steps_per_s']} steps/s), "
                f"{len(result.episodes)} episodes; curve: {store.run_dir(run_id) / 'curve.png'}")
+    if result.selected:
+        typer.echo(f"kept the network of step {result.selected['step']} (validation mean return "
+                   f"{result.selected['score']:.2f})")
     rows = _evaluate(result.q, names, eval_episodes)
     store.put_result("agent-eval", run_id, {"episodes": eval_episodes, "seed0": EVAL_SEED0,
                                             "tasks": rows}, [run_id])
@@ -203,3 +213,36 @@ def eval_command(
         raise ConfigError(f"run {run_id} is not an agent run (kind {store.get(run_id)['kind']})")
     q, meta = runs.load_run(store, run_id)
     _print_eval(_evaluate(q, meta["envs"], episodes))
+
+
+@agent_app.command("strip")
+def strip_command(
+    run: Annotated[str, typer.Argument(help="Run id or unique prefix of an `imo agent train` run.")],
+    out: Annotated[Path, Opt("-o", "--out", help="The PNG to write.")],
+    task: Annotated[str | None, Opt(help="Which of the run's envs (default: the first).")] = None,
+    seed: Annotated[int, Opt(help="Seed of the episode.")] = EVAL_SEED0,
+    frames: Annotated[int, Opt(help="Frames in the strip, evenly spaced over the episode.")] = 8,
+    force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Render one greedy episode (render_mode rgb_array) as a strip of frames in a PNG."""
+    if frames < 1:
+        raise ConfigError("--frames must be >= 1")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists", hint="pass --force to overwrite it")
+    import torch
+
+    from imo.agents import render, runs
+    from imo.runs.store import RunStore
+
+    torch.set_num_threads(1)
+    store = RunStore.open()
+    run_id = store.resolve(run)
+    if store.get(run_id)["kind"] != runs.KIND:
+        raise ConfigError(f"run {run_id} is not an agent run (kind {store.get(run_id)['kind']})")
+    q, meta = runs.load_run(store, run_id)
+    names = meta["envs"]
+    name = task or names[0]
+    if name not in names:
+        raise ConfigError(f"run {run_id} was not trained on {name!r}; it has {', '.join(names)}")
+    info = render.episode_strip(q, name, seed, frames, out, names.index(name), names)
+    typer.echo(f"{name}: return {info['return']:.1f} in {info['length']} steps; wrote {out}")

@@ -14,6 +14,7 @@ itself: on `terminated` the target does not bootstrap, on `truncated` (a time li
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -41,15 +42,18 @@ class DQNConfig:
     exploration_fraction: float = 0.5  # share of the steps over which epsilon falls
     learning_starts: int = 10_000   # steps of acting before the first update
     train_every: int = 10           # steps between updates
+    gradient_steps: int = 1         # updates each time (SB3's train_freq / gradient_steps)
     hidden: tuple[int, ...] = (120, 84)
     per_task_heads: bool = False    # several tasks: one output head per task on a shared trunk
     popart: bool = False            # per-task normalised values (needs per_task_heads)
     popart_beta: float = 3e-4       # step size of PopArt's running mean and second moment
+    select_every: int = 0           # > 0: every so many steps, play greedy validation episodes
+    select_episodes: int = 5        # (seeds 20000, ...) and keep the best network (0: the last)
     seed: int = 1
 
     def check(self) -> None:
         bad = [f"{k} must be >= 1" for k in ("steps", "buffer_size", "target_every",
-                                              "batch_size", "train_every") if getattr(self, k) < 1]
+                                              "batch_size", "train_every", "gradient_steps") if getattr(self, k) < 1]
         if not 0 < self.tau <= 1:
             bad.append("tau must be in (0, 1]")
         if not 0 <= self.gamma < 1:
@@ -67,6 +71,8 @@ class DQNConfig:
             bad.append("popart needs per_task_heads")
         if not 0 < self.popart_beta <= 1:
             bad.append("popart_beta must be in (0, 1]")
+        if self.select_every < 0 or self.select_episodes < 1:
+            bad.append("select_every must be >= 0 and select_episodes >= 1")
         if not self.hidden or min(self.hidden) < 1:
             bad.append("hidden sizes must be >= 1")
         if bad:
@@ -150,6 +156,7 @@ class TrainResult:
     episodes: list[dict] = field(default_factory=list)  # step, return, length, task, goal
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean TD loss)
     seconds: float = 0.0
+    selected: dict | None = None  # with select_every: {"step", "score"} of the network kept
 
     @property
     def steps_per_s(self) -> float:
@@ -163,6 +170,38 @@ def task_count(env, cfg: DQNConfig) -> int:
     if not hasattr(env, "names"):
         raise ConfigError("per-task heads need several tasks (--env A,B,...)")
     return len(env.names)
+
+
+def _update(q: QNetwork, target: QNetwork, opt, popart: PopArt | None, buf: ReplayBuffer,
+            cfg: DQNConfig, tasks: int, n_actions: int) -> float:
+    """One gradient step on a sampled batch; returns the TD loss."""
+    b = buf.sample(cfg.batch_size)
+    obs_t, next_t = torch.from_numpy(b.obs), torch.from_numpy(b.next_obs)
+    with torch.no_grad():
+        q_next = target(next_t)
+        if popart is not None:  # the heads give normalised values; targets are not
+            task = obs_t[:, -tasks:].argmax(dim=1)
+            q_next = popart.unnormalise(q_next, task)
+        y = td_targets(q_next, torch.from_numpy(b.rewards), torch.from_numpy(b.terminated),
+                       torch.from_numpy(b.next_mask), cfg.gamma)
+        if popart is not None:
+            popart.update_(y, task, [q.net[-1], target.net[-1]], n_actions)
+            y = popart.normalise(y, task)
+    pred = q(obs_t).gather(1, torch.from_numpy(b.actions)[:, None])[:, 0]
+    loss = nn.functional.mse_loss(pred, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def fresh_copy(env):
+    """A new env like `env` (a MultiTaskEnv or a registered gymnasium env), for validation."""
+    from imo.agents import envs
+
+    if hasattr(env, "names"):
+        return envs.MultiTaskEnv(env.names)
+    return envs.make(env.spec.id)
 
 
 def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = None,
@@ -183,6 +222,7 @@ def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = No
     buf = ReplayBuffer(cfg.buffer_size, obs_dim, n_actions, seed=cfg.seed + 1)
     result = TrainResult(q, cfg)
     goals = goal_on_terminate if isinstance(goal_on_terminate, list) else [goal_on_terminate]
+    val_env = fresh_copy(env) if cfg.select_every else None
 
     start = time.perf_counter()
     obs, info = env.reset(seed=cfg.seed)
@@ -215,26 +255,9 @@ def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = No
 
         if step >= cfg.learning_starts:
             if step % cfg.train_every == 0:
-                b = buf.sample(cfg.batch_size)
-                obs_t, next_t = torch.from_numpy(b.obs), torch.from_numpy(b.next_obs)
-                with torch.no_grad():
-                    q_next = target(next_t)
-                    if popart is not None:  # the heads give normalised values; targets are not
-                        task = obs_t[:, -tasks:].argmax(dim=1)
-                        q_next = popart.unnormalise(q_next, task)
-                    y = td_targets(q_next, torch.from_numpy(b.rewards),
-                                   torch.from_numpy(b.terminated), torch.from_numpy(b.next_mask),
-                                   cfg.gamma)
-                    if popart is not None:
-                        popart.update_(y, task, [q.net[-1], target.net[-1]], n_actions)
-                        y = popart.normalise(y, task)
-                pred = q(obs_t).gather(1, torch.from_numpy(b.actions)[:, None])[:, 0]
-                loss = nn.functional.mse_loss(pred, y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                loss_sum += loss.item()
-                loss_n += 1
+                for _ in range(cfg.gradient_steps):
+                    loss_sum += _update(q, target, opt, popart, buf, cfg, tasks, n_actions)
+                    loss_n += 1
             if step % cfg.target_every == 0:
                 if cfg.tau >= 1.0:
                     hard_update(target, q)
@@ -243,8 +266,27 @@ def train(env, cfg: DQNConfig, progress: Callable[[int, dict], None] | None = No
                 if loss_n:
                     result.losses.append((step, loss_sum / loss_n))
                     loss_sum, loss_n = 0.0, 0
+        if cfg.select_every and (step + 1) % cfg.select_every == 0 and step >= cfg.learning_starts:
+            score = validation_score(q, val_env, cfg.select_episodes)
+            if result.selected is None or score >= result.selected["score"]:  # ties: the later
+                result.selected = {"step": step + 1, "score": score}
+                best = copy.deepcopy(q.state_dict())
+    if result.selected is not None:
+        q.load_state_dict(best)
     result.seconds = time.perf_counter() - start
     return result
+
+
+VALIDATION_SEED0 = 20_000  # validation episodes (selection) start here; evaluation uses 10000+
+
+
+def validation_score(q: nn.Module, env, episodes: int) -> float:
+    """Mean greedy return over `episodes` validation seeds (a MultiTaskEnv: each task's episodes,
+    the mean over tasks of their mean return)."""
+    tasks = range(len(env.names)) if hasattr(env, "names") else [None]
+    seeds = range(VALIDATION_SEED0, VALIDATION_SEED0 + episodes)
+    means = [np.mean([e["return"] for e in evaluate(q, env, seeds, task=t)]) for t in tasks]
+    return float(np.mean(means))
 
 
 def evaluate(q: nn.Module, env, seeds: Iterable[int], goal_on_terminate: bool = False,

@@ -55,6 +55,9 @@ def finish_run(store, run_id: str, env_names: list[str], result: TrainResult,
     store.add_artifact(run_id, "curve", curve)
     figures = {"steps": result.config.steps, "episodes": len(result.episodes),
                "seconds": round(result.seconds, 2), "steps_per_s": round(result.steps_per_s, 1)}
+    if result.selected:
+        figures["selected_step"] = result.selected["step"]
+        figures["selected_validation_return"] = result.selected["score"]
     for i, name in enumerate(env_names):
         last = [e["return"] for e in result.episodes if e["task"] == i][-20:]
         if last:
