@@ -1,9 +1,11 @@
 """`imo exam physics`: generate pymunk scenes from seeds and score the baselines that need no
 training: forecast error (constant velocity, ballistic), violation-of-expectation quadruplets
-(teleport, vanish) and contact prediction (constant velocity).
+(teleport, vanish) and contact prediction (constant velocity); with --learned, also
+forecasters trained on other seeds (imo.physics.learned) and their rollouts' contact answers.
 
     imo exam physics --scenes 200 --seed 0
     imo exam physics --scenes 1000 -o physics.json
+    imo exam physics --learned in,mlp --train-scenes 500 --train-steps 2000   # learned rows too
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import typer
 from imo.errors import ConfigError
 
 Opt = typer.Option
+TRAIN_SEED0 = 1_000_000  # learned models train on seeds from here, far from the exam's
 
 
 def register(exam_app: typer.Typer) -> None:
@@ -31,12 +34,23 @@ def physics_command(
     seconds: Annotated[float, Opt(help="Simulated seconds per scene (contact prediction needs 3.5).")] = 3.5,
     out: Annotated[Path | None, Opt("-o", "--out", help="Write the figures as JSON here.")] = None,
     force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+    learned: Annotated[str | None, Opt(help="Also train these forecasters: mlp, in, transformer (comma-separated).")] = None,
+    train_scenes: Annotated[int, Opt(help="Training scenes for --learned (seeds 1000000, ...).")] = 500,
+    train_steps: Annotated[int, Opt(help="Gradient steps for --learned.")] = 2000,
 ) -> None:
     """A 2-D physics exam from seeded pymunk scenes: baseline forecasts and VoE quadruplets."""
     if scenes < 1:
         raise ConfigError("--scenes must be >= 1")
     if out is not None and out.exists() and not force:
         raise ConfigError(f"{out} exists", hint="pass --force to overwrite it")
+    models = [m.strip() for m in learned.split(",") if m.strip()] if learned else []
+    from imo.physics.learned import MODELS, ForecastConfig
+
+    for m in models:
+        if m not in MODELS:
+            raise ConfigError(f"unknown model {m!r} in --learned; known: {', '.join(MODELS)}")
+    if models and (train_scenes < 1 or train_steps < 1):
+        raise ConfigError("--train-scenes and --train-steps must be >= 1")
     from imo.atomic import write_text
     from imo.physics import baselines, contact, quadruplets
     from imo.physics.scenes import SceneConfig, generate
@@ -53,6 +67,27 @@ def physics_command(
     for name, row in errors.items():
         cells = "  ".join(f"+{h:g}s {e:.2f}" for h, e in row.items())
         typer.echo(f"{name:<18} error in radii: {cells}")
+    learned_rows = {}
+    if models:
+        import torch
+
+        from imo.physics import learned as lrn
+
+        torch.set_num_threads(1)
+        train = [generate(TRAIN_SEED0 + i, cfg) for i in range(train_scenes)]
+        for m in models:
+            f = lrn.fit(train, ForecastConfig(model=m, steps=train_steps))
+            row = lrn.forecast_errors(f, made)
+            cells = "  ".join(f"+{h:g}s {e:.2f}" for h, e in row.items())
+            learned_rows[m] = {"forecast_error_radii": {str(h): e for h, e in row.items()},
+                               **f.to_dict()}
+            line = f"{m:<18} error in radii: {cells}  ({f.parameters} parameters, {f.seconds:.0f} s)"
+            if cfg.seconds >= 3.5:
+                guesses = lrn.rollout_touches(f, made)
+                acc = contact.balanced_accuracy([contact.touches(s, 0, 1) for s in made], guesses)
+                learned_rows[m]["contact_balanced_accuracy"] = acc
+                line += f"; contact by rollout {100 * acc:.1f}%"
+            typer.echo(line)
     mid = cfg.frames // 2
     quads = {"teleport": [quadruplets.teleport(s, 0, mid) for s in made],
              "vanish": [quadruplets.vanish(s, 0, mid) for s in made]}
@@ -74,6 +109,6 @@ def physics_command(
         payload = {"contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
                    "forecast_error_radii": {k: {str(h): e for h, e in r.items()}
                                             for k, r in errors.items()},
-                   "voe_relative_error": rel}
+                   "voe_relative_error": rel, "learned": learned_rows}
         write_text(out, json.dumps(payload, indent=2) + "\n")
         typer.echo(f"wrote {out}")

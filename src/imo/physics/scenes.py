@@ -37,6 +37,8 @@ class SceneConfig:
     elasticity: float = 0.8
     friction: float = 0.4
     ramp: bool = True            # a static ramp across the lower-left corner
+    mass_min: float = 0.5        # masses are uniform in [mass_min, mass_max] kg
+    mass_max: float = 2.0
 
     def check(self) -> None:
         if not 1 <= self.balls <= 16:
@@ -47,6 +49,8 @@ class SceneConfig:
             raise ConfigError("radius must be > 0 and small against the box")
         if not 0 <= self.elasticity <= 1 or self.friction < 0:
             raise ConfigError("elasticity must be in [0, 1] and friction >= 0")
+        if not 0 < self.mass_min <= self.mass_max:
+            raise ConfigError("masses must satisfy 0 < mass_min <= mass_max")
 
     @property
     def frames(self) -> int:
@@ -109,7 +113,7 @@ def initial_state(seed: int, cfg: SceneConfig) -> tuple[np.ndarray, np.ndarray, 
     speed = rng.uniform(0, cfg.max_speed, cfg.balls)
     angle = rng.uniform(0, 2 * np.pi, cfg.balls)
     vel = np.stack([speed * np.cos(angle), speed * np.sin(angle)], axis=1)
-    masses = rng.uniform(0.5, 2.0, cfg.balls)
+    masses = rng.uniform(cfg.mass_min, cfg.mass_max, cfg.balls)
     return walls, masses, np.concatenate([pos, vel], axis=1)
 
 

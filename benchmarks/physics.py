@@ -1,0 +1,85 @@
+"""Forecasting and contact prediction on the pymunk exam (issue 21): the baselines that need no
+training beside an MLP, an interaction network and a transformer over state vectors.
+
+Every learned model trains on the frame pairs of the same training scenes (seeds 1000000, ...)
+for the same number of steps and batch size, and is scored on other scenes (seeds 0, 1, ...).
+It predicts positions at +0.25, 0.5, 1 and 2 s by rolling itself out from the last frame of 0.5 s
+of context. Contact: will ball 0 begin to touch ball 1 within 3 s? A learned model answers by
+rolling out 3 s and checking whether the two balls come within two radii. The score is
+balanced accuracy.
+
+    flock /tmp/imo-heavy.lock python benchmarks/physics.py [--train 500] [--test 200]
+        [--steps 3000] [--models mlp,in,transformer] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+
+import torch
+
+from imo.physics import baselines, contact, learned
+from imo.physics.scenes import SceneConfig, generate
+
+WIDTHS = {"mlp": 128, "in": 64, "transformer": 44}  # roughly equal parameters for in/transformer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--train", type=int, default=500)
+    ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--models", default="mlp,in,transformer")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, 1 thread, commit {commit}, load {os.getloadavg()[0]:.2f}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    cfg = SceneConfig(seconds=3.5)
+    train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
+    test = [generate(i, cfg) for i in range(args.test)]
+    labels = [contact.touches(s, 0, 1) for s in test]
+    rows = []
+    base = baselines.forecast_errors(test)
+    cv_guess = [contact.constant_velocity_touches(s, 0, 1) for s in test]
+    for name, errs in base.items():
+        acc = contact.balanced_accuracy(labels, cv_guess) if name == "constant velocity" else None
+        rows.append({"model": name, "errors": errs, "contact": acc})
+    for m in args.models.split(","):
+        fc = learned.ForecastConfig(model=m, hidden=WIDTHS[m], steps=args.steps, seed=args.seed)
+        load = os.getloadavg()[0]
+        f = learned.fit(train, fc)
+        acc = contact.balanced_accuracy(labels, learned.rollout_touches(f, test))
+        row = {"model": m, "errors": learned.forecast_errors(f, test), "contact": acc,
+               "parameters": f.parameters, "flops_per_step": learned.step_flops(f, test, fc.batch),
+               "seconds": round(f.seconds, 1), "load": round(load, 2), "config": fc.__dict__}
+        rows.append(row)
+        print(m, row, flush=True)
+    ballistic_1s = base["ballistic"][1.0]
+    print(f"\n{args.train} training scenes, {args.test} test scenes, {args.steps} steps of "
+          f"{learned.ForecastConfig().batch} frames; {sum(labels)}/{args.test} test scenes positive "
+          "for contact\n")
+    print("| model | parameters | train GFLOPs | train s (load) | +0.25 s | +0.5 s | +1 s | +2 s | "
+          "+1 s / ballistic | contact balanced accuracy |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        e = r["errors"]
+        flops = f"{r['flops_per_step'] * args.steps / 1e9:.1f}" if "flops_per_step" in r else "-"
+        secs = f"{r['seconds']} ({r['load']:.1f})" if "seconds" in r else "-"
+        acc = f"{100 * r['contact']:.1f}%" if r["contact"] is not None else "-"
+        print(f"| {r['model']} | {r.get('parameters', 0):,} | {flops} | {secs} | {e[0.25]:.2f} | "
+              f"{e[0.5]:.2f} | {e[1.0]:.2f} | {e[2.0]:.2f} | {e[1.0] / ballistic_1s:.2f} | {acc} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"commit": commit, "rows": rows}, fh, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
