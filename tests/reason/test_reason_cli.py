@@ -46,7 +46,7 @@ def test_reason_end_to_end_and_bad_input(capsys, tmp_path):
 
     assert "choose one of" in user_error(capsys, "train", "--task", "nope")
     assert "choose one of: greedy, best-of-n" in user_error(capsys, "solve", policy, "--method", "dfs")
-    assert "choose one of: oracle" in user_error(capsys, "solve", policy, "--verifier", "judge")
+    assert "choose one of: oracle" in user_error(capsys, "solve", policy, "--verifier", "nope")
     assert "too small" in user_error(capsys, "solve", policy, "--method", "greedy", "--budget", "5", "--n", "1")
     assert "not a policy" in user_error(capsys, "solve", orm, "--n", "1")
     assert "not a" in user_error(capsys, "solve", policy, "--verifier", f"prm:{policy}", "--n", "1")

@@ -6,6 +6,10 @@ budget, learn from search.
     imo reason solve POLICY --method beam --verifier prm:VERIFIER --budget 512
     imo reason curve POLICY --verifier orm:V1 --verifier prm:V2 --out curve.png
     imo reason iterate POLICY --rounds 2
+    imo reason train-judge POLICY --share          # the policy judging its own steps: --verifier selfeval
+    imo reason solve JUDGED --method tot-dfs --verifier selfeval --problem '4 6 8 13:24'
+    imo reason calibrate JUDGED --verifier selfeval --out reliability.png
+    imo reason select JUDGED --verifier selfeval --arms best-of-n@4,tot@8,tot-dfs@16
 """
 
 import json
@@ -149,8 +153,8 @@ def _problem(policy, text: str):
 @reason_app.command("solve")
 def solve_command(
     run: Annotated[str, Arg(help="Policy run.")],
-    method: Annotated[str, Opt(help="greedy, best-of-n, beam, mcts, tot, revision.")] = "greedy",
-    verifier: Annotated[str, Opt(help="oracle, self, vote, orm:RUN or prm:RUN.")] = "self",
+    method: Annotated[str, Opt(help="greedy, best-of-n, beam, mcts, tot, tot-dfs, revision.")] = "greedy",
+    verifier: Annotated[str, Opt(help="oracle, self, vote, orm:RUN, prm:RUN, selfeval or judge:RUN.")] = "self",
     budget: Annotated[int | None, Opt(help="Tokens per problem (policy + verifier). [default: 8 solutions' worth]")] = None,
     problem: Annotated[str | None, Opt(help="One problem, e.g. '347+285' or '3 7 8:29'; else the test set.")] = None,
     n: Annotated[int, Opt(help="Test problems to solve (without --problem).")] = 50,
@@ -166,14 +170,14 @@ def solve_command(
     from imo.reason.core import TokenBudget
     from imo.reason.methods import get_method, run_many
     from imo.reason.search import solution_cost
-    from imo.reason.verifiers import load_verifier
+    from imo.reason.thinking import load
     from imo.runs.store import RunStore
 
     _threads()
     store = RunStore.open()
     pol = P.load_policy(store, run, seed)
     fn = get_method(method)
-    ver = load_verifier(verifier, store, pol)
+    ver = load(verifier, store, pol)
     limit = budget if budget is not None else 8 * solution_cost(pol)
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0 (greedy is --method greedy), got {temperature}")
@@ -181,7 +185,7 @@ def solve_command(
         raise ConfigError(f"expand must be >= 1, got {expand}")
     knobs = {"temperature": temperature, "c_uct": c_uct, "rollouts": rollouts}
     if expand is not None:
-        knobs["expand" if method != "tot" else "proposals"] = expand
+        knobs["expand" if method not in ("tot", "tot-dfs") else "proposals"] = expand
     if problem is not None:
         p = _problem(pol, problem)
         b = TokenBudget(limit)
@@ -207,10 +211,12 @@ def solve_command(
 @reason_app.command("curve")
 def curve_command(
     run: Annotated[str, Arg(help="Policy run.")],
-    verifier: Annotated[list[str] | None, Opt(help="Verifier(s) to search with (repeat the option). [default: self]")] = None,
-    methods: Annotated[str, Opt(help="Comma-separated methods.")] = "best-of-n,beam,mcts,tot",
+    verifier: Annotated[list[str] | None, Opt(help="Verifier(s) to search with (repeat the option): oracle, self, vote, orm:RUN, prm:RUN, selfeval, judge:RUN. [default: self]")] = None,
+    methods: Annotated[str, Opt(help="Comma-separated methods (greedy, best-of-n, beam, mcts, tot, tot-dfs, revision).")] = "best-of-n,beam,mcts,tot",
     multiples: Annotated[str, Opt(help="Budgets as multiples of one greedy solution's worst case.")] = "1,2,4,8,16",
     n: Annotated[int, Opt(help="Test problems.")] = 100,
+    harder: Annotated[bool, Opt("--harder", help="Use problems of the next difficulty (held out: never trained on).")] = False,
+    temperature: Annotated[float, Opt(help="Sampling temperature of the searches.")] = 1.0,
     oracle: Annotated[bool, Opt("--oracle/--no-oracle", help="Add best-of-n with the oracle (the upper bound).")] = True,
     out: Annotated[Path, Opt(help="PNG to write.")] = Path("reason-curve.png"),
     force: Annotated[bool, Opt("--force", help="Overwrite --out.")] = False,
@@ -219,25 +225,165 @@ def curve_command(
 ) -> None:
     """Accuracy against tokens spent for every method and verifier, as one plot and a table."""
     from imo.console import print_table
-    from imo.reason.curve import accuracy_curve, plot_curve
+    from imo.reason import policy as P
+    from imo.reason.curve import plot_curve
+    from imo.reason.methods import get_method
+    from imo.reason.thinking import curve
     from imo.runs.store import RunStore
 
     _threads()
     if out.exists() and not force:
         raise ConfigError(f"'{out}' exists; give --force to overwrite it")
-    try:
-        mults = [int(x) for x in multiples.split(",")]
-    except ValueError:
-        raise ConfigError(f"multiples must be comma-separated integers, got {multiples!r}") from None
+    mults = _multiples(multiples)
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in names:
+        get_method(m)  # an unknown method lists the choices before any work
     store = RunStore.open()
-    curve = accuracy_curve(store, run, [m.strip() for m in methods.split(",")], verifier or ["self"], mults,
-                           n, seed, oracle, log=(lambda m: None) if quiet else print)
-    plot_curve([curve], out)
-    store.put_result("reason-curve", curve["policy"], curve, [curve["policy"]])
-    rows = [(r["method"], r["verifier"], r["multiple"], f"{r['accuracy']:.3f}", f"{r['tokens']:.0f}")
-            for r in curve["rows"]]
-    print_table(["method", "verifier", "budget x", "accuracy", "tokens/problem"], rows)
+    pol = P.load_policy(store, run, seed)
+    probs = _test_problems(pol, n, harder)
+    arms = [(m, v) for v in (verifier or ["self"]) for m in names
+            if m != "greedy" and not (m == "revision" and v in ("self", "vote", "selfeval"))]
+    if oracle:
+        arms.append(("best-of-n", "oracle"))
+    rows = curve(pol, probs, arms, mults, store, seed, temperature, log=(lambda m: None) if quiet else print)
+    result = {"policy": pol.meta["run"], "greedy_budget": rows[0]["tokens"], "n": len(probs), "rows": rows,
+              "temperature": temperature, "harder": harder}
+    plot_curve([result], out)
+    store.put_result("reason-curve", result["policy"], result, [result["policy"]])
+    print_table(["method", "verifier", "budget x", "accuracy", "tokens/problem"],
+                [(r["method"], r["verifier"], r["multiple"], f"{r['accuracy']:.3f}", f"{r['tokens']:.0f}")
+                 for r in rows])
     print(f"plot: {out}")
+
+
+def _multiples(text: str) -> list[int]:
+    try:
+        mults = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"multiples must be comma-separated integers, got {text!r}") from None
+    if not mults or min(mults) < 1:
+        raise ConfigError(f"multiples must be >= 1, got {text!r}")
+    return mults
+
+
+def _test_problems(pol, n: int, harder: bool) -> list:
+    """The policy's first n test problems, or n of the next difficulty (then searched at it)."""
+    from imo.reason import policy as P
+
+    cfg = pol.meta["config"]
+    probs = P.harder(cfg, n) if harder else P.problems(cfg)[1][:n]
+    if not probs:
+        raise ConfigError(f"task {cfg.task} has no difficulty above {cfg.difficulty}")
+    if harder:
+        pol.difficulty = cfg.difficulty + 1
+    return probs
+
+
+@reason_app.command("train-judge")
+def train_judge_command(
+    policy: Annotated[str, Arg(help="The policy run whose steps are to be judged.")],
+    share: Annotated[bool, Opt("--share/--separate", help="--share: one model that writes and judges its steps (verifier selfeval); --separate: a judge beside the policy (verifier judge:RUN).")] = True,
+    problems: Annotated[int, Opt(help="Training problems whose sampled solutions give the judging rows.")] = 400,
+    samples: Annotated[int, Opt(help="Sampled solutions per problem (their wrong lines are the hard negatives).")] = 4,
+    steps: Annotated[int, Opt(help="Fine-tuning steps.")] = 400,
+    lr: Annotated[float, Opt(help="Fine-tuning learning rate.")] = 1e-3,
+    seed: Annotated[int, Opt(help="Seed.")] = 0,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Teach a policy (or a copy of it) to judge its own steps, on exact labels of its own samples."""
+    from imo.reason.selfeval import train_judge
+    from imo.runs.store import RunStore
+
+    _threads()
+    for name, v in (("problems", problems), ("samples", samples), ("steps", steps)):
+        if v < 1:
+            raise ConfigError(f"{name} must be >= 1, got {v}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr}")
+    with _stoppable(None):
+        print(train_judge(RunStore.open(), policy, share, problems, samples, steps, lr, seed, quiet))
+
+
+@reason_app.command("calibrate")
+def calibrate_command(
+    run: Annotated[str, Arg(help="Policy run whose samples are judged.")],
+    verifier: Annotated[list[str], Opt(help="Verifier(s) with probabilities: selfeval, judge:RUN, orm:RUN, prm:RUN (repeat).")],
+    n: Annotated[int, Opt(help="Test problems.")] = 100,
+    samples: Annotated[int, Opt(help="Sampled solutions per problem.")] = 4,
+    harder: Annotated[bool, Opt("--harder", help="Use problems of the next difficulty.")] = False,
+    out: Annotated[Path, Opt(help="PNG of the reliability diagram.")] = Path("reliability.png"),
+    force: Annotated[bool, Opt("--force", help="Overwrite --out.")] = False,
+    seed: Annotated[int, Opt(help="Sampling seed.")] = 0,
+) -> None:
+    """Reliability diagram: each verifier's probability against how often the prefix is right."""
+    from imo.console import print_table
+    from imo.reason import policy as P
+    from imo.reason.thinking import load, plot_reliability, reliability
+    from imo.runs.store import RunStore
+
+    _threads()
+    if out.exists() and not force:
+        raise ConfigError(f"'{out}' exists; give --force to overwrite it")
+    if n < 1 or samples < 1:
+        raise ConfigError("n and samples must be >= 1")
+    for v in verifier:
+        if v.partition(":")[0] in ("self", "vote"):
+            raise ConfigError(f"verifier {v} gives no probability to calibrate; use selfeval, judge, orm, prm")
+    store = RunStore.open()
+    pol = P.load_policy(store, run, seed)
+    probs = _test_problems(pol, n, harder)
+    cals = [reliability(load(v, store, pol), pol, probs, samples, seed) for v in verifier]
+    plot_reliability(cals, out)
+    print_table(["verifier", "prefixes", "right share", "ECE", "Brier", "accuracy at 0.5"],
+                [(c["verifier"], c["n"], f"{c['positive_share']:.3f}", f"{c['ece']:.3f}", f"{c['brier']:.3f}",
+                  f"{c['accuracy']:.3f}") for c in cals])
+    print(f"plot: {out}")
+
+
+@reason_app.command("select")
+def select_command(
+    run: Annotated[str, Arg(help="Policy run.")],
+    verifier: Annotated[str, Opt(help="The verifier that estimates difficulty and guides the searches.")] = "selfeval",
+    arms: Annotated[str, Opt(help="Comma-separated METHOD@MULTIPLE arms (greedy is always one).")] = "best-of-n@4,tot@8,tot-dfs@16",
+    bins: Annotated[int, Opt(help="Difficulty bins (quantiles of the selection split's estimates).")] = 3,
+    n: Annotated[int, Opt(help="Selection problems (the first n of the test set).")] = 100,
+    fresh: Annotated[int, Opt(help="Fresh scoring problems (outside training and test sets).")] = 100,
+    temperature: Annotated[float, Opt(help="Sampling temperature of the searches.")] = 1.0,
+    seed: Annotated[int, Opt(help="Sampling seed.")] = 0,
+) -> None:
+    """Compute-optimal selection: a method per difficulty bin, fitted on test problems, scored on fresh ones."""
+    from imo.reason import policy as P
+    from imo.reason.methods import get_method
+    from imo.reason.select import fit, score
+    from imo.reason.thinking import fresh_problems, load
+    from imo.runs.store import RunStore
+
+    _threads()
+    parsed = []
+    for a in arms.split(","):
+        m, _, x = a.strip().partition("@")
+        get_method(m)
+        if not x.isdigit() or int(x) < 1:
+            raise ConfigError(f"arm {a.strip()!r} must be METHOD@MULTIPLE with a multiple >= 1, e.g. tot@8")
+        parsed.append((m, int(x)))
+    if bins < 1 or n < bins or fresh < 1:
+        raise ConfigError(f"need bins >= 1, n >= bins and fresh >= 1 (got bins {bins}, n {n}, fresh {fresh})")
+    store = RunStore.open()
+    pol = P.load_policy(store, run, seed)
+    ver = load(verifier, store, pol)
+    cfg = pol.meta["config"]
+    fitted = fit(pol, P.problems(cfg)[1][:n], ver, parsed, bins, seed, temperature)
+    res = score(pol, fresh_problems(cfg, fresh), ver, fitted, seed, temperature)
+    store.put_result("reason-select", pol.meta["run"], {"fit": fitted, "score": res}, [pol.meta["run"]])
+    print("bins (by the verifier's estimate that greedy is right): edges "
+          + ", ".join(f"{e:.3f}" for e in fitted["edges"]) + "; arms " + ", ".join(fitted["choice"]))
+    print(f"selection split: per-bin choice {fitted['selection_accuracy']:.3f}; single best arm {fitted['single']}")
+    print(f"fresh problems ({res['n']}): per-bin choice {res['accuracy']:.3f} at {res['tokens']:.0f} tokens; "
+          f"single best arm {res['single_accuracy']:.3f} at {res['single_tokens']:.0f} tokens")
 
 
 @reason_app.command("iterate")
@@ -255,6 +401,7 @@ def iterate_command(
 ) -> None:
     """Expert iteration: search, keep oracle-accepted solutions, fine-tune; greedy accuracy per round."""
     from imo.console import print_table
+    from imo.reason import thinking  # noqa: F401  (registers tot-dfs)
     from imo.reason.learn import expert_iteration
     from imo.runs.store import RunStore
 
