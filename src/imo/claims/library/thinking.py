@@ -36,8 +36,8 @@ SIZES: dict[str, dict[str, Any]] = {
                   judge=dict(n_problems=20, samples=2, steps=10), n=6, multiple=4, pool=6, calib=3),
     "quick": dict(policy=dict(n_train=3000, n_test=60, steps=800),
                   judge=dict(n_problems=300, samples=4, steps=300), n=60, multiple=8, pool=120, calib=20),
-    "full": dict(policy=dict(n_train=3000, n_test=120, steps=1500),
-                 judge=dict(n_problems=500, samples=4, steps=400), n=120, multiple=8, pool=200, calib=40),
+    "full": dict(policy=dict(n_train=3000, n_test=100, steps=1500),
+                 judge=dict(n_problems=500, samples=4, steps=400), n=100, multiple=8, pool=150, calib=40),
 }
 REVISION = 0.3  # share of revision rows in the revising policy's fine-tuning (beam-to-train-revise-to-infer)
 
@@ -92,7 +92,7 @@ def measure_self(budget: str, seed: int, ctx: Context) -> dict[str, Any]:
                     "calibration": cal["bins"]})
     figures["selfeval_gain"] = figures["selfeval"] - max(figures["greedy"], figures["vote"])
     # the next difficulty (two more numbers, never trained on), outside the rule
-    hard = harder(policy.meta["config"], s["n"])
+    hard = harder(policy.meta["config"], max(1, s["n"] // 2))
     policy.difficulty = DIFFICULTY + 1
     one_h = solution_cost(policy)
     figures["harder_greedy"] = run_many(policy, hard, "greedy", None, one_h, seed)["accuracy"]

@@ -1,0 +1,153 @@
+"""Issue 22's targets for `imo reason`, measured on held-out problems (the policy's unseen test
+set), each beside the figure it is judged against:
+
+  countdown   four numbers: the best search at <= 16x greedy's tokens with a learned verifier
+              (a judge trained on the policy's own failures, imo.reason.selfeval) against greedy
+              (target: +20 points), the oracle's best-of-n beside it (the bound)
+  game24      Tree of Thoughts (BFS `tot`, DFS `tot-dfs`) with the policy's self-evaluation within
+              16x greedy's tokens (target: >= 50%; the paper: 74% with GPT-4, 4% chain of thought)
+  iterate     countdown, expert iteration: greedy accuracy after 3 rounds (best-of-n with the
+              oracle at 8x) against the control, the same fine-tuning steps on worked solutions
+              (target: +10 points above the control)
+
+Every search runs under one TokenBudget (policy tokens generated + verifier tokens read), as a
+multiple of one greedy solution's worst case. The curves (accuracy against tokens per problem,
+one line per method) are written as PNGs. One torch thread; the models are trained once per store.
+
+    flock /tmp/imo-heavy.lock python benchmarks/reason_targets.py --markdown
+    python benchmarks/reason_targets.py --quick            # a check of the script, not evidence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from imo.reason import thinking
+from imo.reason.curve import plot_curve
+from imo.reason.learn import control, expert_iteration
+from imo.reason.policy import PolicyConfig, load_policy, problems, train_policy
+from imo.reason.selfeval import train_judge
+from imo.runs.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ["best-of-n", "beam", "mcts", "tot", "tot-dfs"]
+
+
+def best_within(rows: list[dict], max_multiple: int, verifiers: tuple[str, ...], methods=None) -> dict | None:
+    keep = [r for r in rows if r["method"] != "greedy" and r["multiple"] <= max_multiple
+            and r["verifier"] in verifiers and (methods is None or r["method"] in methods)]
+    return max(keep, key=lambda r: (r["accuracy"], -r["tokens"]), default=None)
+
+
+def policy_for(store, task: str, difficulty: int, a) -> str:
+    n_train = 1200 if task == "game24" else 3000  # game24 has about 1,360 solvable multisets
+    cfg = PolicyConfig(task=task, difficulty=difficulty, n_train=n_train, n_test=a.n, n_layer=a.layers,
+                       n_embd=a.width, context_length=160, steps=a.steps)
+    return train_policy(cfg, store, quiet=True, eval_n=a.n)
+
+
+def search_target(store, task: str, difficulty: int, a, out: Path, log) -> dict:
+    t0 = time.perf_counter()
+    base = policy_for(store, task, difficulty, a)
+    judge = train_judge(store, base, share=False, n_problems=a.judge_problems, steps=a.judge_steps)
+    selfp = train_judge(store, base, share=True, n_problems=a.judge_problems, steps=a.judge_steps)
+    log(f"{task}: policy {base}, judge {judge}, self-evaluating policy {selfp} ({time.perf_counter() - t0:.0f} s)")
+    rows = []
+    for run, spec in ((base, f"judge:{judge}"), (selfp, "selfeval")):
+        pol = load_policy(store, run)
+        probs = problems(pol.meta["config"])[1][: a.n]
+        arms = [(m, spec) for m in METHODS] + ([("best-of-n", "oracle"), ("tot", "oracle")] if run == base else [])
+        part = thinking.curve(pol, probs, arms, a.multiples, store, log=log)
+        for r in part:
+            r["policy"] = "self-evaluating" if run == selfp else "policy"
+        rows += part if run == base else part[1:] + [{**part[0], "verifier": "-", "method": "greedy (self-eval policy)"}]
+    plot_curve([{"rows": rows}], out,
+               title=f"{task} difficulty {difficulty}: accuracy vs tokens on {a.n} held-out problems")
+    return {"task": task, "policy": base, "judge": judge, "self_policy": selfp, "rows": rows,
+            "seconds": time.perf_counter() - t0}
+
+
+def iterate_target(store, a, log) -> dict:
+    t0 = time.perf_counter()
+    base = policy_for(store, "countdown", 2, a)
+    res = expert_iteration(store, base, rounds=3, n_problems=a.pool, method="best-of-n", verifier="oracle",
+                           budget_x=8, eval_n=a.n, log=log)
+    steps = sum(r.get("steps") or 0 for r in res[1:])
+    _, ctl = control(store, base, steps, eval_n=a.n)
+    return {"rounds": res, "control_acc": ctl, "control_steps": steps, "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100, help="held-out test problems (default 100)")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--width", type=int, default=96)
+    ap.add_argument("--steps", type=int, default=2000, help="policy training steps (default 2000)")
+    ap.add_argument("--judge-problems", type=int, default=500)
+    ap.add_argument("--judge-steps", type=int, default=400)
+    ap.add_argument("--pool", type=int, default=300, help="expert iteration: problems searched a round")
+    ap.add_argument("--multiples", default="1,4,16")
+    ap.add_argument("--only", default="countdown,game24,iterate", help="which targets (comma-separated)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "figures", help="where the curves go")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a check of the script")
+    ap.add_argument("--markdown", action="store_true", help="print the RESULTS.md rows")
+    a = ap.parse_args()
+    a.multiples = [int(x) for x in a.multiples.split(",")]
+    if a.quick:
+        a.n, a.layers, a.width, a.steps, a.judge_problems, a.judge_steps, a.pool = 6, 1, 32, 30, 20, 10, 6
+        a.multiples = [4]
+    torch.set_num_threads(1)
+    store = RunStore.open()
+    a.out.mkdir(parents=True, exist_ok=True)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    only = a.only.split(",")
+    found: dict = {}
+    for task, d in (("countdown", 2), ("game24", 1)):
+        if task in only:
+            found[task] = search_target(store, task, d, a, a.out / f"reason_{task}_curve.png", log)
+    if "iterate" in only:
+        found["iterate"] = iterate_target(store, a, log)
+    print(json.dumps(found, indent=1, default=str))
+    if not a.markdown:
+        return
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, commit {commit}; "
+          f"policy {a.layers} x {a.width}, {a.steps} steps; {a.n} held-out problems\n")
+    print("| target | greedy | best search (<= 16x) | gain | bound / beside | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    if "countdown" in found:
+        rows = found["countdown"]["rows"]
+        g = rows[0]["accuracy"]
+        b = best_within([r for r in rows if r.get("policy") == "policy"], 16, ("judge",))
+        o = best_within(rows, 16, ("oracle",), ("best-of-n",))
+        if b:
+            print(f"| countdown 4 numbers, learned judge | {g:.3f} | {b['method']} {b['accuracy']:.3f} at "
+                  f"{b['multiple']}x ({b['tokens']:.0f} tokens) | {b['accuracy'] - g:+.3f} | oracle best-of-n "
+                  f"{o['accuracy'] if o else float('nan'):.3f} | +0.20 | {'yes' if b['accuracy'] - g >= 0.2 else 'no'} |")
+    if "game24" in found:
+        rows = found["game24"]["rows"]
+        g = rows[0]["accuracy"]
+        t = best_within(rows, 16, ("selfeval", "judge"), ("tot", "tot-dfs"))
+        if t:
+            print(f"| Game of 24, Tree of Thoughts | {g:.3f} | {t['method']} ({t['verifier']}) {t['accuracy']:.3f} "
+                  f"at {t['multiple']}x ({t['tokens']:.0f} tokens) | {t['accuracy'] - g:+.3f} | paper: 0.74 ToT, "
+                  f"0.04 CoT | >= 0.50 | {'yes' if t['accuracy'] >= 0.5 else 'no'} |")
+    if "iterate" in found:
+        it = found["iterate"]
+        accs = [r["greedy_test_acc"] for r in it["rounds"]]
+        print(f"| countdown expert iteration, 3 rounds | {accs[0]:.3f} | rounds {', '.join(f'{x:.3f}' for x in accs[1:])} "
+              f"| {accs[-1] - accs[0]:+.3f} | control ({it['control_steps']} steps on worked solutions) "
+              f"{it['control_acc'] - accs[0]:+.3f} | +0.10 above control | "
+              f"{'yes' if accs[-1] - it['control_acc'] >= 0.1 else 'no'} |")
+
+
+if __name__ == "__main__":
+    main()
