@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from imo.reason import thinking
+from imo.reason import select, thinking
 from imo.reason.curve import plot_curve
 from imo.reason.learn import control, expert_iteration
 from imo.reason.policy import PolicyConfig, load_policy, problems, train_policy
@@ -70,8 +70,22 @@ def search_target(store, task: str, difficulty: int, a, out: Path, log) -> dict:
         rows += part if run == base else part[1:] + [{**part[0], "verifier": "-", "method": "greedy (self-eval policy)"}]
     plot_curve([{"rows": rows}], out,
                title=f"{task} difficulty {difficulty}: accuracy vs tokens on {a.n} held-out problems")
+    # calibration of both judges, and compute-optimal selection with the separate judge
+    pol = load_policy(store, base)
+    cfg = pol.meta["config"]
+    test = problems(cfg)[1][: a.n]
+    cals = [thinking.reliability(thinking.load(f"judge:{judge}", store, pol), pol, test, samples=4)]
+    spol = load_policy(store, selfp)
+    cals.append(thinking.reliability(thinking.load("selfeval", store, spol), spol, test, samples=4))
+    thinking.plot_reliability(cals, out.with_name(out.stem.replace("_curve", "_reliability") + ".png"),
+                              title=f"{task}: judges of the policy's prefixes (exact labels)")
+    ver = thinking.load(f"judge:{judge}", store, pol)
+    fitted = select.fit(pol, test, ver, [("best-of-n", 4), ("tot", 4), ("best-of-n", 16), ("tot-dfs", 16)])
+    chosen = select.score(pol, thinking.fresh_problems(cfg, a.n), ver, fitted)
+    log(f"{task}: selection {fitted['choice']} -> {chosen}")
     return {"task": task, "policy": base, "judge": judge, "self_policy": selfp, "rows": rows,
-            "seconds": time.perf_counter() - t0}
+            "calibration": [{k: v for k, v in c.items() if k != "bins"} for c in cals],
+            "select": {"fit": fitted, "score": chosen}, "seconds": time.perf_counter() - t0}
 
 
 def iterate_target(store, a, log) -> dict:
@@ -132,6 +146,18 @@ def main() -> None:
             print(f"| countdown 4 numbers, learned judge | {g:.3f} | {b['method']} {b['accuracy']:.3f} at "
                   f"{b['multiple']}x ({b['tokens']:.0f} tokens) | {b['accuracy'] - g:+.3f} | oracle best-of-n "
                   f"{o['accuracy'] if o else float('nan'):.3f} | +0.20 | {'yes' if b['accuracy'] - g >= 0.2 else 'no'} |")
+    for task in ("countdown", "game24"):
+        if task in found:
+            f = found[task]
+            sc = f["select"]["score"]
+            print(f"| {task}: compute-optimal selection (judge), fresh problems | - | per-bin "
+                  f"{', '.join(f['select']['fit']['choice'])}: {sc['accuracy']:.3f} at {sc['tokens']:.0f} tokens | "
+                  f"- | single best arm {f['select']['fit']['single']}: {sc['single_accuracy']:.3f} at "
+                  f"{sc['single_tokens']:.0f} tokens | - | - |")
+            for c in f["calibration"]:
+                print(f"| {task}: calibration of {c['verifier']} ({c['n']} prefixes, {c['positive_share']:.2f} right) "
+                      f"| - | ECE {c['ece']:.3f}, Brier {c['brier']:.3f}, accuracy at 0.5 {c['accuracy']:.3f} "
+                      f"| - | - | - | - |")
     if "game24" in found:
         rows = found["game24"]["rows"]
         g = rows[0]["accuracy"]

@@ -174,3 +174,21 @@ def test_run_many_with_tot_dfs_counts_tokens():
     assert out["accuracy"] == 1.0 and 0 < out["tokens"] <= 400
     assert run_many(MockPolicy(0), [PROBLEM] * 2, "greedy", NoVerifier(), 100)["accuracy"] == 0.0
     random.seed(0)
+
+
+def test_revision_examples_are_the_policys_own_wrong_attempts():
+    from imo.reason.revision import FEEDBACK
+    from imo.reason.selfeval import revision_examples
+
+    rows = revision_examples(MockPolicy(0), [PROBLEM], samples=40, seed=0)
+    assert rows and len({q for q, _ in rows}) == len(rows)  # repeats dropped
+    flagged = set()
+    for q, completion in rows:
+        assert completion == PROBLEM.solution and q.startswith(PROBLEM.prompt)
+        attempt, fb = q[len(PROBLEM.prompt):].rsplit(FEEDBACK, 1)
+        assert not TASK.solution_ok(PROBLEM, attempt)  # only wrong attempts are revised
+        k = int(fb.strip())
+        labels = TASK.step_labels(PROBLEM, attempt)
+        assert k == 0 or (not labels[k - 1] and all(labels[: k - 1]))  # the first wrong line, or none named
+        flagged.add(k > 0)
+    assert flagged == {True, False}
