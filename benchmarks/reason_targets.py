@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from imo.errors import ConfigError
 from imo.reason import select, thinking
 from imo.reason.curve import plot_curve
 from imo.reason.learn import control, expert_iteration
@@ -81,7 +82,14 @@ def search_target(store, task: str, difficulty: int, a, out: Path, log) -> dict:
                               title=f"{task}: judges of the policy's prefixes (exact labels)")
     ver = thinking.load(f"judge:{judge}", store, pol)
     fitted = select.fit(pol, test, ver, [("best-of-n", 4), ("tot", 4), ("best-of-n", 16), ("tot-dfs", 16)])
-    chosen = select.score(pol, thinking.fresh_problems(cfg, a.n), ver, fitted)
+    fresh = []
+    for k in (a.n, a.n // 2, a.n // 4):  # game24 has few distinct puzzles beyond the training and test sets
+        try:
+            fresh = thinking.fresh_problems(cfg, k)
+            break
+        except ConfigError:
+            continue
+    chosen = select.score(pol, fresh, ver, fitted) if fresh else None
     log(f"{task}: selection {fitted['choice']} -> {chosen}")
     return {"task": task, "policy": base, "judge": judge, "self_policy": selfp, "rows": rows,
             "calibration": [{k: v for k, v in c.items() if k != "bins"} for c in cals],
@@ -110,6 +118,8 @@ def main() -> None:
     ap.add_argument("--multiples", default="1,4,16")
     ap.add_argument("--only", default="countdown,game24,iterate", help="which targets (comma-separated)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "figures", help="where the curves go")
+    ap.add_argument("--json", type=Path, help="keep each target's result here as it finishes; targets already in it "
+                    "are read back, not measured again")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a check of the script")
     ap.add_argument("--markdown", action="store_true", help="print the RESULTS.md rows")
     a = ap.parse_args()
@@ -122,12 +132,18 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     log = lambda m: print(m, flush=True)  # noqa: E731
     only = a.only.split(",")
-    found: dict = {}
+    found: dict = json.loads(a.json.read_text()) if a.json is not None and a.json.exists() else {}
+
+    def keep(name: str, result: dict) -> None:
+        found[name] = result
+        if a.json is not None:
+            a.json.write_text(json.dumps(found, indent=1, default=str))
+
     for task, d in (("countdown", 2), ("game24", 1)):
-        if task in only:
-            found[task] = search_target(store, task, d, a, a.out / f"reason_{task}_curve.png", log)
-    if "iterate" in only:
-        found["iterate"] = iterate_target(store, a, log)
+        if task in only and task not in found:
+            keep(task, search_target(store, task, d, a, a.out / f"reason_{task}_curve.png", log))
+    if "iterate" in only and "iterate" not in found:
+        keep("iterate", iterate_target(store, a, log))
     print(json.dumps(found, indent=1, default=str))
     if not a.markdown:
         return
@@ -150,6 +166,8 @@ def main() -> None:
         if task in found:
             f = found[task]
             sc = f["select"]["score"]
+            if sc is None:
+                continue
             print(f"| {task}: compute-optimal selection (judge), fresh problems | - | per-bin "
                   f"{', '.join(f['select']['fit']['choice'])}: {sc['accuracy']:.3f} at {sc['tokens']:.0f} tokens | "
                   f"- | single best arm {f['select']['fit']['single']}: {sc['single_accuracy']:.3f} at "
