@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imo.errors import ConfigError
 from imo.zip import cm
 from imo.zip import container as C
 from imo.zip.codec import compress_bytes, decompress_bytes
@@ -41,14 +42,34 @@ def test_compresses_text_and_blocks_continue_the_model():
     assert len(many) < len(one) + 8 * (len(TEXT) // 512 + 1) + 40
 
 
-def test_compiled_and_interpreted_give_the_same_bytes():
+@pytest.mark.parametrize("model", ["full", "fast", "max"])
+def test_compiled_and_interpreted_give_the_same_bytes(model):
     """The kernel is integer code: numba's machine code and the Python interpreter agree."""
     pytest.importorskip("numba")
     data = TEXT[:700]
-    fast = cm.encode(cm.State.new(12), data)
-    slow = cm.encode(cm.State.new(12), data, interpreted=True)
-    assert fast == slow
-    assert cm.decode(cm.State.new(12), fast, len(data), interpreted=True) == data
+    compiled = cm.encode(cm.State.new(12, cm.MODELS[model]), data)
+    slow = cm.encode(cm.State.new(12, cm.MODELS[model]), data, interpreted=True)
+    assert compiled == slow
+    assert cm.decode(cm.State.new(12, cm.MODELS[model]), compiled, len(data), interpreted=True) == data
+
+
+def test_levels_name_their_model_and_older_files_mean_full():
+    """Level 1 is the fast model, 2 and 3 the full one; the header always names it, and a header
+    from before the levels (no cm_model) is the full model, as it was written."""
+    sizes = {}
+    for level, model in [(1, "fast"), (2, "full")]:
+        blob = compress_bytes(TEXT, ZipSettings.build(level=level, predictor="cm"))
+        header = C.read_header(io.BytesIO(blob))
+        assert header["settings"]["cm_model"] == model
+        assert decompress_bytes(blob) == TEXT
+        sizes[model] = len(blob)
+    assert sizes["full"] < sizes["fast"]  # the full model's extra contexts and mixer pay off
+    old = ZipSettings.from_header({"level": 1, "predictor": "cm"})
+    assert old.cm_model == "full" and ZipSettings.build(level=1, predictor="cm").cm_model == "fast"
+    with pytest.raises(ConfigError, match="cm_model must be one of full, fast, max"):
+        ZipSettings.from_header({"level": 1, "predictor": "cm", "cm_model": "huge"})
+    with pytest.raises(ConfigError, match="cm predictor only"):
+        ZipSettings.build(level=1, predictor="stats", cm_model="fast")
 
 
 def test_version_1_and_unknown_versions():
@@ -113,16 +134,24 @@ def _capabilities() -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_decoding_with_pinned_kernels_gives_identical_bytes(tmp_path, shared_data):
     """Issue 16: a file made with the default kernels decodes to the same bytes with PyTorch's
-    kernels pinned to each CPU capability and MKL's to AVX2 (the cm predictor, the default).
+    kernels pinned to each CPU capability and MKL's to AVX2 (the cm predictor at each level).
     The float predictors may refuse such a machine, but only in one line with exit 2."""
     data = (shared_data / "alice29.txt").read_bytes()[:20000]
     src = tmp_path / "a.txt"
     src.write_bytes(data)
     assert _imo(["zip", str(src), "-q"]).returncode == 0
     assert _imo(["zip", str(src), "-q", "--predictor", "mix", "--level", "1", "-o", str(tmp_path / "m.imz")]).returncode == 0
+    for level in (1, 3):  # the fast and max models too
+        assert _imo(["zip", str(src), "-q", "--level", str(level), "-o", str(tmp_path / f"l{level}.imz")]).returncode == 0
+    decode_levels = ("import sys; from pathlib import Path; from imo.zip.codec import decompress_bytes; "
+                     "sys.stdout.buffer.write(b''.join(decompress_bytes(Path(a).read_bytes()) for a in sys.argv[1:]))")
     for pin in _capabilities():
         done = _imo(["unzip", str(tmp_path / "a.txt.imz"), "-o", "-"], pin)
         assert done.returncode == 0 and done.stdout == data, (pin, done.stderr)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **pin}
+        done = subprocess.run([sys.executable, "-c", decode_levels, str(tmp_path / "l1.imz"), str(tmp_path / "l3.imz")],
+                              env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0 and done.stdout == data + data, (pin, done.stderr)
         done = _imo(["unzip", str(tmp_path / "m.imz"), "-o", "-"], pin)
         assert (done.returncode == 0 and done.stdout == data) or (
             done.returncode == 2 and done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr), (pin, done.stderr)

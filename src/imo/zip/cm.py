@@ -22,12 +22,17 @@ Each byte is coded as 8 binary decisions, high bit first. For each bit:
 * two adaptive probability maps (SSE) refine the mix in the order-1 and a hashed order-2
   context, and the three are blended with fixed integer weights.
 
+That is the `full` model (level 2). `fast` (level 1) drops orders 5 and 8, the two-word context,
+the second mixer and the second SSE; `max` (level 3) adds two mixers (chosen by the byte before
+last, and by the match's predicted bit) and a second mixing layer that learns how to weigh the
+four mixers' outputs (a two-layer network of logistic mixers, as in paq8) instead of averaging.
+
 The coder is a 32-bit carry-less binary arithmetic coder with 12-bit probabilities. Every
 quantity is an integer with explicit masks, so the numba-compiled kernel and the same function
 run by the Python interpreter (`py_func`, used by the tests) give identical bytes; nothing reads
 a float, a vector unit's rounding or a thread count.
 
-    state = State.new(table_bits=22)
+    state = State.new(table_bits=22, model=MODELS["full"])
     payload = encode(state, data)          # the decoder: decode(State.new(22), payload, len(data))
 """
 
@@ -97,9 +102,12 @@ class State:
     match_table: np.ndarray  # (2^20,) int64 last position of each 6-byte context hash
     regs: np.ndarray  # (8,) int64: position, match pointer, match length, c4 low, c4 high, word hash
     bits: int
+    model: int = 0  # MODELS: 0 full, 1 fast (orders 5 and 8 and the two-word context off, one
+    # mixer, one SSE), 2 max (full + two more mixers and a second mixing layer)
+    layer2: np.ndarray | None = None  # max: (256 + 768, N_IN) mixers 3-4 and (256, 4) layer-2 weights
 
     @classmethod
-    def new(cls, table_bits: int) -> State:
+    def new(cls, table_bits: int, model: int = 0) -> State:
         half = np.uint32((1 << 31) | 0)  # p = 0.5, count 0
         w = np.zeros((256, N_IN), dtype=np.int64)
         w[:, :] = (1 << 16) * 3 // 10
@@ -108,11 +116,12 @@ class State:
         return cls(np.full((N_CTX - 1, 1 << table_bits), half, dtype=np.uint32),
                    np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), np.concatenate([w] * 6), np.concatenate([w, w, w]), apm,
                    np.zeros(1 << 22, dtype=np.uint8), np.zeros(1 << 20, dtype=np.int64),
-                   np.zeros(8, dtype=np.int64), table_bits)
+                   np.zeros(8, dtype=np.int64), table_bits, int(model),
+                   np.concatenate([np.concatenate([w] * 4).ravel(), np.full(256 * 4, 1 << 14, dtype=np.int64)]))
 
     def arrays(self) -> tuple:
         return (self.tables, self.order0, self.match_sm, self.weights, self.weights2, self.apm, self.buf, self.match_table,
-                self.regs, self.bits, SQUASH, STRETCH, RECIP)
+                self.regs, self.bits, SQUASH, STRETCH, RECIP, self.model, self.layer2)
 
 
 @njit(cache=True, nogil=True)
@@ -158,10 +167,14 @@ def _squash(d, sq):
 
 @njit(cache=True, nogil=True)
 def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weights2, apm, buf, match_table, regs,
-          bits, sq, st, recip):
+          bits, sq, st, recip, model, layer2):
     """THE coding loop for encoder (encode=1: inp holds the n_in bytes, out receives the payload)
     and decoder (encode=0: inp is the payload, out receives n_out bytes). Returns the number of
-    bytes written to `out`."""
+    bytes written to `out`. model 1 (fast): orders 5 and 8 and the two-word context are off, the
+    second mixer and the order-2 SSE too; model 2 (max): two more mixers (weights chosen by the
+    byte before last, and by the match's predicted bit with the partial byte) and a second layer
+    that mixes the four mixers' outputs with weights chosen by the partial byte, in place of their
+    average. The same code path otherwise, so the full model's bytes are unchanged."""
     x1, x2, x = 0, M32, 0
     ip, op = 0, 0
     if encode == 0:
@@ -176,6 +189,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
     idx = np.zeros(N_CTX, dtype=np.int64)
     hashes = np.zeros(N_CTX, dtype=np.int64)
     stv = np.zeros(N_IN, dtype=np.int64)
+    xs = np.zeros(4, dtype=np.int64)
     for k in range(n_bytes):
         # byte boundary: context hashes from the previous bytes
         hashes[1] = (c4 & 0xFF) + 0x100
@@ -196,6 +210,9 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             stv[0] = int(st[int(order0[idx[0]]) >> 20])
             seen = 0  # how many of orders 2-6 have seen this context: the mixer's confidence selector
             for i in range(1, N_CTX):
+                if model == 1 and (i == 5 or i == 8 or i == 9):
+                    stv[i] = 0
+                    continue
                 h = ((int(hashes[i]) ^ (c0 * 0x2545F491)) * 0x9E3779B1) & M32
                 # two-way bucket with an 8-bit check: a slot holding another context is not
                 # read as this one's statistics; a new context takes the less-used slot
@@ -230,12 +247,35 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             dot1 = 0
             dot2 = 0
             c1 = c4 & 0xFF
-            for i in range(N_IN):
-                dot1 += int(weights[seen * 256 + c0, i]) * stv[i]
-                dot2 += int(weights2[msel * 256 + c1, i]) * stv[i]
+            if model == 1:
+                for i in range(N_IN):
+                    dot1 += int(weights[seen * 256 + c0, i]) * stv[i]
+                dot2 = dot1
+            else:
+                for i in range(N_IN):
+                    dot1 += int(weights[seen * 256 + c0, i]) * stv[i]
+                    dot2 += int(weights2[msel * 256 + c1, i]) * stv[i]
             p1 = _squash(dot1 >> 16, sq)
             p2 = _squash(dot2 >> 16, sq)
             dot = (dot1 + dot2) >> 1
+            if model == 2:  # two more mixers, then a second layer over the four
+                r3 = ((c4 >> 8) & 0xFF) * N_IN
+                r4 = (256 + (0 if ms < 0 else 256 + 256 * (ms & 1)) + c0) * N_IN
+                dot3 = 0
+                dot4 = 0
+                for i in range(N_IN):
+                    dot3 += int(layer2[r3 + i]) * stv[i]
+                    dot4 += int(layer2[r4 + i]) * stv[i]
+                p3 = _squash(dot3 >> 16, sq)
+                p4 = _squash(dot4 >> 16, sq)
+                for i in range(4):
+                    v = (dot1, dot2, dot3, dot4)[i] >> 16
+                    xs[i] = -2047 if v < -2047 else (2047 if v > 2047 else v)
+                rf = 1024 * N_IN + c0 * 4
+                dot = 0
+                for i in range(4):
+                    dot += int(layer2[rf + i]) * xs[i]
+                pf = _squash(dot >> 16, sq)
             pm = _squash(dot >> 16, sq)
             # SSE in the order-1 context: interpolate between the two nearest of 33 buckets
             s = dot >> 16
@@ -250,8 +290,11 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             pa = (int(apm[actx]) * (128 - wgt) + int(apm[actx + 1]) * wgt) >> 11
             actx2 = ((((c4 & 0xFFFF) * 0x9E3779B1) & M32) >> 24) * 256 + c0
             actx2 = (65536 + actx2) * 33 + lo
-            pb = (int(apm[actx2]) * (128 - wgt) + int(apm[actx2 + 1]) * wgt) >> 11
-            p = (2 * pm + 3 * pa + 3 * pb) >> 3
+            if model == 1:
+                p = (pm + 3 * pa) >> 2
+            else:
+                pb = (int(apm[actx2]) * (128 - wgt) + int(apm[actx2 + 1]) * wgt) >> 11
+                p = (2 * pm + 3 * pa + 3 * pb) >> 3
             if p < 1:
                 p = 1
             if p > 4095:
@@ -281,14 +324,27 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             err2 = (y << 12) - p2
             for i in range(N_IN):
                 weights[seen * 256 + c0, i] += (stv[i] * err1) >> 12
-                weights2[msel * 256 + c1, i] += (stv[i] * err2) >> 12
+                if model != 1:
+                    weights2[msel * 256 + c1, i] += (stv[i] * err2) >> 12
+            if model == 2:
+                err3 = (y << 12) - p3
+                err4 = (y << 12) - p4
+                for i in range(N_IN):
+                    layer2[r3 + i] += (stv[i] * err3) >> 12
+                    layer2[r4 + i] += (stv[i] * err4) >> 12
+                errf = (y << 12) - pf
+                for i in range(4):
+                    layer2[rf + i] += (xs[i] * errf) >> 13
             target = y << 16
             j = actx if wgt < 64 else actx + 1
             apm[j] += (target - int(apm[j])) >> 6
-            j = actx2 if wgt < 64 else actx2 + 1
-            apm[j] += (target - int(apm[j])) >> 6
+            if model != 1:
+                j = actx2 if wgt < 64 else actx2 + 1
+                apm[j] += (target - int(apm[j])) >> 6
             _update_counter(order0, idx[0], y, recip)
             for i in range(1, N_CTX):
+                if model == 1 and (i == 5 or i == 8 or i == 9):
+                    continue
                 _update_counter16(tables[i - 1], idx[i], y, recip)
             if ms >= 0:
                 _update_counter(match_sm, ms, y, recip)
@@ -331,6 +387,9 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             x1 = (x1 << 8) & M32
     regs[0], regs[1], regs[2], regs[3], regs[4], regs[5], regs[6] = pos, mptr, mlen, c4, c8, word, pword
     return op if encode == 1 else n_bytes
+
+
+MODELS = {"full": 0, "fast": 1, "max": 2}
 
 
 def encode(state: State, data: bytes, interpreted: bool = False) -> bytes:

@@ -295,27 +295,28 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], No
 # --- the integer cm predictor (imo.zip.cm): one sequential stream per file, compiled -----------
 
 def cm_fingerprint(settings: ZipSettings) -> str:
-    """Hash of the cm coder's output on the fixed probe: checks the model's version, not the CPU
-    (its arithmetic is integer, the same everywhere). The same for every setting, so computed
-    once per process."""
-    return _cm_fingerprint()
+    """Hash of the cm coder's output on the fixed probe: checks the model (full or fast) and its
+    version, not the CPU (its arithmetic is integer, the same everywhere). Computed once per
+    process and model."""
+    return _cm_fingerprint(settings.cm_model)
 
 
 @functools.cache
-def _cm_fingerprint() -> str:
+def _cm_fingerprint(model: str) -> str:
     from imo.zip import cm
 
-    return hashlib.sha256(cm.encode(cm.State.new(12), probe_bytes(2048))).hexdigest()[:16]
+    state = cm.State.new(12, cm.MODELS[model])
+    return hashlib.sha256(cm.encode(state, probe_bytes(2048))).hexdigest()[:16]
 
 
 def _cm_state(settings: ZipSettings):
     from imo.zip import cm
 
-    return cm.State.new(cm_table_bits(settings))
+    return cm.State.new(cm_table_bits(settings), cm.MODELS[settings.cm_model])
 
 
 def cm_table_bits(settings: ZipSettings) -> int:
-    """Slots per hashed context for cm: 2^20 at level 1, 2^22 at level 2 (8 x 16 MB), 2^23 at 3."""
+    """Slots per hashed context for cm: 2^20 at level 1, 2^22 at level 2 (9 x 16 MB), 2^23 at 3."""
     return min(settings.table_bits + 4, 23)
 
 

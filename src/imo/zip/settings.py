@@ -15,6 +15,9 @@ from typing import Any
 from imo.errors import ConfigError
 
 PREDICTORS = ("stats", "net", "mix", "cm")
+# the cm predictor's models (imo.zip.cm.MODELS) by level: 1 "fast", 2 "full", 3 "max". Files
+# written before the levels had their own models name none and are "full" (at any level).
+CM_MODELS = ("full", "fast", "max")
 
 # level -> (max_order, table_bits, net width); level 2 is the default.
 LEVELS: dict[int, dict[str, int]] = {
@@ -40,12 +43,14 @@ class ZipSettings:
     net_lr: float = 0.002
     net_window: int = 64  # pretrained mode: bytes of context the run's model reads per step
     seed: int = 0
+    cm_model: str = ""  # predictor cm: "fast", "full" or "max" (levels 1-3); empty for the float ones
 
     @classmethod
     def build(cls, level: int = 2, predictor: str = "mix", **over: Any) -> ZipSettings:
         if level not in LEVELS:
             raise ConfigError(f"--level must be one of {', '.join(map(str, LEVELS))}, got {level}")
-        return cls.from_dict({**LEVELS[level], "level": level, "predictor": predictor, **over})
+        cm_model = {1: "fast", 2: "full", 3: "max"}[level] if predictor == "cm" else ""
+        return cls.from_dict({**LEVELS[level], "level": level, "predictor": predictor, "cm_model": cm_model, **over})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ZipSettings:
@@ -76,6 +81,10 @@ class ZipSettings:
         need(1 <= self.net_context <= 64 and 8 <= self.net_width <= 4096, "net_context must be in 1..64 and net_width in 8..4096")
         need(0 < self.mixer_lr < 1 and 0 < self.net_lr < 1, "learning rates must be in (0, 1)")
         need(1 <= self.net_window <= 4096, f"net_window must be in 1..4096, got {self.net_window}")
+        if self.predictor == "cm":
+            need(self.cm_model in CM_MODELS, f"cm_model must be one of {', '.join(CM_MODELS)}, got {self.cm_model!r}")
+        else:
+            need(self.cm_model == "", f"cm_model applies to the cm predictor only, got {self.cm_model!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +94,8 @@ class ZipSettings:
         a preset that changed between versions shows up as a fingerprint mismatch, never as
         garbage)."""
         base = ZipSettings.build(self.level, self.predictor).to_dict()
-        return {"level": self.level, "predictor": self.predictor,
+        named = {"cm_model": self.cm_model} if self.predictor == "cm" else {}  # always: see from_header
+        return {"level": self.level, "predictor": self.predictor, **named,
                 **{k: v for k, v in self.to_dict().items() if v != base[k]}}
 
     @classmethod
@@ -94,4 +104,6 @@ class ZipSettings:
         level, predictor = d.pop("level", None), d.pop("predictor", None)
         if not isinstance(level, int) or not isinstance(predictor, str):
             raise ConfigError("corrupt header: settings without a level and a predictor")
+        if predictor == "cm":
+            d.setdefault("cm_model", "full")  # written before the levels had their own models
         return cls.build(level, predictor, **d)
