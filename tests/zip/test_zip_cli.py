@@ -139,5 +139,6 @@ def test_bench_rows_go_to_stdout_when_piped(tmp_path):
     lines = done.stdout.decode().splitlines()
     assert lines[0].startswith("file\ttool\tbytes")
     tools = [line.split("\t")[1] for line in lines[1:]]
-    assert {"gzip -9", "xz -9e", "imo stats", "imo net", "imo mix"} <= set(tools)
+    assert {"gzip -9", "xz -9e", "imo stats", "imo net", "imo mix", "imo cm fast (level 1)",
+            "imo cm full (level 2)", "imo cm max (level 3)"} <= set(tools)
     assert done.stderr == b""

@@ -3,8 +3,8 @@
 Baselines: every compressor of `imo.baselines` (gzip -9, bzip2 -9, xz -9e, zstd -19, brotli 11,
 PPMd H through pyppmd; zpaq -m5 and 7-Zip's PPMd where those programs are installed), each
 decompressed and checked. imo's
-rows are its four predictors: the integer cm coder, context statistics alone, the online network
-alone, and the mix.
+rows are its four predictors: the integer cm coder (a row per level: fast, full, max), context
+statistics alone, the online network alone, and the mix.
 Speeds are KB/s of original bytes (1 KB = 1000 bytes), single-threaded, from wall time on whatever
 load the machine has and from the process's CPU time (what an otherwise idle core would give, up to
 cache sharing): compare ratios measured in the same run, not absolute figures.
@@ -104,7 +104,7 @@ def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | 
         raise RuntimeError(f"imo zip ({settings.predictor}) did not round-trip {file}")
     if model is None:
         flops = None if settings.predictor == "cm" else Predictor(settings).flops_per_byte()  # cm: integer ops
-        return BenchRow(file, f"imo {settings.predictor}", len(data), len(blob), tc.wall, td.wall, flops, tc.cpu, td.cpu)
+        return BenchRow(file, tool_name(settings), len(data), len(blob), tc.wall, td.wall, flops, tc.cpu, td.cpu)
     from imo.zip.pretrained import load_pretrained
 
     net = load_pretrained(model, settings.streams, settings.net_window)
@@ -113,11 +113,19 @@ def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | 
                     tc.cpu, td.cpu, model_bytes=model["model_bytes"])
 
 
+def tool_name(settings: ZipSettings) -> str:
+    """A row's label: "imo stats", or for cm its model by level ("imo cm fast" is --level 1)."""
+    if settings.predictor == "cm":
+        return f"imo cm {settings.cm_model} (level {settings.level})"
+    return f"imo {settings.predictor}"
+
+
 def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("cm", "stats", "net", "mix"), level: int = 2,
                 baselines: Sequence[str] = BASELINES, log: Callable[[str], None] | None = None,
-                model: dict | None = None) -> list[BenchRow]:
-    """Rows for every file: the baselines, imo's predictors, and with `model` imo's pretrained
-    mode (network alone and mixed with the statistics)."""
+                model: dict | None = None, cm_levels: Sequence[int] = (1, 2, 3)) -> list[BenchRow]:
+    """Rows for every file: the baselines, imo's predictors (cm at each of `cm_levels`, the
+    others at `level`), and with `model` imo's pretrained mode (network alone and mixed with the
+    statistics)."""
     rows: list[BenchRow] = []
     for path in files:
         data = path.read_bytes()
@@ -127,8 +135,10 @@ def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("cm", "stats
             rows.append(bench_baseline(name, data, path.name))
             if log:
                 log("\t".join(rows[-1].cells()))
-        for pred in predictors:
-            rows.append(bench_imo(data, ZipSettings.build(level=level, predictor=pred), path.name))
+        imo_rows = [(lv, "cm") for lv in cm_levels] if "cm" in predictors else []
+        imo_rows += [(level, p) for p in predictors if p != "cm"]
+        for lv, pred in imo_rows:
+            rows.append(bench_imo(data, ZipSettings.build(level=lv, predictor=pred), path.name))
             if log:
                 log("\t".join(rows[-1].cells()))
         for pred in ("net", "mix") if model is not None else ():

@@ -106,11 +106,11 @@ def zip_command(
     output: Annotated[str | None, Opt("-o", "--output", help="Output file (- for stdout). [default: FILE.imz]")] = None,
     mode: Annotated[str, Opt(help="online: the model learns while coding (nothing stored but a header); pretrained: a trained run (--model) predicts.")] = "online",
     model: Annotated[str | None, Opt("--model", help="Pretrained mode: run id, unique prefix or name of a trained imo run.")] = None,
-    level: Annotated[int, Opt(help="1 (fastest), 2, 3 (largest tables, highest order).")] = 2,
+    level: Annotated[int, Opt(help="cm: 1 fast (fewer contexts, one mixer), 2 the full model, 3 max (a second mixing layer, larger tables; slowest). Float predictors: table sizes, orders, network width.")] = 2,
     predictor: Annotated[str, Opt(help="mix (statistics + network), stats (network off), net (network alone) or cm (default: integer context mixing, compiled: the fastest and smallest, and decodes the same on every machine).")] = "cm",
     streams: Annotated[int, Opt(help="Parallel segments coded in one batch per block.")] = 64,
     force: Annotated[bool, Opt("--force", "-f", help="Overwrite an existing output.")] = False,
-    bench: Annotated[bool, Opt("--bench", help="Measure imo's four predictors beside gzip, bzip2, xz, zstd, brotli, PPMd, zpaq and 7-Zip PPMd (the last two where installed).")] = False,
+    bench: Annotated[bool, Opt("--bench", help="Measure imo's predictors (cm at levels 1-3, the float ones at --level) beside gzip, bzip2, xz, zstd, brotli, PPMd, zpaq and 7-Zip PPMd (the last two where installed).")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Compress a file losslessly with a language model and a range coder."""
