@@ -23,8 +23,8 @@ Each byte is coded as 8 binary decisions, high bit first. For each bit:
   context, and the three are blended with fixed integer weights.
 
 That is the `full` model (level 2). `fast` (level 1) drops orders 5 and 8, the two-word context,
-the second mixer and the second SSE; `max` (level 3) adds two mixers (chosen by the byte before
-last, and by the match's predicted bit) and a second mixing layer that learns how to weigh the
+the second mixer and the second SSE; `max` (level 3) adds two mixers (chosen by the hashed order-2
+context, and by the match's predicted bit) and a second mixing layer that learns how to weigh the
 four mixers' outputs (a two-layer network of logistic mixers, as in paq8) instead of averaging.
 
 The coder is a 32-bit carry-less binary arithmetic coder with 12-bit probabilities. Every
@@ -104,7 +104,7 @@ class State:
     bits: int
     model: int = 0  # MODELS: 0 full, 1 fast (orders 5 and 8 and the two-word context off, one
     # mixer, one SSE), 2 max (full + two more mixers and a second mixing layer)
-    layer2: np.ndarray | None = None  # max: (256 + 768, N_IN) mixers 3-4 and (256, 4) layer-2 weights
+    layer2: np.ndarray | None = None  # max: (4096 + 768, N_IN) mixers 3-4, then (6, 4) layer-2 weights
 
     @classmethod
     def new(cls, table_bits: int, model: int = 0) -> State:
@@ -117,7 +117,7 @@ class State:
                    np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), np.concatenate([w] * 6), np.concatenate([w, w, w]), apm,
                    np.zeros(1 << 22, dtype=np.uint8), np.zeros(1 << 20, dtype=np.int64),
                    np.zeros(8, dtype=np.int64), table_bits, int(model),
-                   np.concatenate([np.concatenate([w] * 4).ravel(), np.full(256 * 4, 1 << 14, dtype=np.int64)]))
+                   np.concatenate([np.concatenate([w] * 19).ravel(), np.full(6 * 4, 1 << 14, dtype=np.int64)]))
 
     def arrays(self) -> tuple:
         return (self.tables, self.order0, self.match_sm, self.weights, self.weights2, self.apm, self.buf, self.match_table,
@@ -172,9 +172,9 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
     and decoder (encode=0: inp is the payload, out receives n_out bytes). Returns the number of
     bytes written to `out`. model 1 (fast): orders 5 and 8 and the two-word context are off, the
     second mixer and the order-2 SSE too; model 2 (max): two more mixers (weights chosen by the
-    byte before last, and by the match's predicted bit with the partial byte) and a second layer
-    that mixes the four mixers' outputs with weights chosen by the partial byte, in place of their
-    average. The same code path otherwise, so the full model's bytes are unchanged."""
+    order-2 context hashed to 12 bits, and by the match's predicted bit with the partial byte) and
+    a second layer that mixes the four mixers' outputs with weights chosen by how many of orders
+    2-6 have seen their context, in place of their average. The same code path otherwise, so the full model's bytes are unchanged."""
     x1, x2, x = 0, M32, 0
     ip, op = 0, 0
     if encode == 0:
@@ -259,8 +259,8 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             p2 = _squash(dot2 >> 16, sq)
             dot = (dot1 + dot2) >> 1
             if model == 2:  # two more mixers, then a second layer over the four
-                r3 = ((c4 >> 8) & 0xFF) * N_IN
-                r4 = (256 + (0 if ms < 0 else 256 + 256 * (ms & 1)) + c0) * N_IN
+                r3 = ((((c4 & 0xFFFF) * 0x9E3779B1) & M32) >> 20) * N_IN
+                r4 = (4096 + (0 if ms < 0 else 256 + 256 * (ms & 1)) + c0) * N_IN
                 dot3 = 0
                 dot4 = 0
                 for i in range(N_IN):
@@ -271,7 +271,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
                 for i in range(4):
                     v = (dot1, dot2, dot3, dot4)[i] >> 16
                     xs[i] = -2047 if v < -2047 else (2047 if v > 2047 else v)
-                rf = 1024 * N_IN + c0 * 4
+                rf = 4864 * N_IN + seen * 4
                 dot = 0
                 for i in range(4):
                     dot += int(layer2[rf + i]) * xs[i]
