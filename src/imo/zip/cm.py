@@ -23,9 +23,10 @@ Each byte is coded as 8 binary decisions, high bit first. For each bit:
   context, and the three are blended with fixed integer weights.
 
 That is the `full` model (level 2). `fast` (level 1) drops orders 5 and 8, the two-word context,
-the second mixer and the second SSE; `max` (level 3) adds two mixers (chosen by the hashed order-2
-context, and by the match's predicted bit) and a second mixing layer that learns how to weigh the
-four mixers' outputs (a two-layer network of logistic mixers, as in paq8) instead of averaging.
+the second mixer and the second SSE; `max` (level 3) adds four mixers (chosen by the hashed order-2
+context, the match's predicted bit, the current word, the column) and a second mixing layer that
+learns how to weigh the six mixers' outputs (a two-layer network of logistic mixers, as in paq8)
+instead of averaging two.
 
 The coder is a 32-bit carry-less binary arithmetic coder with 12-bit probabilities. Every
 quantity is an integer with explicit masks, so the numba-compiled kernel and the same function
@@ -100,11 +101,13 @@ class State:
     apm: np.ndarray  # (2 * 65536 * 33,) int32 SSE tables (16-bit probabilities)
     buf: np.ndarray  # (2^22,) uint8 history ring for the match model
     match_table: np.ndarray  # (2^20,) int64 last position of each 6-byte context hash
-    regs: np.ndarray  # (8,) int64: position, match pointer, match length, c4 low, c4 high, word hash
+    regs: np.ndarray  # (8,) int64: position, match pointer, match length, c4, c8, word hash,
+    # previous word hash, column (bytes since the last newline)
     bits: int
     model: int = 0  # MODELS: 0 full, 1 fast (orders 5 and 8 and the two-word context off, one
     # mixer, one SSE), 2 max (full + two more mixers and a second mixing layer)
-    layer2: np.ndarray | None = None  # max: (4096 + 768, N_IN) mixers 3-4, then (6, 4) layer-2 weights
+    layer2: np.ndarray | None = None  # max: (17152, N_IN) the weights of mixers 3-6, then the (6, 6)
+    # second layer's (flat)
 
     @classmethod
     def new(cls, table_bits: int, model: int = 0) -> State:
@@ -117,7 +120,7 @@ class State:
                    np.full(256, half, dtype=np.uint32), np.full(64, half, dtype=np.uint32), np.concatenate([w] * 6), np.concatenate([w, w, w]), apm,
                    np.zeros(1 << 22, dtype=np.uint8), np.zeros(1 << 20, dtype=np.int64),
                    np.zeros(8, dtype=np.int64), table_bits, int(model),
-                   np.concatenate([np.concatenate([w] * 19).ravel(), np.full(6 * 4, 1 << 14, dtype=np.int64)]))
+                   np.concatenate([np.concatenate([w] * 67).ravel(), np.full(6 * 6, (1 << 16) // 6, dtype=np.int64)]))
 
     def arrays(self) -> tuple:
         return (self.tables, self.order0, self.match_sm, self.weights, self.weights2, self.apm, self.buf, self.match_table,
@@ -171,10 +174,11 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
     """THE coding loop for encoder (encode=1: inp holds the n_in bytes, out receives the payload)
     and decoder (encode=0: inp is the payload, out receives n_out bytes). Returns the number of
     bytes written to `out`. model 1 (fast): orders 5 and 8 and the two-word context are off, the
-    second mixer and the order-2 SSE too; model 2 (max): two more mixers (weights chosen by the
-    order-2 context hashed to 12 bits, and by the match's predicted bit with the partial byte) and
-    a second layer that mixes the four mixers' outputs with weights chosen by how many of orders
-    2-6 have seen their context, in place of their average. The same code path otherwise, so the full model's bytes are unchanged."""
+    second mixer and the order-2 SSE too; model 2 (max): four more mixers (weights chosen by the
+    order-2 context hashed to 12 bits; by the match's predicted bit with the partial byte; by the
+    current word hashed to 12 bits; by the column with the partial byte) and a second layer that
+    mixes the six mixers' outputs with weights chosen by how many of orders 2-6 have seen their
+    context, in place of averaging two. The same code path otherwise, so the full model's bytes are unchanged."""
     x1, x2, x = 0, M32, 0
     ip, op = 0, 0
     if encode == 0:
@@ -184,12 +188,12 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             x = ((x << 8) | c) & M32
     # Python ints in the interpreter (numpy scalars would warn on the hashes' wrap-around)
     pos, mptr, mlen, c4, c8 = int(regs[0]), int(regs[1]), int(regs[2]), int(regs[3]), int(regs[4])
-    word, pword = int(regs[5]), int(regs[6])
+    word, pword, col = int(regs[5]), int(regs[6]), int(regs[7])
     n_bytes = n_in if encode == 1 else n_out
     idx = np.zeros(N_CTX, dtype=np.int64)
     hashes = np.zeros(N_CTX, dtype=np.int64)
     stv = np.zeros(N_IN, dtype=np.int64)
-    xs = np.zeros(4, dtype=np.int64)
+    xs = np.zeros(6, dtype=np.int64)
     for k in range(n_bytes):
         # byte boundary: context hashes from the previous bytes
         hashes[1] = (c4 & 0xFF) + 0x100
@@ -258,22 +262,30 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             p1 = _squash(dot1 >> 16, sq)
             p2 = _squash(dot2 >> 16, sq)
             dot = (dot1 + dot2) >> 1
-            if model == 2:  # two more mixers, then a second layer over the four
+            if model == 2:  # four more mixers, then a second layer over the six
                 r3 = ((((c4 & 0xFFFF) * 0x9E3779B1) & M32) >> 20) * N_IN
                 r4 = (4096 + (0 if ms < 0 else 256 + 256 * (ms & 1)) + c0) * N_IN
+                r5 = (4864 + (((word * 0x9E3779B1) & M32) >> 20)) * N_IN
+                r6 = (8960 + (col if col < 31 else 31) * 256 + c0) * N_IN
                 dot3 = 0
                 dot4 = 0
+                dot5 = 0
+                dot6 = 0
                 for i in range(N_IN):
                     dot3 += int(layer2[r3 + i]) * stv[i]
                     dot4 += int(layer2[r4 + i]) * stv[i]
+                    dot5 += int(layer2[r5 + i]) * stv[i]
+                    dot6 += int(layer2[r6 + i]) * stv[i]
                 p3 = _squash(dot3 >> 16, sq)
                 p4 = _squash(dot4 >> 16, sq)
-                for i in range(4):
-                    v = (dot1, dot2, dot3, dot4)[i] >> 16
+                p5 = _squash(dot5 >> 16, sq)
+                p6 = _squash(dot6 >> 16, sq)
+                for i in range(6):
+                    v = (dot1, dot2, dot3, dot4, dot5, dot6)[i] >> 16
                     xs[i] = -2047 if v < -2047 else (2047 if v > 2047 else v)
-                rf = 4864 * N_IN + seen * 4
+                rf = 17152 * N_IN + seen * 6
                 dot = 0
-                for i in range(4):
+                for i in range(6):
                     dot += int(layer2[rf + i]) * xs[i]
                 pf = _squash(dot >> 16, sq)
             pm = _squash(dot >> 16, sq)
@@ -329,11 +341,15 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             if model == 2:
                 err3 = (y << 12) - p3
                 err4 = (y << 12) - p4
+                err5 = (y << 12) - p5
+                err6 = (y << 12) - p6
                 for i in range(N_IN):
                     layer2[r3 + i] += (stv[i] * err3) >> 12
                     layer2[r4 + i] += (stv[i] * err4) >> 12
+                    layer2[r5 + i] += (stv[i] * err5) >> 12
+                    layer2[r6 + i] += (stv[i] * err6) >> 12
                 errf = (y << 12) - pf
-                for i in range(4):
+                for i in range(6):
                     layer2[rf + i] += (xs[i] * errf) >> 13
             target = y << 16
             j = actx if wgt < 64 else actx + 1
@@ -361,6 +377,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
         elif word != 0:
             pword = word
             word = 0
+        col = 0 if byte == 10 else (col + 1 if col < 255 else 255)
         buf[pos & 0x3FFFFF] = byte
         pos += 1
         if mlen > 0 and expected - 256 == byte:
@@ -385,7 +402,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             out[op] = (x1 >> 24) & 0xFF
             op += 1
             x1 = (x1 << 8) & M32
-    regs[0], regs[1], regs[2], regs[3], regs[4], regs[5], regs[6] = pos, mptr, mlen, c4, c8, word, pword
+    regs[0], regs[1], regs[2], regs[3], regs[4], regs[5], regs[6], regs[7] = pos, mptr, mlen, c4, c8, word, pword, col
     return op if encode == 1 else n_bytes
 
 
