@@ -105,7 +105,7 @@ class State:
     # previous word hash, column (bytes since the last newline)
     bits: int
     model: int = 0  # MODELS: 0 full, 1 fast (orders 5 and 8 and the two-word context off, one
-    # mixer, one SSE), 2 max (full + two more mixers and a second mixing layer)
+    # mixer, one SSE), 2 max (full + four more mixers and a second mixing layer), 3 ONE_LAYER
     layer2: np.ndarray | None = None  # max: (17152, N_IN) the weights of mixers 3-6, then the (6, 6)
     # second layer's (flat)
 
@@ -178,7 +178,8 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
     order-2 context hashed to 12 bits; by the match's predicted bit with the partial byte; by the
     current word hashed to 12 bits; by the column with the partial byte) and a second layer that
     mixes the six mixers' outputs with weights chosen by how many of orders 2-6 have seen their
-    context, in place of averaging two. The same code path otherwise, so the full model's bytes are unchanged."""
+    context, in place of averaging two; max's mixers learn at 2^-10 instead of 2^-12. Model 3
+    (ONE_LAYER, an ablation) is the full model at max's rate. The same code path otherwise, so the full model's bytes are unchanged."""
     x1, x2, x = 0, M32, 0
     ip, op = 0, 0
     if encode == 0:
@@ -334,7 +335,7 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
             # learn from it
             err1 = (y << 12) - p1
             err2 = (y << 12) - p2
-            sh = 10 if model == 2 else 12  # max learns faster (fast: 2^-12 beat 2^-10, 2^-11; full keeps its bytes)
+            sh = 10 if model >= 2 else 12  # max learns faster (fast: 2^-12 beat 2^-10, 2^-11; full keeps its bytes)
             for i in range(N_IN):
                 weights[seen * 256 + c0, i] += (stv[i] * err1) >> sh
                 if model != 1:
@@ -408,6 +409,8 @@ def _code(encode, inp, n_in, out, n_out, tables, order0, match_sm, weights, weig
 
 
 MODELS = {"full": 0, "fast": 1, "max": 2}
+ONE_LAYER = 3  # not a level: the full model's two mixers, averaged, at max's rate; max without
+# its second layer and four extra mixers (benchmarks/zip_profile.py's "statistics, one layer" row)
 
 
 def encode(state: State, data: bytes, interpreted: bool = False) -> bytes:
