@@ -175,3 +175,31 @@ def test_corrupt_and_truncated_cm_files_are_refused():
     for cut in range(0, len(blob), 11):
         with pytest.raises(C.ZipFormatError):
             decompress_bytes(blob[:cut])
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_cm_decoder_fuzz_refuses_in_one_error_or_returns_the_original(level):
+    """Random edits and cuts of a cm file at each level (small tables): the decoder returns the
+    original or raises one of imo's one-line errors, never anything else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from imo.errors import ImoError
+
+    data = TEXT[:500]
+    blob = compress_bytes(data, ZipSettings.build(level=level, predictor="cm", table_bits=12))
+
+    @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.integers(1, 255)), min_size=1, max_size=4),
+           st.integers(0, len(blob)))
+    def check(edits, cut):
+        bad = bytearray(blob)
+        for pos, x in edits:
+            bad[pos] ^= x
+        for candidate in (bytes(bad), bytes(bad[:cut])):
+            try:
+                assert decompress_bytes(candidate) == data
+            except ImoError:  # ZipFormatError, or ConfigError for an edited header's settings
+                pass
+
+    check()
