@@ -107,10 +107,24 @@ def _mount() -> None:
     __import__("imo.agents.cli", fromlist=["register"]).register(app)  # imo agent (gymnasium loads lazily)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The whole CLI, or for `imo zip` / `imo unzip` an app with only those two: a compressor's
+    start-up is part of its speed, and the other commands' imports (torch, scipy) cost seconds."""
+    if argv and argv[0] in ("zip", "unzip"):
+        from imo.zip import cli as zip_cli
+
+        small = typer.Typer(name="imo", cls=_Root, pretty_exceptions_enable=False, add_completion=False,
+                            context_settings={"help_option_names": ["-h", "--help"]})
+        zip_cli.register(small)
+        return small
     _mount()
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="imo")
+        _app_for(argv)(args=argv, prog_name="imo")
     except ImoError as e:
         print(f"imo: error: {e}", file=sys.stderr)
         if e.hint:

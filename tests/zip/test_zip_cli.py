@@ -142,3 +142,23 @@ def test_bench_rows_go_to_stdout_when_piped(tmp_path):
     assert {"gzip -9", "xz -9e", "imo stats", "imo net", "imo mix", "imo cm fast (level 1)",
             "imo cm full (level 2)", "imo cm max (level 3)"} <= set(tools)
     assert done.stderr == b""
+
+
+def test_zip_and_unzip_start_without_torch(tmp_path):
+    """`imo zip` / `imo unzip` with cm mount only themselves: start-up skips the other commands'
+    imports (torch alone is seconds), and the round trip still works."""
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "s.txt"
+    src.write_bytes(TEXT)
+    code = ("import sys; from imo.cli import main\n"
+            "for argv in (['zip', sys.argv[1], '-q'], ['unzip', sys.argv[1] + '.imz', '-o', sys.argv[1] + '.out', '-q']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code, str(src)], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [b"False"]
+    assert (tmp_path / "s.txt.out").read_bytes() == TEXT

@@ -113,7 +113,7 @@ def zip_command(
     bench: Annotated[bool, Opt("--bench", help="Measure imo's predictors (cm at levels 1-3, the float ones at --level) beside gzip, bzip2, xz, zstd, brotli, PPMd, zpaq and 7-Zip PPMd (the last two where installed).")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
-    """Compress a file losslessly with a language model and a range coder."""
+    """Compress a file losslessly: a model predicts each next byte (by default cm, integer context mixing, learning as it goes) and an arithmetic coder turns the predictions into bits."""
     from imo.zip.settings import ZipSettings
 
     if mode not in ("online", "pretrained"):
