@@ -32,13 +32,15 @@ from imo.exams.icl import InductionSize, induction_exam  # noqa: E402
 
 TARGETS = {"fall_first_20pct": 0.3, "top_prefix_at_drop": 0.5, "give_back": 0.7}
 
-# smoke: seconds, never evidence. quick/full: the exam's default model at a 32-byte context
-# (periods 8..16), trained long enough that the first 20% of it covers the pilot's phase change.
+# smoke: seconds, never evidence. quick (one seed) and full (three): the exam's default model at a
+# 32-byte context (periods 8..16), 2000 steps of 16 sequences, ~2 minutes a seed on one thread.
+# Sized from short pilots (seed 0, at most 700 steps, which showed the score falling from about
+# step 200 with no head above 0.16 prefix matching yet), not from a run of this length.
 SIZES: dict[str, InductionSize] = {
     "smoke": InductionSize(n_layer=2, n_embd=16, n_head=2, context_length=16, steps=8, batch_size=4,
                            eval_every=4, eval_rows=16),
-    "quick": InductionSize(context_length=32, steps=1500, eval_every=25, eval_rows=256),
-    "full": InductionSize(context_length=32, steps=1500, eval_every=25, eval_rows=256),
+    "quick": InductionSize(context_length=32, steps=2000, batch_size=16, eval_every=50, eval_rows=256),
+    "full": InductionSize(context_length=32, steps=2000, batch_size=16, eval_every=50, eval_rows=256),
 }
 
 
@@ -92,7 +94,8 @@ def induction_heads() -> Claim:
                    "phase change early in training, and removing the top such head undoes most of it."),
         source="issue 20 (the notes' 'GPT-3's few-shot learning'); WAVE2.md section 9: Olsson et al. 2022",
         experiment=("imo.exams.icl.induction_exam: a 2x64 byte GPT (4 heads, RoPE) trained by imo.train.loop.fit "
-                    "on random alphanumeric strings of period 8..16 repeated to 33 bytes; every 25 steps, on 256 "
+                    "on random alphanumeric strings of period 8..16 repeated to 33 bytes, 2000 steps of 16; every 50 "
+                    "steps, on 256 "
                     "held-out sequences, the in-context score (mean loss at the last 8 bytes minus bytes 2..7) "
                     "and each head's prefix-matching score (on strings of distinct symbols, periods 8..16); at "
                     "the end the top head's output is zeroed. Margin = min(fall in the first 20% / 0.3 bits, "
