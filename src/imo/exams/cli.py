@@ -8,7 +8,7 @@ Each command prints a table and appends its result to the run store (kind `exam-
     imo exam negatives --sizes 1x32,2x64 --steps 300,1000
     imo exam skills --train copy,sort --steps 600
     imo exam recall RUN --prefix 32 --k 32
-    imo exam icl induction --steps 600          # imo.exams.icl
+    imo exam icl induction --steps 2000         # imo.exams.icl
     imo exam icl regression --dim 5
     imo exam passkey RUN RUN --lengths 512,1024,4096 --plot passkey.png
 """
@@ -238,12 +238,12 @@ def icl_induction_command(
     layers: Annotated[int, Opt(help="Blocks of the byte model.")] = 2,
     width: Annotated[int, Opt(help="Embedding width.")] = 64,
     heads: Annotated[int, Opt(help="Attention heads per block.")] = 4,
-    context: Annotated[int, Opt(help="Training context in bytes (two periods of the repeated string fit).")] = 64,
+    context: Annotated[int, Opt(help="Training context in bytes (two periods of the repeated string fit).")] = 32,
     pos: Annotated[str, Opt(help="Position encoding (rope, learned, alibi, sinusoidal, none).")] = "rope",
-    steps: Annotated[int, Opt(help="Training steps.")] = 600,
-    batch: Annotated[int, Opt(help="Sequences per step.")] = 32,
+    steps: Annotated[int, Opt(help="Training steps.")] = 2000,
+    batch: Annotated[int, Opt(help="Sequences per step.")] = 16,
     lr: Annotated[float, Opt(help="Peak learning rate.")] = 3e-3,
-    eval_every: Annotated[int, Opt(help="Measure the in-context score and prefix matching every N steps.")] = 20,
+    eval_every: Annotated[int, Opt(help="Measure the in-context score and prefix matching every N steps.")] = 50,
     seed: Annotated[int, Opt(help="Seed of the initialisation, batches and held-out sequences.")] = 0,
     plot: Annotated[str | None, Opt(help="PNG of the curves (default: the store's exams folder).")] = None,
     force: Annotated[bool, Opt(help="Overwrite an existing --plot file.")] = False,
