@@ -112,3 +112,18 @@ def test_eval_knn_lm(corpus, capsys):
     assert RunStore.open().results("eval-knn-lm", run_id)
     assert imo("eval", run_id, "--retrieval", "retro") == 2 and "choose knn-lm" in capsys.readouterr().err
     assert imo("eval", run_id, "--retrieval", "knn-lm", "--lambdas", "2") == 2
+
+
+def test_exam_passkey_on_runs(corpus, capsys, tmp_path):
+    assert imo("train", "--arch", "infini", "--corpus", corpus, "--steps", "2", *TINY) == 0
+    mem_run = capsys.readouterr().out.strip().splitlines()[-1]
+    assert imo("train", "--corpus", corpus, "--steps", "2", "--layers", "1", "--width", "16", "--heads", "2",
+               "--context", "64", "--batch-size", "2", "-q") == 0
+    gpt_run = capsys.readouterr().out.strip().splitlines()[-1]
+    plot = tmp_path / "p.png"
+    assert imo("exam", "passkey", mem_run, gpt_run, "--lengths", "300", "--depths", "0.5", "--trials", "2",
+               "--plot", str(plot), "-q") == 0
+    out = capsys.readouterr().out
+    assert "infini" in out and "gpt" in out and "compressions" in out and plot.stat().st_size > 1000
+    (res,) = RunStore.open().results("exam-passkey")
+    assert set(res["payload"]["runs"].values()) == {mem_run, gpt_run}
