@@ -34,7 +34,7 @@ from imo.runs.store import RunStore
 HOOK = "blocks.2.hook_resid_post"
 TOKENS = 200_000  # the CLI's default, so the frontier reuses the cache the default run wrote
 KS = (4, 8, 16, 32)
-L1S = (0.5, 1, 2, 4, 8, 16, 32)
+L1S = (2, 4, 8, 16, 32, 64)
 
 
 def run_default(lm: str) -> dict:
