@@ -13,15 +13,18 @@ from imo.learn.rules import RuleConfig
 
 def test_output_layer_learns_by_its_exact_local_gradient():
     data = load("digits", max_train=64)
-    rule = make_rule("dfa", RuleConfig(hidden=(16,), seed=0), data)
+    lr = 0.1
+    rule = make_rule("dfa", RuleConfig(hidden=(16,), seed=0, optimizer="sgd", lr=lr), data)
     x, y = data.x_train, data.y_train
     out = rule.linears[-1]
     h = rule.linears[0](x).relu()
     w = out.weight.detach().clone().requires_grad_()
     F.cross_entropy(F.linear(h, w, out.bias), y).backward()
     rule.step(x, y)
-    torch.testing.assert_close(out.weight.grad, w.grad)
+    # plain SGD: the output layer moved by exactly -lr times backprop's gradient of it
+    torch.testing.assert_close(out.weight.detach(), w.detach() - lr * w.grad)
     assert all(not p.requires_grad for p in rule.net.parameters())
+    assert all(p.grad is None for p in rule.net.parameters())  # each layer's gradient freed once applied
 
 
 def test_silent_units_stack_voltage_and_fire_a_correction():

@@ -6,7 +6,9 @@
     imo learn train set --sparsity 0.97 --distribution erk -o set.json
     imo learn train voltage --volt-threshold 0.05 --decay 0.9
     imo learn capsules --routing 3 --epochs 2 [--arch cnn]
-    imo learn memory --rules backprop,mezo,ff --hidden 1000,1000,1000
+    imo learn memory --rules backprop,mezo,ff --hidden 1000,1000,1000 --optimizer sgd
+    imo learn decoders --heads both --new-skill grid        # ability decoders on the skills battery
+    imo learn courses --orders easy-to-hard,random           # curricula at equal steps
 
 Every run prints one progress line per epoch and, with -o, writes its record (config, history,
 final validation errors) as JSON. Seeded: the same command gives the same numbers.
@@ -23,7 +25,8 @@ from imo.errors import ConfigError
 Opt = typer.Option
 
 learn_app = typer.Typer(help="Other learning rules and wirings on digit classifiers: MeZO, Forward-Forward, "
-                        "feedback alignment, SET/RigL sparsity, capsules.", no_args_is_help=True)
+                        "feedback alignment, SET/RigL sparsity, capsules; ability decoders and courses on the skills battery.",
+                        no_args_is_help=True)
 
 DATA_HELP = "mnist (the 8,000-digit cut in ../shared/data/mnist or IMO_MNIST), mnist:DIR, or digits (sklearn 8x8)."
 
@@ -71,7 +74,9 @@ def train_command(
     hidden: Annotated[str, Opt(help="Hidden layer widths, comma-separated.")] = "256,256",
     epochs: Annotated[int, Opt(help="Passes over the training split.")] = 5,
     batch: Annotated[int, Opt(help="Batch size.")] = 100,
-    lr: Annotated[float | None, Opt(help="Learning rate; default: the rule's own (Adam 1e-3, FF 3e-3, MeZO SGD 1e-3).")] = None,
+    lr: Annotated[float | None, Opt(help="Learning rate; default: the rule's own (Adam 1e-3, FF 3e-3; plain SGD 0.05; "
+                                    "MeZO SGD 1e-3).")] = None,
+    optimizer: Annotated[str, Opt(help="adam, or sgd (plain, no momentum, no state; MeZO always uses sgd).")] = "adam",
     seed: Annotated[int, Opt(help="Seed for the split, the init, the batch order and the rule's draws.")] = 0,
     max_train: Annotated[int | None, Opt(help="Use only the first N training digits.")] = None,
     max_seconds: Annotated[float | None, Opt(help="Stop after this many seconds of wall time (equal-time runs).")] = None,
@@ -97,7 +102,7 @@ def train_command(
 
     torch.set_num_threads(1)
     _check_out(out, force)
-    cfg = RuleConfig(hidden=_hidden(hidden), lr=lr, seed=seed, eps=eps, samples=samples, label_scale=label_scale,
+    cfg = RuleConfig(hidden=_hidden(hidden), lr=lr, seed=seed, optimizer=optimizer, eps=eps, samples=samples, label_scale=label_scale,
                      ff_threshold=threshold, volt_threshold=volt_threshold, decay=decay, sparsity=sparsity, distribution=distribution,
                      update_every=update_every, drop_fraction=drop_fraction)
     cfg.check()
@@ -158,8 +163,9 @@ def memory_command(
     rules: Annotated[str, Opt(help="Comma-separated rules to measure.")] = "backprop,fa,dfa,voltage,mezo,ff,set",
     hidden: Annotated[str, Opt(help="Hidden layer widths, comma-separated.")] = "1000,1000,1000",
     batch: Annotated[int, Opt(help="Batch size.")] = 100,
+    optimizer: Annotated[str, Opt(help="adam or sgd, for every rule (MeZO always sgd).")] = "adam",
 ) -> None:
-    """Training memory of each rule beside inference: tensor bytes and peak RSS, one child process per rule."""
+    """Training memory of each rule: tensor bytes, the exact peak of one step, peak RSS (a child process per rule)."""
     from imo.learn import loop  # noqa: F401  (every rule registers itself)
     from imo.learn.memory import MiB, measure
     from imo.learn.rules import RULES
@@ -170,12 +176,99 @@ def memory_command(
         RULES.get(name)
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
-    typer.echo(f"{'rule':9} {'params':>8} {'grads':>8} {'optim':>8} {'peak infer':>11} {'peak train':>11}  (MiB)")
+    from imo.learn.rules import OPTIMIZERS
+
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    typer.echo(f"{'rule':9} {'optim':>5} {'params':>8} {'grads':>8} {'state':>8} {'step peak':>10} "
+               f"{'RSS infer':>10} {'RSS train':>10}  (MiB; step peak: exact bytes beyond the parameters)")
     for name in names:
-        m = measure(name, widths, batch)
+        m = measure(name, widths, batch, optimizer=optimizer)
         tb = m["tensor_bytes"]
-        typer.echo(f"{name:9} {tb['params'] / MiB:8.1f} {tb['grads'] / MiB:8.1f} {tb['optimizer'] / MiB:8.1f} "
-                   f"{m['inference_peak_mib']:11.1f} {m['training_peak_mib']:11.1f}")
+        typer.echo(f"{name:9} {m['optimizer']:>5} {tb['params'] / MiB:8.1f} {tb['grads'] / MiB:8.1f} "
+                   f"{tb['optimizer'] / MiB:8.1f} {m['step_bytes']['training'] / MiB:10.2f} "
+                   f"{m['inference_peak_mib']:10.1f} {m['training_peak_mib']:10.1f}")
+
+
+def _skills_config(skills: str, **kw):
+    from imo.learn.abilities import SkillsRunConfig
+
+    cfg = SkillsRunConfig(skills=tuple(v.strip() for v in skills.split(",") if v.strip()), **kw)
+    cfg.check()
+    return cfg
+
+
+SKILLS_HELP = "Comma-separated skills of the battery (imo.tasks.skills)."
+
+
+@learn_app.command("decoders")
+def decoders_command(
+    heads: Annotated[str, Opt(help="per-skill (one decoder per skill), shared (one decoder, as many parameters), "
+                              "or both.")] = "both",
+    skills: Annotated[str, Opt(help=SKILLS_HELP)] = "count,copy,reverse,sort,add,compare,grid",
+    new_skill: Annotated[str, Opt(help="The skill added last, trained alone after the others.")] = "grid",
+    steps: Annotated[int, Opt(help="Steps on the old skills.")] = 1500,
+    new_steps: Annotated[int, Opt(help="Steps on the new skill alone.")] = 500,
+    n_layer: Annotated[int, Opt(help="Trunk blocks.")] = 2,
+    n_embd: Annotated[int, Opt(help="Trunk width.")] = 64,
+    head_hidden: Annotated[int, Opt(help="Hidden width of one per-skill decoder (the shared one: times the skills).")] = 64,
+    batch: Annotated[int, Opt(help="Batch size.")] = 32,
+    lr: Annotated[float, Opt(help="Adam learning rate.")] = 3e-3,
+    seed: Annotated[int, Opt(help="Seed for the problems, the init and the batches.")] = 0,
+    out: Annotated[Path | None, Opt("-o", "--out", help="Write the records here (JSON).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Ability decoders: one decoder per skill vs one shared; what old skills lose when a new one is trained."""
+    from imo.learn.abilities import HEADS, interference_run
+
+    _check_out(out, force)
+    arms = list(HEADS) if heads == "both" else [heads]
+    if any(h not in HEADS for h in arms):
+        raise ConfigError(f"unknown --heads {heads!r}; choose per-skill, shared or both")
+    cfg = _skills_config(skills, new_skill=new_skill, steps=steps, new_steps=new_steps, n_layer=n_layer,
+                         n_embd=n_embd, head_hidden=head_hidden, batch=batch, lr=lr)
+    records = []
+    for h in arms:
+        rec = interference_run(h, cfg, seed=seed, log=typer.echo)
+        records.append(rec)
+        typer.echo(f"{h}: old skills {100 * rec['old_accuracy_before']:.1f}% before, interference "
+                   f"{rec['interference_points']:+.1f} points; {new_skill} {100 * rec['new_skill_after']:.1f}%; "
+                   f"{rec['decoder_params']:,} decoder / {rec['params']:,} parameters")
+    _write(out, {"decoders": records})
+
+
+@learn_app.command("courses")
+def courses_command(
+    orders: Annotated[str, Opt(help="Comma-separated: easy-to-hard, random, hard-to-easy.")] = "easy-to-hard,random,hard-to-easy",
+    skills: Annotated[str, Opt(help=SKILLS_HELP)] = "count,copy,reverse,sort,add,compare,grid",
+    steps: Annotated[int, Opt(help="Total steps, equal for every order.")] = 1500,
+    eval_every: Annotated[int, Opt(help="Steps between scorings.")] = 250,
+    threshold: Annotated[float, Opt(help="Mean accuracy (both difficulties) whose first crossing is reported.")] = 0.5,
+    n_layer: Annotated[int, Opt(help="Trunk blocks.")] = 2,
+    n_embd: Annotated[int, Opt(help="Trunk width.")] = 64,
+    batch: Annotated[int, Opt(help="Batch size.")] = 32,
+    lr: Annotated[float, Opt(help="Adam learning rate.")] = 3e-3,
+    seed: Annotated[int, Opt(help="Seed for the problems, the init and the batches.")] = 0,
+    out: Annotated[Path | None, Opt("-o", "--out", help="Write the records here (JSON).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Courses: easy-to-hard, random or hard-to-easy order at equal steps; accuracy and steps to a threshold."""
+    from imo.learn.abilities import ORDERS, course_run
+
+    _check_out(out, force)
+    names = [o.strip() for o in orders.split(",") if o.strip()]
+    if not names or any(o not in ORDERS for o in names):
+        raise ConfigError(f"--orders must name some of {', '.join(ORDERS)}, got {orders!r}")
+    cfg = _skills_config(skills, steps=steps, eval_every=eval_every, threshold=threshold, n_layer=n_layer,
+                         n_embd=n_embd, batch=batch, lr=lr)
+    records = []
+    for o in names:
+        rec = course_run(o, cfg, seed=seed, log=typer.echo)
+        records.append(rec)
+        reached = rec["steps_to_threshold"]
+        typer.echo(f"{o}: easy {100 * rec['final_easy']:.1f}% hard {100 * rec['final_hard']:.1f}% after {steps} steps; "
+                   f"mean {100 * threshold:.0f}% {'reached at step ' + str(reached) if reached else 'not reached'}")
+    _write(out, {"courses": records})
 
 
 def register(app: typer.Typer) -> None:

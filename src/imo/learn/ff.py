@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imo.learn.rules import RULES, Rule, RuleConfig
+from imo.learn.rules import RULES, Rule, RuleConfig, make_optimizer
 
 
 def normalise(h: torch.Tensor) -> torch.Tensor:
@@ -70,8 +70,8 @@ class ForwardForward(Rule):
         n_feat = sum(cfg.hidden[self.readout_from:])
         self.readout = nn.Linear(n_feat, n_classes)
         self.net = nn.ModuleDict({"layers": self.layers, "readout": self.readout})  # for n_params
-        self.opts = [torch.optim.Adam(layer.parameters(), lr=self.lr) for layer in self.layers]
-        self.readout_opt = torch.optim.Adam(self.readout.parameters(), lr=self.lr)
+        self.opts = [make_optimizer(layer.parameters(), cfg, self.lr) for layer in self.layers]
+        self.readout_opt = make_optimizer(self.readout.parameters(), cfg, self.lr)
 
     def embed(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Pixels with the one-hot label appended; labels=None appends the neutral label."""
@@ -87,12 +87,14 @@ class ForwardForward(Rule):
         return (y + shift) % self.n_classes
 
     def layer_losses(self, x_pos: torch.Tensor, x_neg: torch.Tensor) -> list[torch.Tensor]:
-        """Each layer's local loss; layer k's input is detached, so loss k depends on layer k only."""
+        """Each layer's local loss; layer k's input is detached, so loss k depends on layer k only.
+        Positive and negative rows go through a layer as one batch (one weight gradient, not two
+        summed)."""
         losses = []
-        h_pos, h_neg = x_pos, x_neg
+        h, n = torch.cat([x_pos, x_neg]), len(x_pos)
         for layer in self.layers:
-            h_pos, h_neg = layer(h_pos.detach()), layer(h_neg.detach())
-            losses.append(layer.loss(h_pos, h_neg))
+            h = layer(h.detach())
+            losses.append(layer.loss(h[:n], h[n:]))
         return losses
 
     def features(self, x: torch.Tensor, labels: torch.Tensor | None) -> list[torch.Tensor]:
@@ -104,15 +106,25 @@ class ForwardForward(Rule):
         return hs
 
     def step(self, x, y):
-        losses = self.layer_losses(self.embed(x, y), self.embed(x, self.wrong_labels(y)))
-        for loss, opt in zip(losses, self.opts, strict=True):
+        # one layer at a time: forward the layer, its loss, its backward, its update, then its
+        # gradient and graph are freed before the next layer runs, so a step holds one layer's
+        # gradient and activations at most. The next layer reads this layer's output from before
+        # the update (detached), the same as computing every layer's loss first.
+        h, n = torch.cat([self.embed(x, y), self.embed(x, self.wrong_labels(y))]), len(x)
+        losses = []
+        for layer, opt in zip(self.layers, self.opts, strict=True):
+            h = layer(h.detach())  # positive rows, then negative rows: one batch
+            loss = layer.loss(h[:n], h[n:])
             opt.zero_grad(set_to_none=True)
             loss.backward()  # local: the graph of this loss holds this layer's weights only
             opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
         ro = F.cross_entropy(self.readout(self.readout_features(x)), y)
         self.readout_opt.zero_grad(set_to_none=True)
         ro.backward()
         self.readout_opt.step()
+        self.readout_opt.zero_grad(set_to_none=True)
         self.steps += 1
         return sum(loss.item() for loss in losses) / len(losses)
 

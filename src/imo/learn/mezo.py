@@ -57,7 +57,7 @@ class MeZO(Rule):
     """The MLP trained by MeZO on the cross-entropy, plain SGD (the paper's optimiser)."""
 
     name = "mezo"
-    DEFAULT_LR = 1e-3
+    DEFAULT_LR = DEFAULT_SGD_LR = 1e-3  # always plain SGD, whatever cfg.optimizer says
 
     def __init__(self, cfg: RuleConfig, n_in: int, n_classes: int):
         super().__init__(cfg, n_in, n_classes)
@@ -73,6 +73,9 @@ class MeZO(Rule):
         self.last_grads, loss = mezo_step_(self.params, loss_fn, self.lr, self.cfg.eps, seeds)
         self.steps += 1
         return loss
+
+    def optimizer_name(self) -> str:
+        return "sgd"
 
     def describe(self) -> dict:
         return {**super().describe(), "eps": self.cfg.eps, "samples": self.cfg.samples,

@@ -26,13 +26,15 @@ from imo.errors import ConfigError
 from imo.registry import Registry
 
 RULES: Registry[type["Rule"]] = Registry("learning rule")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
 class RuleConfig:
     hidden: tuple[int, ...] = (256, 256)
-    lr: float | None = None  # None: the rule's own default (DEFAULT_LR)
+    lr: float | None = None  # None: the rule's own default (DEFAULT_LR, or DEFAULT_SGD_LR with sgd)
     seed: int = 0
+    optimizer: str = "adam"  # adam, or sgd (plain, stateless: MeZO's own; the memory claim's common optimiser)
     # MeZO
     eps: float = 1e-3
     samples: int = 1
@@ -56,6 +58,8 @@ class RuleConfig:
             raise ConfigError(f"--hidden needs positive layer widths, got {self.hidden}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.eps > 0:
             raise ConfigError(f"--eps must be > 0, got {self.eps}")
         if not self.label_scale > 0:
@@ -76,6 +80,14 @@ class RuleConfig:
             raise ConfigError(f"--drop-fraction must be in (0, 1), got {self.drop_fraction}")
 
 
+def make_optimizer(params, cfg: "RuleConfig", lr: float) -> torch.optim.Optimizer:
+    """The optimiser every gradient-based rule uses: Adam, or plain SGD (no momentum, no state)."""
+    params = list(params)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
 def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, linear=nn.Linear) -> nn.Sequential:
     """Linear-ReLU layers, then a linear read-out; the one network every MLP rule trains."""
     layers: list[nn.Module] = []
@@ -89,12 +101,14 @@ def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, linear=nn.Linear) -> nn.
 class Rule:
     """A network plus the way it learns. Subclasses set DEFAULT_LR and implement step()."""
 
-    DEFAULT_LR = 1e-3
+    DEFAULT_LR = 1e-3  # with Adam
+    DEFAULT_SGD_LR = 0.05  # with plain SGD
 
     def __init__(self, cfg: RuleConfig, n_in: int, n_classes: int):
         cfg.check()
         self.cfg, self.n_in, self.n_classes = cfg, n_in, n_classes
-        self.lr = cfg.lr if cfg.lr is not None else self.DEFAULT_LR
+        default = self.DEFAULT_SGD_LR if cfg.optimizer == "sgd" else self.DEFAULT_LR
+        self.lr = cfg.lr if cfg.lr is not None else default
         torch.manual_seed(cfg.seed)  # weight init; the rule's own draws use self.gen
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.steps = 0
@@ -115,19 +129,22 @@ class Rule:
         return sum(p.numel() for p in self.net.parameters())
 
     def describe(self) -> dict:
-        return {"rule": self.name, "lr": self.lr, "params": self.n_params()}
+        return {"rule": self.name, "optimizer": self.optimizer_name(), "lr": self.lr, "params": self.n_params()}
+
+    def optimizer_name(self) -> str:
+        return self.cfg.optimizer
 
 
 @RULES.register("backprop")
 class Backprop(Rule):
-    """Cross-entropy, one backward pass through the whole MLP, Adam."""
+    """Cross-entropy, one backward pass through the whole MLP, Adam (or plain SGD)."""
 
     name = "backprop"
 
     def __init__(self, cfg: RuleConfig, n_in: int, n_classes: int):
         super().__init__(cfg, n_in, n_classes)
         self.net = mlp(n_in, cfg.hidden, n_classes)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.opt = make_optimizer(self.net.parameters(), cfg, self.lr)
 
     def step(self, x, y):
         loss = F.cross_entropy(self.net(x), y)
@@ -172,4 +189,4 @@ class FeedbackAlignment(Backprop):
     def __init__(self, cfg: RuleConfig, n_in: int, n_classes: int):
         Rule.__init__(self, cfg, n_in, n_classes)
         self.net = mlp(n_in, cfg.hidden, n_classes, linear=FeedbackLinear)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.opt = make_optimizer(self.net.parameters(), cfg, self.lr)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imo.learn.rules import RULES, Rule, RuleConfig, mlp
+from imo.learn.rules import RULES, Rule, RuleConfig, make_optimizer, mlp
 
 
 def layer_densities(shapes: list[tuple[int, int]], density: float, distribution: str) -> list[float]:
@@ -71,7 +71,7 @@ class SparseMLP(Rule):
         with torch.no_grad():
             for m, mask in zip(self.linears, self.masks, strict=True):
                 m.weight.mul_(mask)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.opt = make_optimizer(self.net.parameters(), cfg, self.lr)
         self.updates = 0
 
     def drop_fraction(self) -> float:

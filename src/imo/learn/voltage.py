@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from imo.learn.rules import RULES, Rule, RuleConfig, mlp
+from imo.learn.rules import RULES, Rule, RuleConfig, make_optimizer, mlp
 
 
 @RULES.register("dfa")
@@ -50,7 +50,7 @@ class DirectFeedbackAlignment(Rule):
             p.requires_grad_(False)  # no autograd graph: every update below is written out
         self.feedback = [torch.empty(n_classes, h).uniform_(-1, 1) / math.sqrt(n_classes) for h in cfg.hidden]
         self.voltage = [torch.zeros(h) for h in cfg.hidden]
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.opt = make_optimizer(self.net.parameters(), cfg, self.lr)
         self.corrections = 0  # voltage-driven unit corrections so far
 
     def step(self, x, y):
@@ -65,12 +65,13 @@ class DirectFeedbackAlignment(Rule):
         loss = F.cross_entropy(z, y)
         e = z.softmax(-1) - F.one_hot(y, self.n_classes).float()  # (B, C)
         out = self.linears[-1]
-        out.weight.grad, out.bias.grad = e.T @ h / len(x), e.mean(0)
+        self._apply(out, e.T @ h / len(x), e.mean(0))
         for m, xin, a, B, V in zip(self.linears[:-1], inputs, pre, self.feedback, self.voltage, strict=True):
             delta = e @ B  # (B, n_l)
             fire = (a > 0).float()
-            gw = (delta * fire).T @ xin / len(x)
-            gb = (delta * fire).mean(0)
+            gated = delta * fire
+            gw = (gated.T @ xin).div_(len(x))  # in place: one weight-sized tensor per layer
+            gb = gated.mean(0)
             if math.isfinite(self.threshold):
                 s = F.relu(-delta) * (1 - fire)  # sub-threshold drive
                 V.mul_(self.cfg.decay).add_(s.mean(0))
@@ -81,10 +82,18 @@ class DirectFeedbackAlignment(Rule):
                     gb[hot] -= V[hot]
                     V[hot] = 0.0
                     self.corrections += int(hot.sum())
-            m.weight.grad, m.bias.grad = gw, gb
-        self.opt.step()
+            self._apply(m, gw, gb)
+            del gw, gb  # before the next layer's gradient is made
         self.steps += 1
         return loss.item()
+
+    def _apply(self, m: torch.nn.Linear, gw: torch.Tensor, gb: torch.Tensor) -> None:
+        """Update one layer and free its gradient at once: no layer's update waits for another's,
+        so a step holds one layer's gradient at most (the forward activations are all kept: the
+        output error is needed before any hidden layer can learn)."""
+        m.weight.grad, m.bias.grad = gw, gb
+        self.opt.step()  # only this layer has a gradient; the optimiser skips the others
+        m.weight.grad = m.bias.grad = None
 
     def describe(self) -> dict:
         return {**super().describe(), "threshold": self.threshold, "corrections": self.corrections}
