@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-import imo.claims.library.learning as L
+import imo.claims.library.learning  # noqa: F401  (registers dynamic-connections, routing-capsules)
+import imo.claims.library.learning_local as L
 from imo.claims.registry import CLAIMS, Context
 from imo.claims.verdict import decide
 
