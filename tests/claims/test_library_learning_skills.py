@@ -1,4 +1,4 @@
-"""ability-decoders and courses-matter run end to end at the smoke budget; the decoders' metric is
+"""ability-decoders, courses-matter and rewired-tickets run end to end at the smoke budget; the decoders' metric is
 undefined unless the old skills were learnt, and fed arms that must refute or support each claim,
 the rules do so at the full budget."""
 
@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+import imo.claims.library.learning_rewire  # noqa: F401  (registers rewired-tickets)
 import imo.claims.library.learning_skills as LS
 from imo.claims.registry import CLAIMS, Context
 from imo.claims.verdict import decide
@@ -48,3 +49,9 @@ def arm(before, interference):
 def test_decoder_gain_decides(pairs, verdict):
     values = [LS.decoder_gain(shared, per) for shared, per in pairs]
     assert decide(CLAIMS.get("ability-decoders").rule, values, "full").verdict == verdict
+
+
+def test_rewired_tickets_smoke(tmp_path):
+    f = smoke("rewired-tickets", tmp_path)
+    assert f["ticket_gain_points"] == pytest.approx(100 * (f["acc_rewired"] - f["acc_plain"]))
+    assert f["rounds"][-1]["fraction_left"] == f["fraction_left"] < 1.0

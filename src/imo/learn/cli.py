@@ -9,6 +9,7 @@
     imo learn memory --rules backprop,mezo,ff --hidden 1000,1000,1000 --optimizer sgd
     imo learn decoders --heads both --new-skill grid        # ability decoders on the skills battery
     imo learn courses --orders easy-to-hard,random           # curricula at equal steps
+    imo learn rewire --targets 20 --sources 30 --rounds 12   # rewired lottery tickets
 
 Every run prints one progress line per epoch and, with -o, writes its record (config, history,
 final validation errors) as JSON. Seeded: the same command gives the same numbers.
@@ -269,6 +270,33 @@ def courses_command(
         typer.echo(f"{o}: easy {100 * rec['final_easy']:.1f}% hard {100 * rec['final_hard']:.1f}% after {steps} steps; "
                    f"mean {100 * threshold:.0f}% {'reached at step ' + str(reached) if reached else 'not reached'}")
     _write(out, {"courses": records})
+
+
+@learn_app.command("rewire")
+def rewire_command(
+    targets: Annotated[int, Opt(help="Last-hidden units that get the skip (largest incoming weights).")] = 20,
+    sources: Annotated[int, Opt(help="First-hidden units they read (most important).")] = 30,
+    rewire_step: Annotated[int, Opt(help="Training step at which the skip is made.")] = 45,
+    rewind_step: Annotated[int, Opt(help="Lottery rewind point (0: the initialisation).")] = 0,
+    rounds: Annotated[int, Opt(help="Prune-rewind-retrain rounds.")] = 12,
+    rate: Annotated[float, Opt(help="Share of the surviving weights removed per round.")] = 0.2,
+    epochs: Annotated[int, Opt(help="Epochs per training.")] = 10,
+    seed: Annotated[int, Opt(help="Seed for the split, the init and the batches.")] = 0,
+    out: Annotated[Path | None, Opt("-o", "--out", help="Write the record here (JSON).")] = None,
+    force: Annotated[bool, Opt(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Rewired lottery tickets: a learned skip to the strongest units, then tickets, vs the plain ticket."""
+    from imo.data.vision import load_digits
+    from imo.learn.rewire import RewireSetup, rewired_tickets
+
+    _check_out(out, force)
+    setup = RewireSetup(targets=targets, sources=sources, rewire_step=rewire_step, rewind_step=rewind_step,
+                        rounds=rounds, rate=rate, epochs=epochs)
+    rec = rewired_tickets(load_digits(seed), setup, seed=seed, log=typer.echo)
+    last = rec["rounds"][-1]
+    typer.echo(f"at {100 * last['fraction_left']:.1f}% of the weights: plain {100 * last['acc_plain']:.1f}%, "
+               f"rewired {100 * last['acc_rewired']:.1f}% ({rec['gain_points']:+.1f} points)")
+    _write(out, rec)
 
 
 def register(app: typer.Typer) -> None:
