@@ -9,6 +9,7 @@ Sections:
   training, one fresh child process per rule (imo.learn.memory);
 - sparse: dense, static, SET and RigL at one sparsity (ERK), plus dense-masked vs torch CSR
   inference at batch 1 (samples per second, best of 3 timed runs);
+- csr: batch-1 inference speed of dense masked vs torch CSR weights at 0-99% sparsity;
 - capsules: the slim CapsNet with 1 and 3 routing iterations and a CNN of equal parameters, on
   the validation digits and on the same digits under random affine maps (affNIST-lite).
 
@@ -25,7 +26,7 @@ import torch
 
 from imo.learn.capsules import fit_capsules
 from imo.learn.data import load
-from imo.learn.loop import fit
+from imo.learn.loop import fit, make_rule
 from imo.learn.memory import MiB, measure
 from imo.learn.rules import RuleConfig
 
@@ -50,7 +51,7 @@ def main() -> None:
     ap.add_argument("--data", default="mnist")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not a result")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sections", default="rules,memory,sparse,capsules")
+    ap.add_argument("--sections", default="rules,memory,sparse,csr,capsules")
     ap.add_argument("--rules", default="backprop,fa,dfa,voltage,mezo,ff", help="rules section: which rules")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -112,6 +113,21 @@ def main() -> None:
               "batch-1 samples/s (CSR) | train wall s |")
         print("|:--|--:|--:|--:|--:|--:|--:|")
         print("\n".join(rows))
+
+    if "csr" in sections:
+        hidden = (64, 64) if q else (1000, 1000, 1000)
+        print(f"\n## csr: batch-1 inference of the MLP {'x'.join(map(str, hidden))} at several sparsities "
+              f"(ERK masks at initialisation, no training: speed depends on the nonzeros, not on their values)\n")
+        print("| sparsity | weight density | dense masked samples/s | CSR samples/s | CSR / dense |\n|--:|--:|--:|--:|--:|")
+        probe = data.x_val[:300]
+        for sparsity in (0.0, 0.5, 0.9, 0.95, 0.97, 0.99):
+            rule = make_rule("static", RuleConfig(hidden=hidden, seed=args.seed, sparsity=sparsity), data)
+            sparse_fn = rule.csr_forward()
+            assert torch.allclose(sparse_fn(probe), rule.logits(probe), atol=1e-4)
+            dense_rate, csr_rate = batch1_rate(rule.logits, probe), batch1_rate(sparse_fn, probe)
+            dens = sum(int(m.sum()) for m in rule.masks) / sum(m.numel() for m in rule.masks)
+            print(f"| {sparsity:.2f} | {dens:.4f} | {dense_rate:.0f} | {csr_rate:.0f} | {csr_rate / dense_rate:.2f} |",
+                  flush=True)
 
     if "capsules" in sections:
         epochs = 1 if q else 2
