@@ -16,7 +16,8 @@ def run(capsys, args: list[str]) -> tuple[int, str, str]:
     return e.value.code or 0, out.out, out.err
 
 
-@pytest.mark.parametrize("cmd", [["learn"], ["learn", "train"], ["learn", "capsules"], ["learn", "rules"]])
+@pytest.mark.parametrize("cmd", [["learn"], ["learn", "train"], ["learn", "capsules"], ["learn", "rules"],
+                                 ["learn", "memory"], ["learn", "decoders"], ["learn", "courses"], ["learn", "rewire"]])
 def test_help(capsys, cmd):
     code, out, _ = run(capsys, [*cmd, "--help"])
     assert code == 0 and "Usage" in out
@@ -32,6 +33,15 @@ def test_help(capsys, cmd):
     (["train", "backprop", "--data", "digits", "--epochs", "0"], "--epochs"),
     (["capsules", "--data", "digits", "--arch", "vit"], "--arch"),
     (["capsules", "--data", "digits", "--routing", "0"], "--routing"),
+    (["train", "backprop", "--data", "digits", "--optimizer", "lion"], "--optimizer"),
+    (["memory", "--optimizer", "lion"], "--optimizer"),
+    (["decoders", "--heads", "many"], "--heads"),
+    (["decoders", "--skills", "copy,fly"], "--skills"),
+    (["decoders", "--new-skill", "grid", "--skills", "copy,sort"], "--new-skill"),
+    (["courses", "--orders", "sideways"], "--orders"),
+    (["courses", "--threshold", "2"], "--threshold"),
+    (["rewire", "--targets", "0"], "--targets"),
+    (["rewire", "--rate", "1.5"], "--rate"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, args, fragment):
     code, _, err = run(capsys, ["learn", *args])
