@@ -4,18 +4,10 @@ import importlib
 import sys
 
 import pytest
+from imo_cli import imo
 
-from imo.cli import main
 from imo.errors import ImoError
 from imo.runs.store import RunStore
-
-
-def imo(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_help_and_clean_errors(capsys):

@@ -5,19 +5,11 @@ import random
 
 import pytest
 import torch
+from imo_cli import imo
 
-from imo.cli import main
 from imo.memory.train import MemoryBatches, load_memory_model
 from imo.runs.store import RunStore
 from imo.train.checkpoint import checkpoint_dir, read_checkpoint
-
-
-def imo(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import re
 
 import pytest
 import torch
+from imo_cli import imo
 from torch import nn
 
-from imo.cli import main
 from imo.exams.passkey import answer_logits, bucket, passkey_exam
 from imo.memory.config import MemoryConfig
 from imo.memory.model import MemoryLM
@@ -69,13 +69,6 @@ def test_infini_trials_by_compressions():
     assert torch.allclose(answer_logits(model, rows), model(rows)[0][:, -5:], atol=1e-5)
     assert [bucket(n) for n in (0, 1, 3, 4, 9, 31)] == [0, 1, 2, 4, 8, 16]
 
-
-def imo(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_cli_refuses_cleanly(tmp_path, capsys):
