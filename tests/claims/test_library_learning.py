@@ -2,24 +2,14 @@
 end at the smoke budget on the 8x8 digits, its metric is the stated function of its arms, and fed
 arms that must refute or support it, its rule does so at the full budget."""
 
-import math
 
 import pytest
+from claim_smoke import smoke
 
 import imo.claims.library.learning  # noqa: F401  (registers dynamic-connections, routing-capsules)
 import imo.claims.library.learning_local as L
 from imo.claims.registry import CLAIMS, Context
 from imo.claims.verdict import decide
-
-
-def smoke(claim_id, tmp_path):
-    claim = CLAIMS.get(claim_id)
-    figures = claim.measure("smoke", 0, Context(store=None))
-    value = figures[claim.rule.metric]
-    assert isinstance(value, float) and math.isfinite(value)
-    claim.plot([figures, figures], tmp_path / "plot.png")
-    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
-    return figures
 
 
 def test_local_learning_smoke(tmp_path):

@@ -2,24 +2,14 @@
 undefined unless the old skills were learnt, and fed arms that must refute or support each claim,
 the rules do so at the full budget."""
 
-import math
 
 import pytest
+from claim_smoke import smoke
 
 import imo.claims.library.learning_rewire  # noqa: F401  (registers rewired-tickets)
 import imo.claims.library.learning_skills as LS
-from imo.claims.registry import CLAIMS, Context
+from imo.claims.registry import CLAIMS
 from imo.claims.verdict import decide
-
-
-def smoke(claim_id, tmp_path):
-    claim = CLAIMS.get(claim_id)
-    figures = claim.measure("smoke", 0, Context(store=None))
-    value = figures[claim.rule.metric]
-    assert isinstance(value, float) and math.isfinite(value)
-    claim.plot([figures, figures], tmp_path / "plot.png")
-    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
-    return figures
 
 
 def test_ability_decoders_smoke(tmp_path):
