@@ -34,7 +34,8 @@ from imo.errors import ConfigError
 from imo.reason import select, thinking
 from imo.reason.curve import plot_curve
 from imo.reason.learn import control, expert_iteration
-from imo.reason.policy import PolicyConfig, load_policy, problems, train_policy
+from imo.reason.learn import fresh_problems as pool_problems
+from imo.reason.policy import PolicyConfig, greedy_accuracy, load_policy, problems, train_policy
 from imo.reason.selfeval import train_judge
 from imo.runs.store import RunStore
 
@@ -103,10 +104,19 @@ def iterate_target(store, a, log) -> dict:
     res = expert_iteration(store, base, rounds=3, n_problems=a.pool, method=a.iterate_method,
                            verifier=a.iterate_verifier, budget_x=a.iterate_budget, eval_n=a.n, log=log)
     steps = sum(r.get("steps") or 0 for r in res[1:])
-    _, ctl = control(store, base, steps, eval_n=a.n)
-    return {"rounds": res, "control_acc": ctl, "control_steps": steps, "method": a.iterate_method,
-            "verifier": a.iterate_verifier, "budget_x": a.iterate_budget, "pool": a.pool,
-            "seconds": time.perf_counter() - t0}
+    ctl_run, ctl = control(store, base, steps, eval_n=a.n)
+    out = {"rounds": res, "control_acc": ctl, "control_steps": steps, "method": a.iterate_method,
+           "verifier": a.iterate_verifier, "budget_x": a.iterate_budget, "pool": a.pool}
+    if a.iterate_eval:  # the test set is small: greedy again on many problems no arm has seen
+        cfg = load_policy(store, base).meta["config"]
+        seen = {p.key for p in pool_problems(cfg, a.pool)}
+        extra = [p for p in thinking.fresh_problems(cfg, a.iterate_eval + a.pool // 10 + 10, stream="iterate-eval")
+                 if p.key not in seen][: a.iterate_eval]
+        acc = {run: greedy_accuracy(load_policy(store, run), extra) for run in [r["run"] for r in res] + [ctl_run]}
+        out["extra"] = {"n": len(extra), "rounds": [acc[r["run"]] for r in res], "control": acc[ctl_run]}
+        log(f"greedy on {len(extra)} more unseen problems: rounds {out['extra']['rounds']}, control "
+            f"{out['extra']['control']}")
+    return {**out, "seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
@@ -124,6 +134,9 @@ def main() -> None:
                     "search (the oracle filters what is kept either way; default oracle)")
     ap.add_argument("--iterate-budget", type=int, default=8, help="expert iteration: search budget in greedy "
                     "solutions' worth (default 8)")
+    ap.add_argument("--iterate-eval", type=int, default=0, help="expert iteration: also greedy accuracy of every "
+                    "round and of the control on this many more unseen problems (outside the training, test "
+                    "and searched sets; default 0: the test set alone)")
     ap.add_argument("--multiples", default="1,4,16")
     ap.add_argument("--only", default="countdown,game24,iterate", help="which targets (comma-separated)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "figures", help="where the curves go")
@@ -137,6 +150,8 @@ def main() -> None:
         ap.error(f"--iterate-method must be one of: {', '.join(METHODS)}")
     if a.iterate_budget < 1:
         ap.error("--iterate-budget must be >= 1")
+    if a.iterate_eval < 0:
+        ap.error("--iterate-eval must be >= 0")
     if a.quick:
         a.n, a.layers, a.width, a.steps, a.judge_problems, a.judge_steps, a.pool = 6, 1, 32, 30, 20, 10, 6
         a.multiples = [4]
@@ -207,6 +222,13 @@ def main() -> None:
               f"| {accs[-1] - accs[0]:+.3f} | control ({it['control_steps']} steps on worked solutions) "
               f"{it['control_acc'] - accs[0]:+.3f}; above it {accs[-1] - it['control_acc']:+.3f} | +0.10 above "
               f"control | {'yes' if accs[-1] - it['control_acc'] >= 0.1 else 'no'} |")
+        if "extra" in it:
+            ex = it["extra"]
+            e = ex["rounds"]
+            print(f"| the same runs' greedy on {ex['n']} more unseen problems | {e[0]:.3f} | rounds "
+                  f"{', '.join(f'{x:.3f}' for x in e[1:])} | {e[-1] - e[0]:+.3f} | control {ex['control'] - e[0]:+.3f}; "
+                  f"above it {e[-1] - ex['control']:+.3f} | +0.10 above control | "
+                  f"{'yes' if e[-1] - ex['control'] >= 0.1 else 'no'} |")
 
 
 if __name__ == "__main__":
