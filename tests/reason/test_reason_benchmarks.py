@@ -1,4 +1,4 @@
-"""benchmarks/reason.py's tokens/s count and reason_targets.py's bad input (the scripts, not their figures)."""
+"""benchmarks/reason.py's tokens/s count and the issue-22 scripts' bad input (the scripts, not their figures)."""
 
 import importlib.util
 import subprocess
@@ -40,7 +40,8 @@ def test_bad_options_exit_2_before_any_work():
     for name, args, says in (("reason_targets", ["--iterate-method", "greedy"], "--iterate-method must be one of"),
                              ("reason_targets", ["--iterate-budget", "0"], "--iterate-budget must be >= 1"),
                              ("reason", ["--shape", "2by64"], "--shape must be LAYERSxWIDTH"),
-                             ("reason", ["--task", "nope"], "nope")):
+                             ("reason", ["--task", "nope"], "nope"),
+                             ("reason_probe", ["--big", "4by128"], "--big must be LAYERSxWIDTH")):
         r = run_script(name, *args)
         assert r.returncode == 2, (name, args, r.stderr)
         assert says in r.stderr and "Traceback" not in r.stderr
