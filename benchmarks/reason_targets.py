@@ -10,6 +10,7 @@ set), each beside the figure it is judged against:
               with the oracle at 8x; --iterate-method/--iterate-verifier/--iterate-budget choose
               the search, the oracle filters what is kept either way) against the control, the
               same fine-tuning steps on worked solutions (target: +10 points above the control)
+              (--iterate-eval K: every round and the control again on K more unseen problems)
 
 Every search runs under one TokenBudget (policy tokens generated + verifier tokens read), as a
 multiple of one greedy solution's worst case. The curves (accuracy against tokens per problem,
