@@ -94,22 +94,36 @@ def bench_baseline(name: str, data: bytes, file: str = "") -> BenchRow:
     return BenchRow(file, name, len(data), len(blob), tc.wall, td.wall, None, tc.cpu, td.cpu)
 
 
-def bench_imo(data: bytes, settings: ZipSettings, file: str = "", model: dict | None = None) -> BenchRow:
-    """imo zip's row; with `model` (pretrained mode) the tool name says so and `model_bytes` is set."""
+def bench_imo(data: bytes, settings: ZipSettings, file: str = "") -> BenchRow:
+    """imo zip's row for one online predictor."""
     with Timer() as tc:
-        blob = compress_bytes(data, settings, model)
+        blob = compress_bytes(data, settings)
     with Timer() as td:
         back = decompress_bytes(blob)
     if back != data:
         raise RuntimeError(f"imo zip ({settings.predictor}) did not round-trip {file}")
-    if model is None:
-        flops = None if settings.predictor == "cm" else Predictor(settings).flops_per_byte()  # cm: integer ops
-        return BenchRow(file, tool_name(settings), len(data), len(blob), tc.wall, td.wall, flops, tc.cpu, td.cpu)
-    from imo.zip.pretrained import load_pretrained
+    flops = None if settings.predictor == "cm" else Predictor(settings).flops_per_byte()  # cm: integer ops
+    return BenchRow(file, tool_name(settings), len(data), len(blob), tc.wall, td.wall, flops, tc.cpu, td.cpu)
 
-    net = load_pretrained(model, settings.streams, settings.net_window)
-    flops = Predictor(settings, net=net).flops_per_byte()
-    return BenchRow(file, f"imo pretrained {settings.predictor}", len(data), len(blob), tc.wall, td.wall, flops,
+
+def bench_lm(data: bytes, model: dict, lm_settings, file: str = "") -> BenchRow:
+    """Pretrained mode's row (imo.zip.lm): `model_bytes` is set, so the size shows with and
+    without the model; FLOPs/byte: 2 x parameters per token over the bytes per token."""
+    import io
+
+    from imo.zip import container as C
+    from imo.zip.lm import compress_lm, decompress_lm
+
+    out, back = io.BytesIO(), io.BytesIO()
+    with Timer() as tc:
+        st = compress_lm(io.BytesIO(data), out, model, lm_settings)
+    with Timer() as td:
+        src = io.BytesIO(out.getvalue())
+        decompress_lm(src, back, C.read_header(src))
+    if back.getvalue() != data:
+        raise RuntimeError(f"imo zip pretrained did not round-trip {file}")
+    flops = 2 * st.parameters * st.tokens / max(len(data), 1)
+    return BenchRow(file, "imo pretrained (KV cache)", len(data), st.compressed, tc.wall, td.wall, flops,
                     tc.cpu, td.cpu, model_bytes=model["model_bytes"])
 
 
@@ -122,10 +136,10 @@ def tool_name(settings: ZipSettings) -> str:
 
 def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("cm", "stats", "net", "mix"), level: int = 2,
                 baselines: Sequence[str] = BASELINES, log: Callable[[str], None] | None = None,
-                model: dict | None = None, cm_levels: Sequence[int] = (1, 2, 3)) -> list[BenchRow]:
+                model: dict | None = None, cm_levels: Sequence[int] = (1, 2, 3),
+                lm_settings=None) -> list[BenchRow]:
     """Rows for every file: the baselines, imo's predictors (cm at each of `cm_levels`, the
-    others at `level`), and with `model` imo's pretrained mode (network alone and mixed with the
-    statistics)."""
+    others at `level`), and with `model` (imo.zip.lm.model_info) imo's pretrained mode."""
     rows: list[BenchRow] = []
     for path in files:
         data = path.read_bytes()
@@ -141,8 +155,10 @@ def bench_files(files: Sequence[Path], predictors: Sequence[str] = ("cm", "stats
             rows.append(bench_imo(data, ZipSettings.build(level=lv, predictor=pred), path.name))
             if log:
                 log("\t".join(rows[-1].cells()))
-        for pred in ("net", "mix") if model is not None else ():
-            rows.append(bench_imo(data, ZipSettings.build(level=level, predictor=pred), path.name, model))
+        if model is not None:
+            from imo.zip.lm import LMSettings
+
+            rows.append(bench_lm(data, model, lm_settings or LMSettings(), path.name))
             if log:
                 log("\t".join(rows[-1].cells()))
     return rows
