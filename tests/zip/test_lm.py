@@ -84,25 +84,29 @@ def test_byte_run_round_trips_through_the_cache_with_slides_blocks_and_any_bytes
 def test_cached_probabilities_equal_the_full_forward_ones(run_and_info):
     run, info = run_and_info
     lm = LM(info)
-    data = TEXT[:60]
-    segs = [lm.tokens(data[:30]), lm.tokens(data[30:])]
+    data = TEXT[:100]
+    segs = [lm.tokens(data[:50]), lm.tokens(data[50:])]
     seen = []
 
     def step(t, rows, probs):
         seen.append((t, list(rows), probs.copy()))
         return [segs[b][t] for b in rows]
 
-    run_block(lm, [len(x) for x in segs], 32, step)  # context 32: one slide at 31 tokens
+    window = 32
+    run_block(lm, [len(x) for x in segs], window, step)
     model = lm.engine.model
+    ctx = {b: [lm.start] for b in range(2)}  # what each row's cache holds, the rule written out
+    restarts = 0
     for t, rows, probs in seen:
         for i, b in enumerate(rows):
-            ctx = [lm.start, *segs[b][:t]]
-            if len(ctx) > 31:  # after the slide the row restarted from its last 16 tokens
-                ctx = [lm.start, *segs[b]][:31][-16:] + segs[b][30:t]
             with torch.no_grad():
-                full = model(torch.tensor([ctx]))[0][0, -1].float().numpy()
+                full = model(torch.tensor([ctx[b]]))[0][0, -1].float().numpy()
             np.testing.assert_allclose(probs[i], probabilities(full[None])[0], rtol=1e-5, atol=1e-7)
-    assert len(seen) == 30
+            held = len(ctx[b])
+            ctx[b].append(segs[b][t])
+            if held + 1 > window:  # full: the cache restarts from the last quarter
+                ctx[b], restarts = ctx[b][-(window // 4):], restarts + 1
+    assert len(seen) == 50 and restarts == 2
 
 
 def test_bpe_import_codes_canonical_tokens_of_any_bytes(tmp_path):

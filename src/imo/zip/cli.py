@@ -109,7 +109,7 @@ def zip_command(
     level: Annotated[int, Opt(help="cm: 1 fast (fewer contexts, one mixer), 2 the full model, 3 max (a second mixing layer, larger tables; slowest). Float predictors: table sizes, orders, network width.")] = 2,
     predictor: Annotated[str, Opt(help="mix (statistics + network), stats (network off), net (network alone) or cm (default: integer context mixing, compiled: the fastest and smallest, and decodes the same on every machine).")] = "cm",
     streams: Annotated[int | None, Opt(help="Parallel segments coded in one batch per block. [default: 64; pretrained mode 16]")] = None,
-    window: Annotated[int, Opt(help="Pretrained mode: tokens of context at most (then the KV cache restarts from the last half).")] = 512,
+    window: Annotated[int, Opt(help="Pretrained mode: tokens of context at most (then the KV cache restarts from the last quarter).")] = 768,
     force: Annotated[bool, Opt("--force", "-f", help="Overwrite an existing output.")] = False,
     bench: Annotated[bool, Opt("--bench", help="Measure imo's predictors (cm at levels 1-3, the float ones at --level) beside gzip, bzip2, xz, zstd, brotli, PPMd, zpaq and 7-Zip PPMd (the last two where installed).")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
@@ -149,7 +149,8 @@ def zip_command(
         with_model = ""
         if info is not None:
             total = st.compressed + info["model_bytes"]
-            with_model = f" ({total:,} bytes, {8 * total / max(st.original, 1):.3f} bits/byte with the model's {info['model_bytes']:,})"
+            with_model = (f" ({total:,} bytes, {8 * total / max(st.original, 1):.3f} bits/byte with the model's "
+                          f"{info['model_bytes']:,}; {st.tokens:,} tokens)")
         print(f"{inp} -> {out}: {st.original:,} -> {st.compressed:,} bytes, {st.bits_per_byte:.3f} bits/byte{with_model}, "
               f"{st.original / max(st.seconds, 1e-9) / 1e3:,.1f} KB/s", file=sys.stderr)
 

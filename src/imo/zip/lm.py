@@ -16,7 +16,8 @@ the same bytes is wasted, a small cost in bits.
 The loop is the same in the encoder and the decoder (`run_block`): one prefill of a start token
 for every live segment, then one cached decode step per token; a segment leaves the batch
 (`KVCache.select`) after its last token; when a row's context reaches `window` tokens the cache is
-rebuilt from the last window/2 tokens (the engine's slide). Same calls, same shapes, so the same
+rebuilt from the last window/4 tokens (the engine's slide keeps half; a quarter re-computes a third
+as much and still leaves 192-768 tokens of context at the default window). Same calls, same shapes, so the same
 float arithmetic on the same machine. Float kernels are not portable across CPUs, so the header
 says `portable: false` and records what the arithmetic depends on (CPU, vector capability,
 library versions, threads) beside a fingerprint of the model's logits on a fixed probe; a decoder
@@ -30,6 +31,7 @@ Block payload: u32 token count per segment, then the range coder's u32 words.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -52,7 +54,7 @@ MAX_STREAMS = 256
 @dataclass(frozen=True)
 class LMSettings:
     streams: int = 16  # segments coded side by side per block (the batch)
-    window: int = 512  # tokens of context at most; then the cache restarts from the last half
+    window: int = 768  # tokens of context at most; then the cache restarts from the last quarter
     block_size: int = 1 << 20  # bytes per block
 
     def check(self) -> LMSettings:
@@ -75,6 +77,12 @@ class LMSettings:
 # --- the model, named by hash ---------------------------------------------------------------------
 
 def _sha256(path) -> str:
+    st = os.stat(path)
+    return _sha256_of(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # once per process and file version
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
@@ -194,9 +202,9 @@ def run_block(lm: LM, counts: list[int], window: int, step) -> list[list[int]]:
         if len(keep) < len(live):
             cache = cache.select(keep)
             live, seqs, toks = [live[i] for i in keep], [seqs[i] for i in keep], [toks[i] for i in keep]
-        if cache.length + 1 > window:  # full: restart from the last half of every row
+        if cache.length + 1 > window:  # full: restart from the last quarter of every row
             cache = lm.new_cache(len(live), window)
-            logits = lm.forward([s[-(window // 2):] for s in seqs], cache)
+            logits = lm.forward([s[-(window // 4):] for s in seqs], cache)
         else:
             logits = lm.forward([[x] for x in toks], cache)
         t += 1
