@@ -177,3 +177,24 @@ def test_corrupt_or_truncated_input_is_a_clean_error(run_and_info):
             unzip_lm(blob[:cut])
     with pytest.raises(C.ZipFormatError, match="settings"):
         unzip_lm(with_header(blob, lambda h: h["settings"].update(streams=0)))
+
+
+def test_bench_row_and_cli_refusals(run_and_info, tmp_path, capsys):
+    from imo.zip.bench import bench_files
+
+    run, info = run_and_info
+    src = tmp_path / "a.txt"
+    src.write_bytes(TEXT)
+    (row,) = bench_files([src], predictors=(), baselines=(), model=info, lm_settings=LMSettings(streams=4))
+    assert row.tool == "imo pretrained (KV cache)" and row.model_bytes == info["model_bytes"]
+    assert row.original == len(TEXT) and row.flops_per_byte > 0
+    from imo_cli import imo
+
+    assert imo("zip", str(src), "--mode", "pretrained", "--model", run, "--level", "3") == 2
+    assert "do not apply" in capsys.readouterr().err
+    assert imo("zip", str(src), "--mode", "pretrained", "--model", run, "--streams", "0") == 2
+    assert "--streams" in capsys.readouterr().err
+    assert not (tmp_path / "a.txt.imz").exists()
+    assert imo("zip", str(src), "--level", "1", "-q") == 0  # a cm file: --model does not apply to it
+    assert imo("unzip", str(tmp_path / "a.txt.imz"), "-o", str(tmp_path / "b"), "--model", run) == 2
+    assert "--model is for pretrained-mode files" in capsys.readouterr().err

@@ -123,6 +123,8 @@ def zip_command(
         raise ConfigError("--mode pretrained needs --model RUN, and --model needs --mode pretrained")
     info = lm_settings = None
     if model is not None:  # the run alone predicts, through the engine's KV cache (imo.zip.lm)
+        if (level, predictor) != (2, "cm"):
+            raise ConfigError("--level and --predictor do not apply to --mode pretrained (the run alone predicts)")
         from imo.zip.lm import LMSettings, model_info
 
         lm_settings = LMSettings(streams=16 if streams is None else streams, window=window).check()

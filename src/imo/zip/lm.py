@@ -297,8 +297,8 @@ def machine() -> dict[str, Any]:
 
 
 def fingerprint(lm: LM, s: LMSettings) -> str:
-    """Hash of the raw float32 logits of a few cached steps on the fixed probe, at the coding
-    batch size: any change of weights, kernels or shapes' arithmetic shows here."""
+    """Hash of the raw float32 logits of a prefill and eight cached steps on the fixed probe (up to
+    4 rows): a change of weights, kernels or library that alters these bits shows here."""
     toks = lm.tokens(probe_bytes(512))
     rows = max(1, min(s.streams, 4))
     steps = min(8, len(toks) // rows - 1, _window(lm, s) - 1)
