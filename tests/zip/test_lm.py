@@ -128,6 +128,26 @@ def test_bpe_import_codes_canonical_tokens_of_any_bytes(tmp_path):
     assert unzip_lm(blob) == data
 
 
+def test_bytes_without_a_token_are_escaped(tmp_path, monkeypatch):
+    """A vocabulary without a token for some bytes (SmolLM2 has none for 0xff) still codes them."""
+    pytest.importorskip("gguf")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "importers"))
+    import tiny_gguf
+
+    from imo.data.tokenizer import _byte_level_alphabet
+    from imo.importers.gguf import import_gguf
+
+    tokens, merges, types = tiny_gguf.vocab()
+    gone = {c for c, b in _byte_level_alphabet().items() if b in (0x04, 0xFE, 0xFF)}
+    keep = [i for i, t in enumerate(tokens) if t not in gone]
+    monkeypatch.setattr(tiny_gguf, "vocab", lambda: ([tokens[i] for i in keep], merges, [types[i] for i in keep]))
+    info = model_info(import_gguf(tiny_gguf.write_tiny_gguf(tmp_path / "t.gguf"), name="gaps"))
+    lm = LM(info)
+    assert lm.escapes == 3
+    data = b"hello \xff\xfe world \x04 the\x04\xff" * 4  # 0x04: valid UTF-8 the tokenizer would drop
+    assert unzip_lm(zip_lm(data, info, LMSettings(streams=2, window=16))) == data
+
+
 def test_another_or_a_missing_model_is_refused_in_one_line(run_and_info, tmp_path):
     run, info = run_and_info
     other = byte_run(seed=1)

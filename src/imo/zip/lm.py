@@ -35,6 +35,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import struct
 import time
 from dataclasses import asdict, dataclass
@@ -129,12 +130,24 @@ class LM:
         self.text = TokenText(self.tokenizer)
         self.engine = Engine(model, text=self.text)
         self.context = model.cfg.context_length
-        self.pieces = self.text.pieces
+        self.vocab = model.cfg.vocab_size  # the logits' width
+        pieces = list(self.text.pieces[: self.vocab]) + [b""] * max(0, self.vocab - len(self.text.pieces))
         self.byte_level = self.text.byte_level
         self.single: dict[int, int] = {}  # byte -> its one-byte token (for bytes outside valid UTF-8)
-        for i, p in enumerate(self.pieces):
+        for i, p in enumerate(pieces):
             if len(p) == 1:
                 self.single.setdefault(p[0], i)
+        # bytes the vocabulary has no token for (SmolLM2 lacks some that valid UTF-8 never holds, such
+        # as 0xff): escape symbols after the vocabulary, coded with the coder's smallest probability
+        # and fed to the model as the start token
+        missing = [] if self.byte_level else [b for b in range(256) if b not in self.single]
+        self.escapes = len(missing)
+        for b in missing:
+            self.single[b] = len(pieces)
+            pieces.append(bytes([b]))
+        self.pieces = pieces
+        # such bytes are cut out before the tokenizer sees the text (it would drop them silently)
+        self._cut = re.compile(b"([" + b"".join(re.escape(bytes([b])) for b in missing) + b"])") if missing else None
         special = getattr(self.tokenizer, "special", {})
         self.start = int(special.get("<|endoftext|>", 0)) if not self.byte_level else ord("\n")
 
@@ -142,6 +155,19 @@ class LM:
         """The canonical tokens of `data`, whose bytes join to exactly `data`."""
         if self.byte_level:
             return list(data)
+        out: list[int] = []
+        for part in self._cut.split(data) if self._cut else [data]:
+            if len(part) == 1 and self.single[part[0]] >= self.vocab:
+                out.append(self.single[part[0]])
+            elif part:
+                out += self._text_tokens(part)
+        if b"".join(self.pieces[t] for t in out) != data:
+            raise ConfigError("the model's tokenizer does not reproduce these bytes exactly; it cannot code them")
+        return out
+
+    def _text_tokens(self, data: bytes) -> list[int]:
+        """Tokens of bytes the vocabulary covers: the tokenizer's on each run of valid UTF-8, the
+        one-byte token for each byte outside it."""
         out: list[int] = []
         rest = data
         while rest:
@@ -151,12 +177,7 @@ class LM:
                 text, bad, rest = rest[: e.start].decode("utf-8"), rest[e.start : e.end], rest[e.end :]
             if text:
                 out += self.tokenizer.hf.encode(text, add_special_tokens=False).ids
-            for b in bad:
-                if b not in self.single:
-                    raise ConfigError(f"the model's tokenizer has no token for byte 0x{b:02x}; it cannot code this input")
-                out.append(self.single[b])
-        if b"".join(self.pieces[t] for t in out) != data:
-            raise ConfigError("the model's tokenizer does not reproduce these bytes exactly; it cannot code them")
+            out += [self.single[b] for b in bad]
         return out
 
     def new_cache(self, rows: int, window: int):
@@ -166,7 +187,15 @@ class LM:
         """(rows, V) float32 logits of the token after each row of `ids`, through the cache."""
         import torch
 
-        return self.engine.forward(torch.tensor(ids, dtype=torch.long), cache)[:, -1].numpy()
+        x = torch.tensor(ids, dtype=torch.long)
+        x[x >= self.vocab] = self.start  # an escaped byte reads as the start token
+        return self.engine.forward(x, cache)[:, -1].numpy()
+
+    def probs(self, logits: np.ndarray) -> np.ndarray:
+        """The coded distribution: the model's tokens, then the escapes at probability 0 (which the
+        range coder raises to its smallest non-zero quantum)."""
+        p = probabilities(logits)
+        return np.concatenate([p, np.zeros((len(p), self.escapes))], 1) if self.escapes else p
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -190,7 +219,7 @@ def run_block(lm: LM, counts: list[int], window: int, step) -> list[list[int]]:
     logits = lm.forward(seqs, cache)
     t = 0
     while True:
-        toks = [int(x) for x in step(t, live, probabilities(logits))]
+        toks = [int(x) for x in step(t, live, lm.probs(logits))]
         keep = []
         for i, b in enumerate(live):
             out[b].append(toks[i])
@@ -234,7 +263,7 @@ def encode_block(lm: LM, block: bytes, s: LMSettings) -> tuple[bytes, float, int
         nonlocal bits
         sym = np.array([toks[b][t] for b in rows], dtype=np.int32)
         encoder.encode(sym, family, probs)
-        bits += float(-np.log2(probs[np.arange(len(rows)), sym]).sum())
+        bits += float(-np.log2(np.maximum(probs[np.arange(len(rows)), sym], 2.0**-24)).sum())  # escapes: ~2^-24
         return sym
 
     counts = [len(x) for x in toks]
