@@ -6,5 +6,6 @@
 - records: the delimited record format shared by prompt and parser (the parser never raises);
 - typed: pydantic-typed answers with retries that feed the validation error back;
 - tasks: generated extraction items with exact truth; score: the exact checkers;
-- ab: the A/B harness against any OpenAI-compatible endpoint (`imo prompt ab`).
+- ab: the A/B harness against any OpenAI-compatible endpoint (`imo prompt ab`);
+- local: the same arms answered in process by a local model through the engine (the prompt claims).
 """
