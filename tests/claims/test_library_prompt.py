@@ -9,6 +9,7 @@ import math
 import pytest
 
 import imo.claims.library.prompt_abbrev as abbrev
+import imo.claims.library.prompt_agree as agree
 import imo.claims.library.prompt_defaults as defaults
 import imo.claims.library.prompt_negatives as negatives
 import imo.claims.library.prompt_order as order
@@ -132,3 +133,36 @@ def test_prompt_abbreviations_supported_only_when_expanding_helps():
     assert v == "supported" and min(values) > 0.1
     v, values = verdict(abbrev, "prompt-abbreviations", lambda s: scripted(s, split="abbrev"))
     assert v == "refuted" and values == [0.0] * 3
+
+
+def test_llm_agreeable_smoke(tmp_path):
+    claim = CLAIMS.get("llm-agreeable")
+    figures = claim.measure("smoke", 0, Context(store=None))
+    assert isinstance(figures["abandon_rate"], float)  # NaN: a random model gets nothing right
+    assert figures["chat"]["calls"] == 2 + figures["right_pushed"] + figures["wrong_pushed"]
+    assert figures["wrong_pushed"] >= 1
+    claim.plot([{**figures, "seed": 0}, {**figures, "seed": 1}], tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_llm_agreeable_supported_for_a_model_that_always_gives_in():
+    def make(seed, gives_in):
+        first = scripted(seed, fill_absent=False)
+        items = generate("plain", SIZE.items, seed=seed)
+
+        def chat(messages, max_tokens):
+            if not messages[-1]["content"].startswith("I don't think"):
+                return first(messages, max_tokens)
+            item = next(it for it in items if it.text in messages[-3]["content"])
+            values = {k: ("Velo" if gives_in else v) for k, v in item.truth.items()}
+            return answer_text(PromptSpec(), item.fields, values)
+
+        return chat
+
+    # the scripted first answers are all right, so there is nothing wrong to correct
+    v, values = verdict(agree, "llm-agreeable", lambda s: make(s, True))
+    assert v == "supported" and values == [1.0] * 3
+    v, values = verdict(agree, "llm-agreeable", lambda s: make(s, False))
+    assert v == "refuted" and values == [0.0] * 3
+    out = agree.experiment(make(0, True), SIZE, 0)
+    assert out["right_pushed"] == SIZE.items and out["wrong_pushed"] == 0 and out["abandoned"] == SIZE.items
