@@ -98,3 +98,18 @@ def test_cli_sae_trains_evaluates_and_saves_a_run(run_and_model, capsys):
     assert 0 < figs["decoder_dims_per_feature_median"] < 1   # 64 unit rows in 32 dimensions
     tensors = load_file(str(store.run_dir(run["id"]) / "sae.safetensors"))
     assert S.load(tensors, run["config"]["sae"]).W_dec.shape == (64, 32)
+
+
+def test_capture_stops_the_forward_pass_at_the_hook(run_and_model):
+    from imo.inspect.activations import capture
+
+    _, model, tokens = run_and_model
+    idx = torch.tensor(tokens[:32].reshape(2, 16).astype(np.int64))
+    calls = []
+    model.transformer.h[1].register_forward_hook(lambda *a: calls.append(1))
+    model.lm_head.register_forward_hook(lambda *a: calls.append(2))
+    got = capture(model, idx, "blocks.0.hook_resid_post")
+    assert calls == []      # neither the second block nor the unembedding ran
+    _, cache = run_with_cache(model, idx, ["blocks.0.hook_resid_post"])
+    assert torch.equal(got, cache["blocks.0.hook_resid_post"])
+    assert calls == [1, 2]  # run_with_cache runs them (the check above can fail)

@@ -85,6 +85,34 @@ def test_collect_matches_the_sae_and_ablation_is_causal(lm_and_sae):
         assert eff[r, first:].abs().max() > 0
 
 
+def test_shown_ablation_effects_equal_the_full_window_ones_and_can_be_limited(lm_and_sae):
+    # collect() stops each ablation's forward pass after the last token shown; on a causal model
+    # the shown tokens' effects are the full window's
+    model, sae = loaded(*lm_and_sae)
+    w = windows()
+    cfg = browser.BrowseConfig(examples=3, bins=2, left=4, right=2, ablate=2, logits=4, neighbours=3)
+    feats = browser.collect(model, ByteTokenizer(), sae, HOOK, w, cfg)["features"]
+    _, clean = browser.feature_acts(model, sae, HOOK, w)
+    checked = 0
+    for f in [f for f in feats if f["top"]][:6]:
+        full = browser.ablation_effect(model, sae, HOOK, f["id"], w, clean).numpy()
+        for k, ex in enumerate(f["top"]):
+            assert ("effect" in ex) == (k < 2)
+            for j, v in enumerate(ex.get("effect", [])):
+                t = ex["start"] + j   # the window position of the j-th token shown
+                if t == 0:
+                    assert v is None
+                else:
+                    assert v == pytest.approx(float(full[ex["window"], t - 1]), abs=2e-4)
+                    checked += 1
+    assert checked > 0
+    limited = browser.collect(model, ByteTokenizer(), sae, HOOK, w,
+                              browser.BrowseConfig(examples=3, bins=2, left=4, right=2, ablate=2, ablate_features=10))
+    assert any(ex.get("effect") for f in limited["features"] for ex in f["top"])
+    for f in limited["features"]:
+        assert all(("effect" in ex) == (f["id"] < 10 and k < 2) for k, ex in enumerate(f["top"]))
+
+
 def page_dom(tmp_path: Path, page: Path, fragment: str, name: str, allow: str = "") -> str:
     cmd = [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / f'profile-{name}'}", "--dump-dom",
            page.as_uri() + fragment]

@@ -39,6 +39,7 @@ class BrowseConfig:
     left: int = 24            # tokens shown before the activating one
     right: int = 8            # and after it
     ablate: int = 8           # top examples whose per-position ablation effect is measured
+    ablate_features: int = 0  # ... on features 0 .. N-1 only (0: every feature); each costs forward passes
     logits: int = 10          # top + and - next-token logits shown
     neighbours: int = 6       # nearest features by decoder cosine
     seed: int = 0
@@ -46,8 +47,8 @@ class BrowseConfig:
     def check(self) -> None:
         if min(self.windows, self.examples, self.bins, self.logits, self.neighbours) < 1:
             raise ConfigError("windows, examples, bins, logits and neighbours must be positive")
-        if self.context < 0 or self.left < 0 or self.right < 0 or self.ablate < 0:
-            raise ConfigError("context, left, right and ablate must not be negative")
+        if min(self.context, self.left, self.right, self.ablate, self.ablate_features) < 0:
+            raise ConfigError("context, left, right, ablate and ablate_features must not be negative")
 
 
 def token_text(tok, i: int) -> str:
@@ -120,7 +121,7 @@ def _example(tok, windows: Tensor, acts: np.ndarray, flat: int, cfg: BrowseConfi
     T = windows.shape[1]
     w, p = divmod(flat, T)
     lo, hi = max(0, p - cfg.left), min(T, p + cfg.right + 1)
-    ex = {"window": w, "pos": p - lo, "tokens": [token_text(tok, t) for t in windows[w, lo:hi].tolist()],
+    ex = {"window": w, "start": lo, "pos": p - lo, "tokens": [token_text(tok, t) for t in windows[w, lo:hi].tolist()],
           "acts": [round(float(a), 4) for a in acts[w, lo:hi]]}
     if effect is not None:  # effect[t] is the loss of token t + 1: shift it onto the token predicted
         ex["effect"] = [None if t == 0 else round(float(effect[t - 1]), 4) for t in range(lo, hi)]
@@ -165,9 +166,12 @@ def collect(model: nn.Module, tok, sae: nn.Module, hook: str, windows: Tensor,
             feat["hist"] = {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
             top = _spread(nz[np.argsort(-vals, kind="stable")], T, cfg.left, cfg.examples)
             effects = {}
-            if cfg.ablate:
+            if cfg.ablate and (cfg.ablate_features == 0 or i < cfg.ablate_features):
                 rows = sorted({p // T for p in top[:cfg.ablate]})
-                eff = ablation_effect(model, sae, hook, i, windows[rows], clean[rows]).numpy()
+                # the model is causal, so the shown tokens' losses need the windows only up to the
+                # last token shown: the forward pass stops there
+                end = min(T, max(p % T for p in top[:cfg.ablate]) + cfg.right + 1)
+                eff = ablation_effect(model, sae, hook, i, windows[rows, :end], clean[rows, :end - 1]).numpy()
                 effects = {w: eff[j] for j, w in enumerate(rows)}
             feat["top"] = [_example(tok, windows, a, p, cfg, effects.get(p // T) if k < cfg.ablate else None)
                            for k, p in enumerate(top)]

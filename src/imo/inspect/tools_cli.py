@@ -74,6 +74,8 @@ def browse_command(
     examples: Annotated[int, Opt(help="Examples in the top bin and in each quantile bin.")] = 8,
     bins: Annotated[int, Opt(help="Quantile intervals of each feature's nonzero activations.")] = 4,
     ablate: Annotated[int, Opt(help="Top examples per feature whose ablation effect is measured (0: none).")] = 8,
+    ablate_features: Annotated[int, Opt(help="Measure ablation effects on features 0 .. N-1 only (0: all); "
+                                        "each feature costs a forward pass of its top windows.")] = 0,
     seed: Annotated[int, Opt(help="Seed for the quantile samples.")] = 0,
     force: Annotated[bool, Opt(help="Write into a folder that is not empty.")] = False,
     quiet: Annotated[bool, Opt("-q", "--quiet", help="No progress lines.")] = False,
@@ -96,7 +98,7 @@ def browse_command(
 
     torch.set_num_threads(1)
     cfg = browser.BrowseConfig(windows=windows, context=context, examples=examples, bins=bins,
-                               ablate=ablate, seed=seed)
+                               ablate=ablate, ablate_features=ablate_features, seed=seed)
     cfg.check()
     browser.check_out(out, force)
     store = RunStore.open()
@@ -107,11 +109,17 @@ def browse_command(
     sae = S.load(load_file(run["artifacts"]["sae"]), run["config"]["sae"])
     hook, lm = run["config"]["hook"], run["config"]["lm"]
     rid, model, tok, meta = _load_lm(lm)
-    corpus = ((meta.get("config") or {}).get("train") or {}).get("corpus", "python-docs")
+    # the SAE's own corpus (several, joined by commas: their validation splits in turn), else the LM's
+    corpus = run["config"].get("corpus") or ((meta.get("config") or {}).get("train") or {}).get("corpus", "python-docs")
     ctx = min(context or model.cfg.context_length, model.cfg.context_length)
-    val = load_corpus(corpus).split("val")
-    ids = np.asarray(val if isinstance(tok, ByteTokenizer)     # a subword run: encode enough bytes
-                     else tok.encode(bytes(val[: windows * ctx * 8])), dtype=np.int64)
+    parts = []
+    for name in corpus.split(","):
+        val = load_corpus(name).split("val")
+        parts.append(np.asarray(val if isinstance(tok, ByteTokenizer)     # a subword run: encode enough bytes
+                                else tok.encode(bytes(val[: windows * ctx * 8])), dtype=np.int64))
+        if sum(map(len, parts)) >= windows * ctx:
+            break
+    ids = np.concatenate(parts)
     n = min(windows, len(ids) // ctx)
     if n < 1:
         raise ConfigError(f"the validation split has {len(ids)} tokens, less than one window of {ctx}")
