@@ -6,6 +6,7 @@ Each command prints a table and appends its result to the run store (kind `exam-
     imo exam trick digits --attack fgsm --eps 0.1,0.25
     imo exam trick RUN --task compare --k 3          # byte edits on a char model
     imo exam negatives --sizes 1x32,2x64 --steps 300,1000
+    imo exam understanding --steps 3000 --plot understanding.png   # recall vs altered questions, compressed
     imo exam skills --train copy,sort --steps 600
     imo exam recall RUN --prefix 32 --k 32
     imo exam icl induction --steps 2000         # imo.exams.icl
@@ -141,6 +142,63 @@ def negatives_command(
                   _pct(r["tnr"]), _pct(r["positives_called_unknown"])] for r in out["rows"]],
                 title=f"fact base: {out['n_present']} present facts, {out['n_held_absent']} missing facts never seen")
     _store().put_result("exam-negatives", f"seed{seed}", out, [r["run"] for r in out["rows"]])
+
+
+@app.command("understanding")
+def understanding_command(
+    steps: Annotated[int, Opt(help="Training steps.")] = 3000,
+    layers: Annotated[int, Opt(help="Blocks of the model.")] = 2,
+    width: Annotated[int, Opt(help="Embedding width of the model (a multiple of 4 heads and of --group-size).")] = 64,
+    entities: Annotated[int, Opt(help="Entities in the fact base (5 attributes each, about half present; one friend each).")] = 40,
+    sparsities: Annotated[str, Opt(help="Global magnitude-pruning sparsities, comma-separated, each in [0, 1).")] = "0.1,0.2,0.3,0.4,0.5,0.6",
+    group_size: Annotated[int, Opt(help="int4: input weights per scale.")] = 32,
+    seed: Annotated[int, Opt(help="Seed of the fact base, the relation, the split and the training.")] = 0,
+    plot: Annotated[str | None, Opt(help="Write accuracy by compression level to this PNG.")] = None,
+    force: Annotated[bool, Opt("--force", help="Overwrite an existing --plot file.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Recall of stored facts vs altered questions about them (negation, swapped roles, two hops),
+    before and after int8/int4 quantization and magnitude pruning (imo.exams.understanding)."""
+    from pathlib import Path
+
+    from imo.exams.understanding import UnderstandingSize, understanding_exam
+
+    for name, v in (("steps", steps), ("layers", layers), ("entities", entities), ("group-size", group_size)):
+        if v < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {v}")
+    if entities < 4:
+        raise ConfigError(f"--entities must be >= 4 (two shown and two held), got {entities}")
+    path = Path(plot) if plot is not None else None
+    if path is not None:
+        if path.suffix.lower() != ".png":
+            raise ConfigError(f"--plot writes a PNG; give a path ending in .png, got {plot!r}")
+        if path.exists() and not force:
+            raise ConfigError(f"{plot} exists; pass --force to overwrite it")
+        if not path.parent.is_dir():
+            raise ConfigError(f"folder {path.parent} does not exist")
+    spars = _numbers(sparsities, "--sparsities")
+    levels = (("none", 0.0, 0), ("int8", 0.0, 8), ("int4", 0.0, 4)) + tuple(("prune", s, 0) for s in spars)
+    if 0.4 in spars:  # as the claim's levels: 40% pruning, then int4
+        levels += (("prune+int4", 0.4, 4),)
+    size = UnderstandingSize(n_layer=layers, n_embd=width, steps=steps, n_entities=entities,
+                             group_size=group_size, levels=levels)
+    out = understanding_exam(size, seed=seed, store=_store(), quiet=quiet, log=_log(quiet))
+    forms = ("recall", "negation", "swapped", "two-hop")
+    print_table(["compression"] + [f"{f} ({out['n_tests'][f]})" for f in forms] + ["negation: yes/no alone"],
+                [[lv["level"]] + [_pct(lv[f]) for f in forms] + [_pct(lv["negation_verdict"])] for lv in out["levels"]],
+                title=f"run {out['run']}: exact answers about {out['n_held']} entities whose altered questions were "
+                      f"never shown (whole answers, worked step included)")
+    print_table(["compression", "recall retention", "altered retention", "gap"],
+                [[r["level"], f"{r['recall_retention']:.2f}", f"{r['altered_retention']:.2f}", f"{r['gap']:+.2f}"]
+                 for r in out["retention"]],
+                title=f"retention (score above chance / uncompressed); learnt altered forms: "
+                      f"{', '.join(out['learnt_forms']) or 'none'}; mean gap {out['retention_gap']:+.3f}")
+    if path is not None:
+        from imo.claims.library.understanding import plot as plot_levels
+
+        plot_levels([out], path)
+        print(f"plot: {path}")
+    _store().put_result("exam-understanding", f"seed{seed}", out, [out["run"]])
 
 
 @app.command("skills")
