@@ -154,7 +154,10 @@ def test_bf16_run_ends_within_noise_of_fp32_and_shows_mfu(monkeypatch, capsys):
     assert "tokens/s" in last and "MFU" in last and last.startswith("done:")
     fp32 = store.get(train(_tiny_run(dtype="float32"), quiet=True))["figures"]
     assert fp32["val_bpb"] < 6.0  # learned something (uniform is 8 bits/byte)
-    assert abs(bf16["val_bpb"] - fp32["val_bpb"]) < 0.05, (bf16["val_bpb"], fp32["val_bpb"])
+    # within 5% as in the tiny-run test above: after 30 steps the loss still falls steeply, and on a
+    # CPU without native bf16 (emulated, e.g. AMD Zen 2) the same seed's gap was 0.02-0.18 bits/byte
+    # over seeds 0-2, about fp32's own seed-to-seed spread (0.23); a broken bf16 path is far outside
+    assert abs(bf16["val_bpb"] - fp32["val_bpb"]) < 0.05 * fp32["val_bpb"], (bf16["val_bpb"], fp32["val_bpb"])
 
 
 def test_claims_and_exams_pin_float32(monkeypatch):
