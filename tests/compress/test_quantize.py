@@ -56,7 +56,21 @@ def test_zeros_stay_zeros():
 KERNELS = ["weight-only", "vectorwise"] + (["fbgemm"] if fbgemm_available() else [])
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+def _vnni() -> bool:
+    from imo.train.precision import cpu_flags
+
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
+
+
+# A known bug, left open: on an x86 CPU without VNNI (e.g. AMD Zen 2, AVX2 only) the fbgemm kernel is far
+# off (max error 0.42 of 1.46 here). The likely cause (not yet confirmed): fbgemm then multiplies
+# u8 x s8 pairs with vpmaddubsw, whose int16 sums saturate unless activations are quantized to 7
+# bits (reduce_range), which imo.compress.quantize does not do. The fix is in compress/quantize.py, frozen by 31 recorded claims, so it
+# waits for the next recording round; strict, so the fix makes this test say so.
+FBGEMM_SATURATES = pytest.mark.xfail(not _vnni(), strict=True, reason="fbgemm without VNNI saturates (see above)")
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(k, marks=FBGEMM_SATURATES) if k == "fbgemm" else k for k in KERNELS])
 def test_quant_linear_close_to_float(kernel):
     torch.manual_seed(0)
     lin = nn.Linear(64, 32)
