@@ -4,6 +4,7 @@ passkey exam of small trained models.
     python benchmarks/memory.py peak         # peak live tensor bytes against length, per arch
     python benchmarks/memory.py datastore    # 100k chunks: build and exact query speed
     python benchmarks/memory.py passkey --steps 300   # train gpt/bswa/fam/infini, then the exam
+    python benchmarks/memory.py speed        # training tokens/s: block loop vs parallel spans vs GPT
 
 Each prints markdown rows for benchmarks/RESULTS.md with the machine, the load and the commit.
 Run the timed ones under the heavy lock on shared machines (flock /tmp/imo-heavy.lock ...).
@@ -149,6 +150,63 @@ def passkey(args) -> None:
         print(f"Infini gates (sigmoid beta, per layer and head): {out['models']['infini']['gates']}")
 
 
+def speed(args) -> None:
+    """Training tokens/s of one AdamW step on rows of `row` bytes read in windows of `window`
+    (window_loss, as `imo train --arch ... --row-length` does): each memory model read one block
+    at a time (the plain recurrence, MemoryLM.step, as stream() did before spans) and in
+    parallel spans (MemoryLM.span), beside a GPT at the window's length on the same tokens."""
+    from imo.memory.config import MemoryConfig
+    from imo.memory.model import MemoryLM
+    from imo.memory.train import window_loss
+    from imo.model.config import ModelConfig
+    from imo.model.gpt import GPT
+
+    class BlockLoop(MemoryLM):  # the recurrence, one block per call of step()
+        def span(self, idx, state):
+            out = []
+            for s in range(0, idx.size(1), self.mem.block):
+                logits, state = self.step(idx[:, s : s + self.mem.block], state)
+                out.append(logits)
+            return torch.cat(out, 1), state
+
+    torch.set_num_threads(args.threads)
+    cfg = ModelConfig.preset("tiny").replace(context_length=args.window)
+    x = torch.randint(0, 256, (args.batch, args.row + 1), generator=torch.Generator().manual_seed(0))
+    X, Y = x[:, :-1], x[:, 1:]
+
+    def timed(model, batch, loss_fn) -> float:
+        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+
+        def one():
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model, batch).backward()
+            opt.step()
+
+        one()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(args.reps):
+            one()
+        return X.numel() * args.reps / (time.perf_counter() - t0)
+
+    print(header(args.threads))
+    print(f"\nbatch {args.batch} x {args.row} bytes, windows of {args.window}, `tiny` (4 x 128), float32, "
+          f"{args.reps} timed steps after one warm-up\n")
+    print("| model | block loop tokens/s | parallel spans tokens/s | speed-up |")
+    print("|:--|--:|--:|--:|")
+    torch.manual_seed(0)
+    gpt = GPT(cfg).train()
+    g = timed(gpt, (X.reshape(-1, args.window), Y.reshape(-1, args.window)), lambda m, b: m(*b)[1])
+    print(f"| gpt (full attention at {args.window}, same tokens) | - | {g:,.0f} | - |", flush=True)
+    for mem in (MemoryConfig(arch="bswa", mem_blocks=2), MemoryConfig(arch="fam", mem_blocks=1, fam_tokens=8),
+                MemoryConfig(arch="infini", delta=True)):
+        rates = []
+        for cls in (BlockLoop, MemoryLM):
+            torch.manual_seed(0)
+            rates.append(timed(cls(cfg, mem).train(), (X, Y), window_loss(args.window)))
+        print(f"| {mem.arch} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.2f}x |", flush=True)
+    print(f"\n(load average {os.getloadavg()[0]:.2f} at the end)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -169,8 +227,14 @@ def main() -> None:
     p.add_argument("--lengths", default="512,1024,2048,4096,8192")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="/tmp/passkey-bench.json")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--batch", type=int, default=8)
+    sp.add_argument("--row", type=int, default=1024)
+    sp.add_argument("--window", type=int, default=256)
+    sp.add_argument("--reps", type=int, default=3)
+    sp.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    {"peak": peak, "datastore": datastore, "passkey": passkey}[args.what](args)
+    {"peak": peak, "datastore": datastore, "passkey": passkey, "speed": speed}[args.what](args)
 
 
 if __name__ == "__main__":

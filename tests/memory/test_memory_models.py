@@ -158,3 +158,39 @@ def test_truncated_backprop_windows(name):
     assert value == pytest.approx(full_value, rel=1e-5)
     same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, cut, strict=True))
     assert same == (name == "bswa")
+
+
+SPAN_ARCHS = {**ARCHS, "bswa-2": MemoryConfig(arch="bswa", block=BLOCK, mem_blocks=2),
+              "fam-0": MemoryConfig(arch="fam", block=BLOCK, mem_blocks=0, fam_tokens=3),
+              "fam-2": MemoryConfig(arch="fam", block=BLOCK, mem_blocks=2, fam_tokens=4)}
+
+
+@pytest.mark.parametrize("name", SPAN_ARCHS)
+def test_parallel_spans_equal_the_block_loop(name):
+    """stream() reads spans of blocks in parallel (MemoryLM.span); it must compute what the plain
+    recurrence (step, one block at a time) computes: logits, every state tensor and the gradient,
+    across spans that start after a kept window and end in a partial block."""
+    torch.manual_seed(0)
+    model = MemoryLM(CFG, SPAN_ARCHS[name])
+    if name.startswith("infini"):
+        with torch.no_grad():
+            model.gate.copy_(torch.linspace(-1.0, 1.5, model.gate.numel()).view_as(model.gate))
+    model.span_blocks = 3
+    x = seq(7 * BLOCK + 5)
+    state, parts = model.init_state(2), []
+    for s in range(0, x.size(1), BLOCK):
+        logits, state = model.step(x[:, s : s + BLOCK], state)
+        parts.append(logits)
+    loop = torch.cat(parts, 1)
+    loop_grads = torch.autograd.grad(loop.square().mean(), list(model.parameters()))
+    spans, got = model.stream(x, model.init_state(2))
+    span_grads = torch.autograd.grad(spans.square().mean(), list(model.parameters()))
+    assert torch.allclose(spans, loop, atol=1e-5)
+    assert (got.tokens, got.compressions) == (state.tokens, state.compressions)
+    for a, b in zip(state.layers, got.layers, strict=True):
+        for u, w in zip((a.k, a.v, a.fam, a.mem, a.z), (b.k, b.v, b.fam, b.mem, b.z), strict=True):
+            assert (u is None) == (w is None)
+            if u is not None:
+                assert u.shape == w.shape and torch.allclose(u, w, rtol=1e-5, atol=1e-5)
+    for a, b in zip(loop_grads, span_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -22,7 +22,13 @@ memory constant in S (only the state and one block's activations are alive).
 Positions: RoPE at positions inside the window (block tokens of the current block come after the
 kept ones), so no position ever exceeds the window and length does not change what the layers see.
 FAM memory and the compressive memory carry no position. The attention backend of the config is
-not used: one masked scaled_dot_product_attention call per layer and block.
+not used: masked scaled_dot_product_attention calls.
+
+Two forms of the same function: `step` reads one block (the plain recurrence, the reference), and
+`span` reads several blocks at once, in parallel where the recurrence allows it: one banded
+attention per layer over all their tokens, with a loop over blocks only for what is sequential
+(FAM's memory tokens, Infini's matrix). stream(), nll() and training read spans of
+SPAN_TOKENS; a test checks that spans equal the block loop (logits, states and gradients).
 
 Parameter names are the GPT's (`transformer.h.{i}.attn.c_attn`, ...) plus `fam_init` or `gate`.
 
@@ -43,6 +49,7 @@ from imo.model.base import SavedWeights
 from imo.model.config import ModelConfig
 from imo.model.gpt import GPT, Block
 
+SPAN_TOKENS = 256  # tokens read in parallel by stream() and nll(), rounded down to whole blocks
 EPS = 1e-6  # the normaliser guard: before the first write z = 0 and the read-out is 0, not 0/0
 
 
@@ -87,6 +94,9 @@ class MemoryLM(SavedWeights, nn.Module):
             self.fam_init = nn.Parameter(0.02 * torch.randn(cfg.n_layer, mem.fam_tokens, cfg.n_embd))
         if mem.arch == "infini":
             self.gate = nn.Parameter(torch.full((cfg.n_layer, cfg.n_head), float(mem.gate_init)))
+        # stream() and nll() read this many blocks at a time in parallel (`span`); any value gives
+        # the same function, it only trades attention work (S^2 per span) against steps
+        self.span_blocks = max(1, SPAN_TOKENS // mem.block)
 
     def num_params(self, non_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -124,14 +134,15 @@ class MemoryLM(SavedWeights, nn.Module):
     def stream(self, idx: Tensor, state: State, keep: int | None = None) -> tuple[Tensor, State]:
         """Read idx (B, T) after what `state` holds; returns the logits of its tokens (only the last
         `keep` of them when given) and the state after them. Reading a sequence in several calls
-        equals reading it in one, as long as each call but the last ends on a block boundary."""
+        equals reading it in one, as long as each call but the last ends on a block boundary.
+        The tokens are read in spans of `span_blocks` blocks, each in parallel (`span`)."""
         if state.tokens % self.mem.block:
             raise ConfigError(f"stream after {state.tokens} tokens: calls must end on block boundaries "
                               f"(multiples of {self.mem.block}) except the last")
-        T, out = idx.size(1), []
-        for s in range(0, T, self.mem.block):
-            end = min(T, s + self.mem.block)
-            logits, state = self.step(idx[:, s:end], state)
+        T, out, n = idx.size(1), [], self.span_blocks * self.mem.block
+        for s in range(0, T, n):
+            end = min(T, s + n)
+            logits, state = self.span(idx[:, s:end], state)
             if keep is None or end > T - keep:
                 out.append(logits)
         logits = torch.cat(out, 1) if out else idx.new_zeros((idx.size(0), 0, self.cfg.vocab_size), dtype=torch.float)
@@ -139,14 +150,109 @@ class MemoryLM(SavedWeights, nn.Module):
 
     @torch.no_grad()
     def nll(self, idx: Tensor, targets: Tensor, state: State | None = None) -> tuple[float, State]:
-        """Summed cross-entropy (nats) of targets (B, T) in constant memory: no logits are kept."""
+        """Summed cross-entropy (nats) of targets (B, T) in constant memory: one span's logits at a time."""
         state = state or self.init_state(idx.size(0))
-        total = 0.0
-        for s in range(0, idx.size(1), self.mem.block):
-            logits, state = self.step(idx[:, s : s + self.mem.block], state)
-            y = targets[:, s : s + self.mem.block]
+        total, n = 0.0, self.span_blocks * self.mem.block
+        for s in range(0, idx.size(1), n):
+            logits, state = self.span(idx[:, s : s + n], state)
+            y = targets[:, s : s + n]
             total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+            del logits  # not alive while the next span runs
         return total, state
+
+    # ---- a span of blocks at once ----------------------------------------------------------------
+
+    def span(self, idx: Tensor, state: State) -> tuple[Tensor, State]:
+        """Several blocks at once: idx (B, S) from a block boundary, S any length (the last block may
+        be partial) -> logits (B, S, vocab) and the state after them. The same function as calling
+        `step` block after block (a test checks it), computed in parallel: one masked attention per
+        layer over the span's tokens, and for FAM a loop over blocks for the memory tokens alone,
+        the part of the computation that is truly sequential (each block's memory is the last
+        block's memory read through the layer). Infini loops over blocks for its matrix only."""
+        x = self.transformer.drop(self.transformer.wte(idx))  # (B, S, C)
+        new = []
+        for i, block in enumerate(self.transformer.h):
+            x, s = self._span_layer(i, block, x, state.layers[i], state.tokens)
+            new.append(s)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        blocks = -(-idx.size(1) // self.mem.block)
+        written = state.compressions + (blocks if self.mem.arch == "infini" else 0)
+        return logits, State(tuple(new), state.tokens + idx.size(1), written)
+
+    def _merge(self, y: Tensor) -> Tensor:
+        B, nh, T, hs = y.shape
+        return y.transpose(1, 2).reshape(B, T, nh * hs)
+
+    def _span_layer(self, i: int, block: Block, x: Tensor, s: LayerState, tokens: int) -> tuple[Tensor, LayerState]:
+        B, S, C = x.shape
+        q, k, v = (self._heads(t) for t in block.attn.c_attn(block.ln_1(x)).split(C, dim=2))
+        if self.mem.arch == "infini":
+            y, s = self._span_infini(i, q, k, v, s)
+        else:
+            y, s = self._span_window(block, q, k, v, s, tokens)
+        x = x + block.attn.resid_dropout(block.attn.c_proj(self._merge(y)))
+        x = x + block.mlp(block.ln_2(x))
+        return x, s
+
+    def _span_window(self, block: Block, q: Tensor, k: Tensor, v: Tensor, s: LayerState,
+                     tokens: int) -> tuple[Tensor, LayerState]:
+        """BSWA over a span: one banded causal mask. Positions are those of the concatenation
+        (kept keys, span); RoPE sees only differences, so each score is the block loop's. FAM: block
+        b's memory tokens sit at RoPE position 0 of block b's window in the block loop (they carry no
+        rotation); here they are rotated to o_b, the concatenation's position of that window's start,
+        which gives every score the same position difference."""
+        blk, dev = self.mem.block, q.device
+        P, S = s.k.size(2), q.size(2)
+        keys, vals = torch.cat([s.k, k], 2), torch.cat([s.v, v], 2)  # (B, nh, P + S, hs), before RoPE
+        kept = max(0, P + S - self.mem.mem_blocks * blk)
+        out = LayerState(keys[:, :, kept:], vals[:, :, kept:])
+        pos = torch.arange(P + S, device=dev)
+        kr, qr = self._rotate(keys, 0), self._rotate(q, P)
+        absolute = pos + (tokens - P)  # each key's index in the whole sequence
+        kb, qb = absolute // blk, absolute[P:] // blk
+        mask = (pos[None, :] <= pos[P:, None]) & (kb[None, :] >= qb[:, None] - self.mem.mem_blocks)  # (S, P + S)
+        fam = s.fam
+        if fam is not None:
+            M, starts = fam.size(1), range(0, S, blk)
+            mk, mv = [], []
+            for b0 in starts:
+                c = P + b0  # the block's first token in the concatenation
+                o = c - min(self.mem.mem_blocks * blk, tokens + b0)  # where its window starts
+                qm, km, vm = (self._heads(t) for t in block.attn.c_attn(block.ln_1(fam)).split(fam.size(2), dim=2))
+                at = torch.full((M,), o, device=dev)
+                qm, km = self.positions.rotate(qm, at), self.positions.rotate(km, at)
+                end = min(P + S, c + blk)
+                y = F.scaled_dot_product_attention(qm, torch.cat([km, kr[:, :, c:end]], 2),
+                                                   torch.cat([vm, vals[:, :, c:end]], 2))
+                mk.append(km)
+                mv.append(vm)
+                fam = fam + block.attn.resid_dropout(block.attn.c_proj(self._merge(y)))
+                fam = fam + block.mlp(block.ln_2(fam))
+            group = torch.arange(len(mk), device=dev).repeat_interleave(M)  # (nb * M,) block of each memory key
+            mask = torch.cat([group[None, :] == (pos[:S] // blk)[:, None], mask], 1)  # block b reads memory b
+            kr, vals = torch.cat([*mk, kr], 2), torch.cat([*mv, vals], 2)
+        y = F.scaled_dot_product_attention(qr, kr, vals, attn_mask=mask)
+        return y, LayerState(out.k, out.v, fam)
+
+    def _span_infini(self, i: int, q: Tensor, k: Tensor, v: Tensor, s: LayerState) -> tuple[Tensor, LayerState]:
+        blk, S = self.mem.block, q.size(2)
+        pos = torch.arange(S, device=q.device)
+        local_mask = (pos[None, :] <= pos[:, None]) & (pos[None, :] // blk == pos[:, None] // blk)
+        local = F.scaled_dot_product_attention(self._rotate(q, 0), self._rotate(k, 0), v, attn_mask=local_mask)
+        sq, sk = F.elu(q) + 1, F.elu(k) + 1  # (B, nh, S, hs), positive
+        mem, z, reads = s.mem, s.z, []
+        for b0 in range(0, S, blk):
+            qb, kb, vb = sq[:, :, b0 : b0 + blk], sk[:, :, b0 : b0 + blk], v[:, :, b0 : b0 + blk]
+            reads.append((qb @ mem) / (qb @ z.unsqueeze(-1)).clamp_min(EPS))
+            write = vb
+            if self.mem.delta:
+                write = vb - (kb @ mem) / (kb @ z.unsqueeze(-1)).clamp_min(EPS)
+            mem = mem + kb.transpose(-2, -1) @ write
+            z = z + kb.sum(2)
+        g = torch.sigmoid(self.gate[i]).view(1, -1, 1, 1)
+        return g * torch.cat(reads, 2) + (1 - g) * local, LayerState(mem=mem, z=z)
+
+    # ---- one block at a time: the plain recurrence (the reference the span form must equal) -------
 
     def step(self, idx: Tensor, state: State) -> tuple[Tensor, State]:
         """One block: idx (B, T <= block) -> logits (B, T, vocab) and the next state."""
