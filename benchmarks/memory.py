@@ -170,9 +170,11 @@ def speed(args) -> None:
             return torch.cat(out, 1), state
 
     torch.set_num_threads(args.threads)
+    dev = args.device
     cfg = ModelConfig.preset("tiny").replace(context_length=args.window)
-    x = torch.randint(0, 256, (args.batch, args.row + 1), generator=torch.Generator().manual_seed(0))
+    x = torch.randint(0, 256, (args.batch, args.row + 1), generator=torch.Generator().manual_seed(0)).to(dev)
     X, Y = x[:, :-1], x[:, 1:]
+    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
 
     def timed(model, batch, loss_fn) -> float:
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -183,18 +185,20 @@ def speed(args) -> None:
             opt.step()
 
         one()  # warm-up
+        sync()
         t0 = time.perf_counter()
         for _ in range(args.reps):
             one()
+        sync()
         return X.numel() * args.reps / (time.perf_counter() - t0)
 
     print(header(args.threads))
-    print(f"\nbatch {args.batch} x {args.row} bytes, windows of {args.window}, `tiny` (4 x 128), float32, "
+    print(f"\non {dev}: batch {args.batch} x {args.row} bytes, windows of {args.window}, `tiny` (4 x 128), float32, "
           f"{args.reps} timed steps after one warm-up\n")
     print("| model | block loop tokens/s | parallel spans tokens/s | speed-up |")
     print("|:--|--:|--:|--:|")
     torch.manual_seed(0)
-    gpt = GPT(cfg).train()
+    gpt = GPT(cfg).to(dev).train()
     g = timed(gpt, (X.reshape(-1, args.window), Y.reshape(-1, args.window)), lambda m, b: m(*b)[1])
     print(f"| gpt (full attention at {args.window}, same tokens) | - | {g:,.0f} | - |", flush=True)
     for mem in (MemoryConfig(arch="bswa", mem_blocks=2), MemoryConfig(arch="fam", mem_blocks=1, fam_tokens=8),
@@ -202,7 +206,7 @@ def speed(args) -> None:
         rates = []
         for cls in (BlockLoop, MemoryLM):
             torch.manual_seed(0)
-            rates.append(timed(cls(cfg, mem).train(), (X, Y), window_loss(args.window)))
+            rates.append(timed(cls(cfg, mem).to(dev).train(), (X, Y), window_loss(args.window)))
         print(f"| {mem.arch} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.2f}x |", flush=True)
     print(f"\n(load average {os.getloadavg()[0]:.2f} at the end)")
 
@@ -233,6 +237,7 @@ def main() -> None:
     sp.add_argument("--window", type=int, default=256)
     sp.add_argument("--reps", type=int, default=3)
     sp.add_argument("--threads", type=int, default=1)
+    sp.add_argument("--device", default="cpu")
     args = ap.parse_args()
     {"peak": peak, "datastore": datastore, "passkey": passkey, "speed": speed}[args.what](args)
 

@@ -46,12 +46,13 @@ def check_grid(lengths, depths, trials: int, distractors: int) -> None:
 @torch.no_grad()
 def answer_logits(model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
     """Logits (B, 5, vocab) at the positions that predict the answer's digits: rows (B, T) are
-    prompt + answer without the last byte."""
+    prompt + answer without the last byte; read on the model's device, returned on the CPU."""
+    rows = rows.to(next(model.parameters()).device)
     if isinstance(model, MemoryLM):
         logits, _ = model.stream(rows, model.init_state(rows.size(0)), keep=ANSWER)
-        return logits
+        return logits.cpu()
     window = rows[:, -model.cfg.context_length:]  # a full-attention model sees its context only
-    return model(window)[0][:, -ANSWER:]
+    return model(window)[0][:, -ANSWER:].cpu()
 
 
 def compressions(model: nn.Module, ep: Episode, key: int) -> int | None:
