@@ -3,6 +3,7 @@
     imo agent envs                                   # the environments and their recipes
     imo agent train --env CartPole-v1 --quiet        # the env's recipe (about a minute)
     imo agent train --env imo/Chain-v0,imo/Reach-v0 --steps 20000   # one network, two tasks
+    imo agent train --env CartPole-v1,Acrobot-v1,MountainCar-v0 --popart   # the three-task recipe
     imo agent eval RUN --episodes 20
     imo agent strip RUN -o cartpole.png               # one greedy episode as a PNG strip
 """
@@ -44,12 +45,14 @@ def _env_names(env: str) -> list[str]:
 
 
 def _config(names: list[str], overrides: dict):
-    from imo.agents import envs
+    from imo.agents import envs, multitask
     from imo.agents.dqn import DQNConfig
 
-    # several tasks: the first task's recipe, with the most steps of any
-    recipe = dict(envs.spec(names[0]).recipe)
-    recipe["steps"] = max(envs.spec(n).recipe.get("steps", DQNConfig.steps) for n in names)
+    if multitask.is_suite(names):  # CartPole, Acrobot and MountainCar: the three-task recipe
+        recipe = dict(multitask.RECIPE)
+    else:  # several tasks: the first task's recipe, with the most steps of any
+        recipe = dict(envs.spec(names[0]).recipe)
+        recipe["steps"] = max(envs.spec(n).recipe.get("steps", DQNConfig.steps) for n in names)
     given = {k: v for k, v in overrides.items() if v is not None}
     fields = {**recipe, **given}
     steps = fields.get("steps", DQNConfig.steps)
@@ -72,10 +75,12 @@ def _hidden(text: str | None) -> tuple[int, ...] | None:
 
 
 def _evaluate(q, names: list[str], episodes: int) -> list[dict]:
-    from imo.agents import dqn, envs
+    from imo.agents import dqn, envs, multitask
 
-    env = envs.make_tasks(names)
     seeds = range(EVAL_SEED0, EVAL_SEED0 + episodes)
+    if multitask.is_suite(names):  # with normalised scores against the single-task recipes
+        return multitask.score(q, seeds, names)
+    env = envs.make_tasks(names)
     rows = []
     for i, name in enumerate(names):
         goal = envs.spec(name).goal_on_terminate
@@ -93,7 +98,12 @@ def _print_eval(rows: list[dict]) -> None:
         line = f"{r['env']}: mean return {r['mean_return']:.2f}"
         if "goal_rate" in r:
             line += f", goal rate {100 * r['goal_rate']:.0f}%"
+        if "normalised" in r:
+            line += f", normalised {r['normalised']:.3f} (random {r['random_return']:.2f})"
         typer.echo(line)
+    if rows and all("capped" in r for r in rows) and len(rows) > 1:
+        mean = sum(r["capped"] for r in rows) / len(rows)
+        typer.echo(f"mean normalised score {mean:.3f} (each capped at 1)")
 
 
 @agent_app.command("envs")
@@ -129,7 +139,7 @@ def train_command(
     select_episodes: Annotated[int | None, Opt(help="Validation episodes per check (seeds 20000, ...).")] = None,
     hidden: Annotated[str | None, Opt(help="Hidden layer sizes, comma-separated (default 120,84).")] = None,
     per_task_heads: Annotated[bool, Opt("--per-task-heads", help="Several tasks: one output head per task on a shared trunk.")] = False,
-    popart: Annotated[bool, Opt("--popart", help="Per-task PopArt normalisation of the values (with --per-task-heads).")] = False,
+    popart: Annotated[bool, Opt("--popart", help="Per-task PopArt normalisation of the values; implies --per-task-heads.")] = False,
     eval_episodes: Annotated[int, Opt(help="Greedy evaluation episodes per task afterwards.")] = 10,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Only the final lines.")] = False,
 ) -> None:
@@ -137,10 +147,10 @@ def train_command(
     names = _env_names(env)
     if eval_episodes < 1:
         raise ConfigError("--eval-episodes must be >= 1")
-    if per_task_heads and len(names) < 2:
-        raise ConfigError("--per-task-heads needs several tasks (--env A,B,...)")
-    if popart and not per_task_heads:
-        raise ConfigError("--popart needs --per-task-heads")
+    if (per_task_heads or popart) and len(names) < 2:
+        flag = "--popart" if popart else "--per-task-heads"
+        raise ConfigError(f"{flag} needs several tasks (--env A,B,...)")
+    per_task_heads = per_task_heads or popart  # PopArt normalises each task's own head
     cfg = _config(names, {
         "steps": steps, "seed": seed, "lr": lr, "gamma": gamma, "buffer_size": buffer_size,
         "batch_size": batch_size, "learning_starts": learning_starts, "train_every": train_every,
