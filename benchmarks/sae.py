@@ -22,9 +22,11 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from imo import paths
 from imo.inspect import sae as S
@@ -58,14 +60,37 @@ def interpolate(l0s: np.ndarray, fvus: np.ndarray, at: float) -> float:
     return float(np.interp(np.log(at), x, y))
 
 
-def run_frontier(lm: str, seeds: int, steps: int, batch: int) -> list[dict]:
+def t_interval(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean and its two-sided 95% Student-t interval over seeds (ddof=1), as the claims report it."""
+    x = np.asarray(x, dtype=float)
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def run_frontier(lm: str, seeds: int, steps: int, batch: int, out: Path | None = None) -> list[dict]:
+    """Every seed's rows; with `out`, each finished seed is appended there as one JSON line and
+    seeds already in it (with the same steps and batch) are not trained again."""
+    done: list[dict] = []
+    if out is not None and out.exists():
+        for line in out.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["lm"] == lm and rec["steps"] == steps and rec["batch"] == batch and rec["seed"] < seeds:
+                done.append(rec)
+    have = {r["seed"] for r in done}
+    rows = [row for r in sorted(done, key=lambda r: r["seed"]) for row in r["rows"]]
+    if len(have) == seeds:
+        return rows
     store = RunStore.open()
     rid = store.resolve(lm)
     data = np.asarray(open_activations(paths.store_dir() / "acts" / f"{rid}-{HOOK}-{TOKENS}"))
     n_eval = len(data) // 10
     train, held = data[:-n_eval], data[-n_eval:]
-    rows = []
     for seed in range(seeds):
+        if seed in have:
+            continue
         topk = []
         for k in KS:
             t0 = time.perf_counter()
@@ -82,6 +107,11 @@ def run_frontier(lm: str, seeds: int, steps: int, batch: int) -> list[dict]:
                          "relu_fvu_at_l0": interpolate(l0s, fvus, t["l0"]), "topk_s": t["s"]})
         rows.append({"seed": seed, "relu": relu})
         print(json.dumps(rows[-len(KS) - 1:]), file=sys.stderr, flush=True)
+        if out is not None:
+            with out.open("a") as f:
+                f.write(json.dumps({"lm": lm, "steps": steps, "batch": batch, "seed": seed,
+                                    "rows": rows[-len(KS) - 1:]}) + "\n")
+    rows.sort(key=lambda r: r["seed"])  # resumed seeds may come after new ones
     return rows
 
 
@@ -118,6 +148,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=2048)
     ap.add_argument("--synthetic-steps", type=int, default=3000)
+    ap.add_argument("--frontier-out", type=Path,
+                    help="append each finished frontier seed here (JSON lines); seeds already there are reused")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -130,16 +162,24 @@ def main() -> None:
         r = run_default(args.lm)
         print(f"default SAE run {r['sae']}: {r['wall_s']:.1f} s wall | {r['line']}")
     if "frontier" in parts:
-        rows = run_frontier(args.lm, args.seeds, args.steps, args.batch)
-        print(f"\nfrontier ({args.seeds} seeds, {args.steps} steps, batch {args.batch}, 1024 latents)")
-        print("| k | TopK L0 | TopK FVU | ReLU-L1 FVU at that L0 | TopK better in |\n|--:|--:|--:|--:|--:|")
+        rows = run_frontier(args.lm, args.seeds, args.steps, args.batch, args.frontier_out)
+        print(f"\nfrontier ({args.seeds} seeds, {args.steps} steps, batch {args.batch}, 1024 latents); "
+              "mean [95% t interval over seeds]")
+        print("| k | TopK L0 | TopK FVU | ReLU-L1 FVU at that L0 | ReLU-L1 / TopK FVU | TopK dead | TopK better in |\n"
+              "|--:|--:|--:|--:|--:|--:|--:|")
+
+        def fmt(x: np.ndarray, digits: int = 4) -> str:
+            m, lo, hi = t_interval(x)
+            return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
         for k in KS:
             rs = [r for r in rows if r.get("k") == k]
             t = np.array([r["topk_fvu"] for r in rs])
             rl = np.array([r["relu_fvu_at_l0"] for r in rs])
-            wins = int(np.sum(t < rl))
-            print(f"| {k} | {np.mean([r['topk_l0'] for r in rs]):.2f} | {t.mean():.4f} ± {t.std():.4f} | "
-                  f"{np.nanmean(rl):.4f} ± {np.nanstd(rl):.4f} | {wins}/{len(rs)} seeds |")
+            wins = int(np.sum(t < rl))  # NaN (TopK's L0 outside ReLU-L1's measured range) is no win
+            dead = np.array([r["topk_dead"] for r in rs]) * 100
+            print(f"| {k} | {np.mean([r['topk_l0'] for r in rs]):.2f} | {fmt(t)} | {fmt(rl)} | {fmt(rl / t, 2)} | "
+                  f"{fmt(dead, 1)}% | {wins}/{len(rs)} seeds |")
         for r in rows:
             if "relu" in r:
                 print(f"ReLU-L1 seed {r['seed']}: " + ", ".join(f"l1={x['l1']:g}: L0 {x['l0']:.1f} FVU {x['fvu']:.4f}"
