@@ -37,6 +37,7 @@ class Oracle(nn.Module):
     def __init__(self, context: int) -> None:
         super().__init__()
         self.cfg = ModelConfig(context_length=context)
+        self.anchor = nn.Parameter(torch.zeros(1))  # the exam reads on its parameters' device
 
     def forward(self, x):
         logits = torch.zeros(x.size(0), x.size(1), 256)
