@@ -65,6 +65,10 @@ def train_command(
     passkey: Annotated[float | None, Opt(help="Fraction of training rows that end with a passkey episode (imo exam passkey); also for --arch gpt. [default: 0]")] = None,
     passkey_bytes: Annotated[str | None, Opt(help="Passkey episode lengths MIN-MAX in bytes, at most the row length + 1. [default: 256-1024]")] = None,
     row_length: Annotated[int | None, Opt(help="Memory models: training rows of N bytes, read in windows of --context with the state carried (its gradient cut) between them. [default: the context]")] = None,
+    retrieval: Annotated[str | None, Opt(help="RETRO-lite (imo.retrieve.retro, docs/memory.md): retro or retro-bm25 (BM25 over byte 4-grams), retro-dense (exact L2 search over a frozen byte GPT's mean-pooled states: give --embedder), or retro-none (a plain GPT on the same chunk-aligned rows, the fair baseline). Neighbours come from the corpus's training split, never from the row's own document.")] = None,
+    embedder: Annotated[str | None, Opt(help="retro-dense: the run whose frozen byte GPT embeds the chunks (e.g. the retro-none baseline).")] = None,
+    neighbours: Annotated[int | None, Opt(help="--retrieval: neighbours per 32-byte chunk, each with its continuation. [default: 2]")] = None,
+    cca_layer: Annotated[int | None, Opt(help="--retrieval: the block after which the chunked cross-attention sits. [default: n_layer - 2]")] = None,
 ) -> None:
     """Train a GPT (or, with --arch, a memory model) on a corpus, or fine-tune a run (--init-from);
     the run, its checkpoints and metrics go to the run store. Ctrl-C or SIGTERM checkpoints and
@@ -91,6 +95,17 @@ def train_command(
     memory = dict(block=block, mem_blocks=mem_blocks, fam_tokens=fam_tokens, delta=delta, gate_init=gate_init)
     memory_run = _memory_run(resume)
     rows = dict(passkey=passkey, passkey_bytes=passkey_bytes, row_length=row_length)
+    retro = dict(embedder=embedder, k=neighbours, cca_layer=cca_layer)
+    if retrieval is not None or any(v is not None for v in retro.values()) or _retro_run(resume):
+        other = [f for f, v in {"arch": arch != "gpt", "passkey": passkey is not None, "passkey_bytes": passkey_bytes,
+                                "row_length": row_length, "init_from": init_from, "compile": compile,
+                                "tensorboard": tensorboard, "minutes": minutes, **memory, **lora}.items()
+                 if v not in (None, False)]
+        if other:
+            raise ConfigError(f"RETRO runs do not take {', '.join('--' + f.replace('_', '-') for f in other)}")
+        _train_retro_command(retrieval, retro, model, tr, dict(preset=preset, config=config, name=name, tags=tags,
+                                                               resume=resume, quiet=quiet))
+        return
     if arch != "gpt" or memory_run or any(v is not None for v in rows.values()):
         extra = dict(**rows, preset=preset, config=config, name=name, tags=tags,
                      init_from=init_from, lora=any(v is not None for v in lora.values()), compile=compile or None,
@@ -138,6 +153,73 @@ def train_command(
         warm_up(cfg)
     _finish(run_training(cfg, quiet=quiet, name=name, tags=tag_list, tensorboard=tensorboard,
                          compile=compile), quiet)
+
+
+RETRO_CHOICES = {"retro": "bm25", "retro-bm25": "bm25", "retro-dense": "dense", "retro-none": "none"}
+
+
+def _retro_run(resume: str | None) -> bool:
+    if resume is None:
+        return False
+    from imo.retrieve.retro import KIND
+    from imo.runs.store import RunStore
+
+    with RunStore.open() as store:
+        return store.get(store.resolve(resume))["kind"] == KIND
+
+
+def _train_retro_command(retrieval: str | None, retro: dict, model: dict, tr: dict, extra: dict) -> None:
+    """`imo train --retrieval retro|retro-bm25|retro-dense|retro-none` (imo.retrieve.retro) and
+    --resume of such a run."""
+    from imo.retrieve.retro import RetroConfig, train_retro
+    from imo.train.config import RunConfig
+
+    if extra["resume"] is not None:
+        given = [k for k, v in {**model, **tr, **retro, "preset": extra["preset"], "config": extra["config"],
+                                "retrieval": retrieval, "name": extra["name"], "tags": extra["tags"]}.items()
+                 if v is not None]
+        if given:
+            raise ConfigError(f"--resume keeps the run's saved config; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
+        run_id, stopped = train_retro(None, resume=extra["resume"], quiet=extra["quiet"])
+    else:
+        if retrieval not in RETRO_CHOICES:
+            what = ("--embedder, --neighbours and --cca-layer need --retrieval" if retrieval is None
+                    else f"unknown --retrieval {retrieval!r}")
+            raise ConfigError(f"{what}; choose one of: {', '.join(RETRO_CHOICES)}")
+        rc = RetroConfig(retrieval=RETRO_CHOICES[retrieval], **{k: v for k, v in retro.items() if v is not None})
+        if tr.get("steps") is None:
+            tr = {**tr, "steps": 1000}
+        cfg = RunConfig.build(preset=extra["preset"] or ("tiny" if extra["config"] is None else None),
+                              file=extra["config"], model=model, train=tr)
+        if extra["name"] is not None and not extra["name"].strip():
+            raise ConfigError("--name must not be empty")
+        tags = [t.strip() for t in (extra["tags"] or "").split(",") if t.strip()]
+        run_id, stopped = train_retro(cfg, rc, quiet=extra["quiet"], name=extra["name"], tags=tags)
+    if extra["quiet"]:
+        print(run_id, flush=True)
+    if stopped:
+        raise typer.Exit(130)
+
+
+def _retro_eval(store, run_id: str, corpus: str | None, split: str, context: int | None, max_bytes: int | None) -> None:
+    """`imo eval RUN --retrieval retro`: bits/byte of the validation split by neighbour overlap."""
+    from imo.console import print_table
+    from imo.retrieve.retro import evaluate_run
+
+    given = [f for f, v in {"context": context, "max_bytes": max_bytes}.items() if v is not None]
+    if given:
+        raise ConfigError(f"a RETRO run is scored on whole windows of its own context; drop "
+                          f"{', '.join('--' + g.replace('_', '-') for g in given)}")
+    if split != "val":
+        raise ConfigError("a RETRO run is scored on the val split (the datastore is the training split)")
+    out = evaluate_run(store, run_id, corpus)
+    rows = [[f"<= {t}", f"{100 * out['filled'][t]:.0f}%" if out["filled"] else "-", f"{bpb:.4f}"]
+            for t, bpb in out["by_overlap"].items()]
+    print_table(["neighbour overlap", "neighbour slots filled", "bits/byte"], rows,
+                title=f"RETRO-lite ({out['retrieval']}): run {run_id} on {out['corpus']} (val), "
+                      f"{out['positions']:,} positions, {out['chunks']:,} datastore chunks")
+    store.put_result("eval-retro", run_id, out, [run_id])
+    print(f"{out['val_bpb']:.4f} bits/byte  run {run_id}  corpus {out['corpus']} (val)  context {out['context']}")
 
 
 def _memory_run(resume: str | None) -> bool:
@@ -353,7 +435,7 @@ def eval_command(
     context: Annotated[int | None, Opt(help="Evaluation context length (a memory run reads each window block by block, so it may exceed the training context). [default: the training context; imported runs 512 tokens]")] = None,
     split: Annotated[str, Opt(help="train or val.")] = "val",
     max_bytes: Annotated[int | None, Opt(help="Score only the first N bytes of the split.")] = None,
-    retrieval: Annotated[str | None, Opt(help="knn-lm: also interpolate with a kNN over the corpus's training split (imo.retrieve.knnlm), by neighbour overlap (docs/memory.md).")] = None,
+    retrieval: Annotated[str | None, Opt(help="knn-lm: also interpolate with a kNN over the corpus's training split (imo.retrieve.knnlm), by neighbour overlap (docs/memory.md). retro: score a RETRO-lite run (imo train --retrieval retro) with neighbours at overlap <= 0, 0.2, 0.5, 1.")] = None,
     max_keys: Annotated[int, Opt(help="--retrieval: datastore keys (training positions, spread over the split).")] = 100_000,
     k: Annotated[int, Opt(help="--retrieval: neighbours per position.")] = 16,
     lambdas: Annotated[str, Opt(help="--retrieval: interpolation weights of the kNN distribution, comma-separated.")] = "0.1,0.2,0.3,0.4,0.5",
@@ -366,10 +448,19 @@ def eval_command(
     from imo.train.checkpoint import load_model
     from imo.train.evaluate import evaluate_split
 
-    if retrieval not in (None, "knn-lm"):
-        raise ConfigError(f"unknown --retrieval {retrieval!r}; choose knn-lm")
+    if retrieval not in (None, "knn-lm", "retro"):
+        raise ConfigError(f"unknown --retrieval {retrieval!r}; choose knn-lm or retro")
     store = RunStore.open()
     run_id = store.resolve(run)
+    from imo.retrieve.retro import KIND as RETRO_KIND
+
+    if store.get(run_id)["kind"] == RETRO_KIND:
+        if retrieval == "knn-lm":
+            raise ConfigError(f"run {run_id} is a RETRO run; score it with --retrieval retro")
+        _retro_eval(store, run_id, corpus, split, context, max_bytes)
+        return
+    if retrieval == "retro":
+        raise ConfigError(f"run {run_id} is not a RETRO run (train one with imo train --retrieval retro)")
     if store.get(run_id)["kind"] == "memory":  # imo.memory.train.KIND: a block-recurrent model
         from imo.memory.train import load_memory_model
 
