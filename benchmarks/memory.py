@@ -5,6 +5,7 @@ passkey exam of small trained models.
     python benchmarks/memory.py datastore    # 100k chunks: build and exact query speed
     python benchmarks/memory.py passkey --steps 300   # train gpt/bswa/fam/infini, then the exam
     python benchmarks/memory.py speed        # training tokens/s: block loop vs parallel spans vs GPT
+    python benchmarks/memory.py retrieval --steps 300   # base, kNN-LM, RETRO-lite dense and BM25 by overlap
 
 Each prints markdown rows for benchmarks/RESULTS.md with the machine, the load and the commit.
 Run the timed ones under the heavy lock on shared machines (flock /tmp/imo-heavy.lock ...).
@@ -211,6 +212,94 @@ def speed(args) -> None:
     print(f"\n(load average {os.getloadavg()[0]:.2f} at the end)")
 
 
+# ../shared/data beside the checkout (a worktree's may sit one level deeper)
+SHAKESPEARE = next((p / "shared" / "data" / "tinyshakespeare.txt" for p in ROOT.parents
+                    if (p / "shared" / "data" / "tinyshakespeare.txt").is_file()), ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")
+
+
+def retrieval(args) -> None:
+    """On held-out python-docs and Shakespeare: a plain GPT (the base), kNN-LM on top of it, and
+    RETRO-lite with dense (the base's frozen states) and BM25 retrieval, each scored in bits/byte
+    with neighbours allowed up to each overlap alpha. The base is a GPT of the same depth widened
+    to RETRO-lite's parameter count; every arm trains the same steps on the same rows (seed)."""
+    import faiss
+
+    from imo.data.corpora import load_corpus
+    from imo.retrieve.knnlm import build_store, knn_bpb
+    from imo.retrieve.retro import (
+        OVERLAPS,
+        RetroConfig,
+        count_params,
+        load_retro_model,
+        matched_width,
+        train_retro,
+    )
+    from imo.runs.store import RunStore
+    from imo.train.config import RunConfig
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    store = RunStore.open()
+    corpora = [c for c in args.corpora.split(",") if c]
+    names = {"shakespeare": f"file:{SHAKESPEARE}"}
+    tr = dict(steps=args.steps, batch_size=args.batch, eval_every=max(1, args.steps // 3), ckpt_every=10**6,
+              lr=args.lr, warmup=max(1, args.steps // 10), seed=args.seed, device="cpu", eval_batches=2)
+    rc = RetroConfig(retrieval="bm25")
+    probe = RunConfig.build(preset="tiny", train=dict(tr, corpus="python-docs"))
+    width = matched_width(probe.model, rc)
+    p_retro = count_params(probe.model, rc)
+    p_base = count_params(probe.model.replace(n_embd=width), RetroConfig(retrieval="none"))
+    print(header(args.threads), flush=True)
+    print(f"\nbudget: every arm {args.steps} steps of {args.batch} rows x {probe.model.context_length} bytes "
+          f"({args.steps * args.batch * probe.model.context_length:,} training bytes), AdamW lr {args.lr:g}, seed "
+          f"{args.seed}; RETRO-lite 4 x {probe.model.n_embd} + encoder ({rc.enc_layers} x {rc.enc_width}) + CCA after "
+          f"block {rc.layer(probe.model.n_layer)}: {p_retro:,} parameters; base GPT 4 x {width}: {p_base:,}; "
+          f"kNN-LM on the base, lambda {args.knn_lambda:g}, k 16, 100k keys", flush=True)
+    out: dict = {"steps": args.steps, "batch": args.batch, "params": {"retro": p_retro, "base": p_base}, "corpora": {}}
+    rows = []
+    for c in corpora:
+        corpus = names.get(c, c)
+        data = load_corpus(corpus)
+        t = dict(tr, corpus=corpus)
+        res: dict = {}
+        t0 = time.perf_counter()
+        cfg_base = RunConfig.build(preset="tiny", model=dict(n_embd=width), train=t)
+        base_id, _ = train_retro(cfg_base, RetroConfig(retrieval="none"), store=store, quiet=True, name=f"bench-retro-base-{c}")
+        res["base"] = {"run": base_id, **store.get(base_id)["figures"], "wall_s": time.perf_counter() - t0}
+        print(f"{c}: base {base_id} {res['base']['val_bpb']:.4f} bits/byte, {res['base']['wall_s']:.0f} s", flush=True)
+        base, _ = load_retro_model(store.run_dir(base_id))
+        t0 = time.perf_counter()
+        kstore = build_store(base, data.train, max_keys=100_000)
+        knn = knn_bpb(base, kstore, data.val, lambdas=(args.knn_lambda,), max_overlaps=OVERLAPS, max_windows=None)
+        res["knn-lm"] = {"wall_s": time.perf_counter() - t0, "bpb_lm": knn["bpb_lm"], "positions": knn["positions"],
+                         "by_overlap": {k: v["bpb"][f"{args.knn_lambda:g}"] for k, v in knn["by_overlap"].items()},
+                         "neighbours": {k: v["neighbours_per_position"] for k, v in knn["by_overlap"].items()}}
+        print(f"{c}: kNN-LM {res['knn-lm']['by_overlap']}", flush=True)
+        for kind in ("dense", "bm25"):
+            t0 = time.perf_counter()
+            cfg = RunConfig.build(preset="tiny", train=t)
+            r_id, _ = train_retro(cfg, RetroConfig(retrieval=kind, embedder=base_id if kind == "dense" else None),
+                                  store=store, quiet=True, name=f"bench-retro-{kind}-{c}")
+            res[kind] = {"run": r_id, **store.get(r_id)["figures"], "wall_s": time.perf_counter() - t0}
+            print(f"{c}: RETRO-lite {kind} {r_id} {res[kind]['val_bpb_by_overlap']}, {res[kind]['wall_s']:.0f} s", flush=True)
+        out["corpora"][c] = res
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        b = res["base"]["val_bpb"]
+        rows.append(f"| {c} | base GPT 4 x {width} | {p_base:,} | " + " | ".join(f"{b:.4f}" for _ in OVERLAPS) + " | - |")
+        rows.append(f"| {c} | kNN-LM on the base (lambda {args.knn_lambda:g}) | {p_base:,} | "
+                    + " | ".join(f"{res['knn-lm']['by_overlap'][f'{a:g}']:.4f}" for a in OVERLAPS) + " | - |")
+        for kind in ("dense", "bm25"):
+            by = res[kind]["val_bpb_by_overlap"]
+            gain = b - by["0.2"]
+            rows.append(f"| {c} | RETRO-lite {kind} | {p_retro:,} | " + " | ".join(f"{by[f'{a:g}']:.4f}" for a in OVERLAPS)
+                        + f" | {gain:+.4f} |")
+    print("\n| held-out corpus | model | parameters | " + " | ".join(f"bits/byte, alpha <= {a:g}" for a in OVERLAPS)
+          + " | gain over base at alpha <= 0.2 |")
+    print("|:--|:--|--:|" + "--:|" * len(OVERLAPS) + "--:|")
+    print("\n".join(rows))
+    print(f"\n(load average {os.getloadavg()[0]:.2f} at the end; figures in {args.out})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -238,8 +327,18 @@ def main() -> None:
     sp.add_argument("--reps", type=int, default=3)
     sp.add_argument("--threads", type=int, default=1)
     sp.add_argument("--device", default="cpu")
+    r = sub.add_parser("retrieval")
+    r.add_argument("--corpora", default="python-docs,shakespeare",
+                   help="comma-separated corpus names (shakespeare: ../shared/data/tinyshakespeare.txt)")
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--batch", type=int, default=16)
+    r.add_argument("--lr", type=float, default=3e-3)
+    r.add_argument("--seed", type=int, default=1337)
+    r.add_argument("--knn-lambda", type=float, default=0.25)
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--out", default="/tmp/retrieval-bench.json")
     args = ap.parse_args()
-    {"peak": peak, "datastore": datastore, "passkey": passkey, "speed": speed}[args.what](args)
+    {"peak": peak, "datastore": datastore, "passkey": passkey, "speed": speed, "retrieval": retrieval}[args.what](args)
 
 
 if __name__ == "__main__":
