@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-import imo.claims.library.reasoning  # noqa: F401  (registers the claims)
+import imo.claims.library.instinct  # noqa: F401  (registers the claims)
+import imo.claims.library.reasoning  # noqa: F401
 from imo.claims.registry import CLAIMS, Context
 from imo.claims.verdict import VERDICTS, decide
 from imo.runs.store import RunStore
@@ -27,7 +28,7 @@ def test_smoke_figures_hold_a_finite_metric(claim_id, tmp_path):
 
 
 def _cfg(budget: str):
-    from imo.claims.library.reasoning import SIZES
+    from imo.claims.library.instinct import SIZES
     from imo.reason.policy import PolicyConfig
 
     s = SIZES[budget]
@@ -36,7 +37,7 @@ def _cfg(budget: str):
 
 @pytest.mark.parametrize("budget", ["smoke", "quick", "full"])
 def test_scoring_problems_are_fresh_and_disjoint_from_selection(budget):
-    from imo.claims.library.reasoning import SIZES, scoring_problems
+    from imo.claims.library.instinct import SIZES, scoring_problems
     from imo.reason.policy import problems
 
     cfg, s = _cfg(budget), SIZES[budget]
@@ -53,7 +54,7 @@ def test_scoring_problems_are_fresh_and_disjoint_from_selection(budget):
 def test_too_few_fresh_problems_is_a_clear_error():
     from dataclasses import replace
 
-    from imo.claims.library.reasoning import scoring_problems
+    from imo.claims.library.instinct import scoring_problems
     from imo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="too few problems outside"):
@@ -61,7 +62,7 @@ def test_too_few_fresh_problems_is_a_clear_error():
 
 
 def test_choose_arm_reads_learned_verifiers_within_the_budget_only():
-    from imo.claims.library.reasoning import choose_arm
+    from imo.claims.library.instinct import choose_arm
 
     row = lambda m, v, x, acc, tok: dict(method=m, verifier=v, multiple=x, accuracy=acc, tokens=tok)  # noqa: E731
     rows = [row("greedy", "-", 1, 0.9, 30), row("best-of-n", "oracle", 4, 1.0, 120),
@@ -74,7 +75,7 @@ def test_choose_arm_reads_learned_verifiers_within_the_budget_only():
 def test_the_rule_scores_the_chosen_arm_on_the_fresh_split_only(monkeypatch):
     import imo.reason.curve as curve
     import imo.reason.methods as methods
-    from imo.claims.library.reasoning import SIZES, scoring_problems
+    from imo.claims.library.instinct import SIZES, scoring_problems
     from imo.reason.policy import problems
 
     calls = []
