@@ -97,5 +97,6 @@ def phase_figure(empirical: torch.Tensor, theory: torch.Tensor, density: torch.T
         ax.set_xlim(ext[0], ext[1])
     axes[0].set_ylabel("feature density 1-S")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)]
-    fig.legend(handles, PHASES, loc="lower center", ncol=3)
+    # below the axes' labels (bbox_inches="tight" keeps it in the saved image)
+    fig.legend(handles, PHASES, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
     return _save(fig, path)
