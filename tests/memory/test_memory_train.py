@@ -102,7 +102,9 @@ def test_eval_knn_lm(corpus, capsys):
     out = capsys.readouterr().out
     assert "kNN-LM" in out and "lambda 0.3" in out
     assert RunStore.open().results("eval-knn-lm", run_id)
-    assert imo("eval", run_id, "--retrieval", "retro") == 2 and "choose knn-lm" in capsys.readouterr().err
+    assert imo("eval", run_id, "--retrieval", "bogus") == 2 and "choose knn-lm or retro" in capsys.readouterr().err
+    # retro is a retrieval of its own now (imo.retrieve.retro); a plain GPT run is not a RETRO run
+    assert imo("eval", run_id, "--retrieval", "retro") == 2 and "not a RETRO run" in capsys.readouterr().err
     assert imo("eval", run_id, "--retrieval", "knn-lm", "--lambdas", "2") == 2
 
 
