@@ -11,6 +11,7 @@
     imo learn courses --orders easy-to-hard,random           # curricula at equal steps
     imo learn rewire --targets 20 --sources 30 --rounds 12   # rewired lottery tickets
     imo learn sparse-lm --arms dense,static,set,rigl --sparsity 0.9 --steps 1500   # on a byte LM's MLPs
+    imo learn moe --experts 8 --top-k 2 --steps 500           # mixture of experts on a byte LM (or --experts 1: dense)
 
 Every run prints one progress line per epoch and, with -o, writes its record (config, history,
 final validation errors) as JSON. Seeded: the same command gives the same numbers.
@@ -339,6 +340,48 @@ def sparse_lm_command(
                    f"{rec['topology_updates']} topology updates, {100 * rec['moved_fraction']:.1f}% of the "
                    f"MLP nonzeros moved, {rec['seconds']:.0f} s")
     _write(out, {"sparse_lm": records})
+
+
+@learn_app.command("moe")
+def moe_command(
+    experts: Annotated[int, Opt(help="Experts per MLP (E); 1 is a dense MLP of width --hidden.")] = 8,
+    top_k: Annotated[int, Opt(help="Experts each token is routed to (1..E), gates renormalised over them.")] = 2,
+    hidden: Annotated[int, Opt(help="Each expert's hidden width; 0: 4 x n_embd, the GPT's MLP.")] = 0,
+    capacity_factor: Annotated[float, Opt(help="Training only: an expert takes at most ceil(factor x tokens x k / E) "
+                                          "assignments per batch, the rest pass on the residual; 0: no limit.")] = 1.25,
+    aux_coef: Annotated[float, Opt(help="Weight of the Switch load-balancing loss E x sum f_i P_i.")] = 0.01,
+    preset: Annotated[str, Opt(help="Model shape: tiny, small, base (imo.model.config presets).")] = "tiny",
+    pos: Annotated[str | None, Opt(help="Position encoding: learned, rope, alibi, sinusoidal, none. [default: the preset's]")] = None,
+    attn: Annotated[str | None, Opt(help="Attention backend: naive, sdpa, tiled. [default: the preset's]")] = None,
+    context: Annotated[int | None, Opt(help="Context length in bytes. [default: the preset's]")] = None,
+    corpus: Annotated[str, Opt(help="Byte corpus: python-docs, shakespeare, file:PATH, dir:PATH.")] = "python-docs",
+    steps: Annotated[int, Opt(help="Optimizer steps.")] = 500,
+    batch: Annotated[int, Opt(help="Sequences per step.")] = 16,
+    lr: Annotated[float, Opt(help="AdamW peak learning rate (warmup, cosine to 10%).")] = 3e-3,
+    warmup: Annotated[int, Opt(help="Warmup steps.")] = 50,
+    eval_bytes: Annotated[int | None, Opt(help="Score only the first N bytes of the validation split at the end. [default: all]")] = None,
+    seed: Annotated[int, Opt(help="Seed of the initialisation and the batches.")] = 1337,
+    name: Annotated[str | None, Opt(help="Run name in the store.")] = None,
+    quiet: Annotated[bool, Opt(help="No progress bar.")] = False,
+) -> None:
+    """Train a mixture-of-experts byte LM (top-k routing, load-balancing loss, capacity), or with --experts 1
+    its dense baseline; prints bits/byte, training FLOPs and each layer's expert-load CV and histogram."""
+    from imo.learn.moe import report_lines, train_moe
+    from imo.model.moe import MoEConfig
+    from imo.train.config import RunConfig
+
+    if steps < 1 or batch < 1:
+        raise ConfigError(f"--steps and --batch must be >= 1, got {steps} and {batch}")
+    if eval_bytes is not None and eval_bytes < 2:
+        raise ConfigError(f"--eval-bytes must be >= 2, got {eval_bytes}")
+    moe = MoEConfig(experts=experts, top_k=top_k, hidden=hidden, capacity_factor=capacity_factor, aux_coef=aux_coef)
+    model = {k: v for k, v in {"pos": pos, "attn": attn, "context_length": context}.items() if v is not None}
+    cfg = RunConfig.build(preset=preset, model=model,
+                          train={"corpus": corpus, "steps": steps, "batch_size": batch, "lr": lr, "seed": seed,
+                                 "warmup": min(warmup, steps), "device": "cpu", "eval_every": max(1, steps // 5)})
+    _, figures = train_moe(cfg, moe, quiet=quiet, name=name, eval_bytes=eval_bytes)
+    for line in report_lines(figures):
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:
