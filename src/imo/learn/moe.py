@@ -96,9 +96,28 @@ def train_moe(cfg, moe: MoEConfig, *, store=None, quiet: bool = False, name: str
         m.reset_load()
         return out
 
+    # validation bits/byte against steps, tokens and training FLOPs (fit runs the callbacks of a
+    # step before its evaluation, so `at` holds the step being evaluated)
+    curve: list[dict[str, float]] = []
+    at = {"step": 0}
+
+    def track(info) -> None:
+        at["step"] = info.step
+
+    def evaluate(m) -> dict[str, float]:
+        layers = [b.mlp for b in [*m.transformer.h, *m.future]]
+        kept = [(layer.load.clone(), layer.assigned, layer.dropped) for layer in layers]
+        bpb = mean_bpb(m, eval_set, device)
+        for layer, (load, assigned, dropped) in zip(layers, kept, strict=True):  # training load only
+            layer.load.copy_(load)
+            layer.assigned, layer.dropped = assigned, dropped
+        tokens = at["step"] * t.batch_size * T
+        curve.append({"step": at["step"], "tokens": tokens, "train_flops": fpt * tokens, "val_bpb": bpb})
+        return {"val/bpb": bpb}
+
     res = fit(model, lambda gen, mb: random_batch(corpus.train, T, t.batch_size, gen), fit_config(t),
-              run=log, evaluate=lambda m: {"val/bpb": mean_bpb(m, eval_set, device)},
-              callbacks=[load_logger] if moe.experts > 1 else [], tokens_per_step=t.batch_size * T, quiet=quiet)
+              run=log, evaluate=evaluate,
+              callbacks=[track, load_logger] if moe.experts > 1 else [track], tokens_per_step=t.batch_size * T, quiet=quiet)
     if res.stopped:
         if record:
             store.set_status(run_id, "interrupted")
@@ -110,9 +129,9 @@ def train_moe(cfg, moe: MoEConfig, *, store=None, quiet: bool = False, name: str
                "train_flops": fpt * tokens, "seconds": res.seconds,
                "train_tokens_per_s": tokens / max(res.step_seconds, 1e-9),
                "load": ev["load"], "load_cv": ev["cv"], "experts": moe.experts, "top_k": moe.top_k,
-               "losses": res.losses}
+               "losses": res.losses, "curve": curve}
     if record:
-        store.finish(run_id, {k: v for k, v in figures.items() if k != "losses"})
+        store.finish(run_id, {k: v for k, v in figures.items() if k not in ("losses", "curve")})
         store.put_result("moe-load", run_id, {"load": ev["load"], "cv": ev["cv"], "moe": moe.to_dict()}, [run_id])
     return run_id, figures
 
