@@ -10,6 +10,14 @@ balanced accuracy.
 
     flock /tmp/imo-heavy.lock python benchmarks/physics.py [--train 500] [--test 200]
         [--steps 3000] [--models mlp,in,transformer] [--json out.json]
+
+`--part contact` measures the learned contact classifiers (imo.physics.contact_learned) instead:
+trained on seeds 2000000, ... at each of --contact-train sizes, scored on --test scenes (seeds
+0, 1, ...) beside the constant answer, constant velocity, the solo-paths rule and pymunk resumed
+from the context states.
+
+    flock /tmp/imo-heavy.lock python benchmarks/physics.py --part contact --test 1000 \
+        --contact-train 1000,4000,16000
 """
 
 import argparse
@@ -35,6 +43,8 @@ def main() -> None:
     ap.add_argument("--models", default="mlp,in,transformer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
+    ap.add_argument("--part", default="forecast", choices=("forecast", "contact"))
+    ap.add_argument("--contact-train", default="1000,4000,16000")
     args = ap.parse_args()
     torch.set_num_threads(1)
     commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
@@ -43,6 +53,8 @@ def main() -> None:
           f"{torch.__version__}, 1 thread, commit {commit}, load {os.getloadavg()[0]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
     cfg = SceneConfig(seconds=3.5)
+    if args.part == "contact":
+        return contact_part(args, cfg, commit)
     train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
     test = [generate(i, cfg) for i in range(args.test)]
     labels = [contact.touches(s, 0, 1) for s in test]
@@ -79,6 +91,34 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"commit": commit, "rows": rows}, fh, indent=2, default=str)
+
+
+def contact_part(args, cfg, commit) -> None:
+    from imo.physics import contact_learned
+
+    test = [generate(i, cfg) for i in range(args.test)]
+    sizes = [int(n) for n in args.contact_train.split(",")]
+    pool = [generate(2_000_000 + i, cfg) for i in range(max(sizes))]
+    results = []
+    for n in sizes:
+        t0 = time.perf_counter()
+        ev = contact_learned.evaluate(pool[:n], test, seed=args.seed)
+        ev["seconds"], ev["load"] = round(time.perf_counter() - t0, 1), round(os.getloadavg()[0], 2)
+        results.append(ev)
+        print(n, {k: round(v, 4) for k, v in ev["balanced_accuracy"].items()}, flush=True)
+    ev = results[-1]
+    print(f"\n{args.test} test scenes (seeds 0-{args.test - 1}), {100 * ev['positive_share']:.1f}% "
+          "positive; training scenes from seed 2000000\n")
+    names = list(ev["balanced_accuracy"])
+    print("| training scenes | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for n, r in zip(sizes, results):
+        print(f"| {n:,} | " + " | ".join(f"{100 * r['balanced_accuracy'][k]:.1f}%" for k in names) + " |")
+    print("\nplain accuracy at the largest size: " + ", ".join(
+        f"{k} {100 * v:.1f}%" for k, v in ev["accuracy"].items()))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"commit": commit, "sizes": sizes, "results": results}, fh, indent=2, default=str)
 
 
 if __name__ == "__main__":

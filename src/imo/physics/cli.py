@@ -1,6 +1,7 @@
 """`imo exam physics`: generate pymunk scenes from seeds and score the baselines that need no
 training: forecast error (constant velocity, ballistic), violation-of-expectation quadruplets
-(teleport, vanish) and contact prediction (constant velocity); with --learned, also
+(teleport, vanish) and contact prediction (constant velocity, and learned classifiers trained on
+other seeds, imo.physics.contact_learned); with --learned, also
 forecasters trained on other seeds (imo.physics.learned) and their rollouts' contact answers.
 
     imo exam physics --scenes 200 --seed 0
@@ -21,6 +22,7 @@ from imo.errors import ConfigError
 
 Opt = typer.Option
 TRAIN_SEED0 = 1_000_000  # learned models train on seeds from here, far from the exam's
+CONTACT_SEED0 = 2_000_000  # the learned contact classifiers train on seeds from here
 
 
 def register(exam_app: typer.Typer) -> None:
@@ -37,6 +39,7 @@ def physics_command(
     learned: Annotated[str | None, Opt(help="Also train these forecasters: mlp, in, transformer (comma-separated).")] = None,
     train_scenes: Annotated[int, Opt(help="Training scenes for --learned (seeds 1000000, ...).")] = 500,
     train_steps: Annotated[int, Opt(help="Gradient steps for --learned.")] = 2000,
+    contact_train: Annotated[int, Opt(help="Training scenes for the learned contact classifiers (seeds 2000000, ...); 0 skips them.")] = 1000,
 ) -> None:
     """A 2-D physics exam from seeded pymunk scenes: baseline forecasts and VoE quadruplets."""
     if scenes < 1:
@@ -49,6 +52,8 @@ def physics_command(
     for m in models:
         if m not in MODELS:
             raise ConfigError(f"unknown model {m!r} in --learned; known: {', '.join(MODELS)}")
+    if contact_train < 0:
+        raise ConfigError("--contact-train must be >= 0")
     if models and (train_scenes < 1 or train_steps < 1):
         raise ConfigError("--train-scenes and --train-steps must be >= 1")
     from imo.atomic import write_text
@@ -103,6 +108,14 @@ def physics_command(
         typer.echo(f"contact (ball 0 touches ball 1 in 3 s after 0.5 s): {sum(labels)}/{scenes} "
                    f"positive; constant velocity balanced accuracy "
                    f"{100 * contacts['constant_velocity_balanced_accuracy']:.1f}%")
+        if contact_train:
+            from imo.physics import contact_learned
+
+            train_c = [generate(CONTACT_SEED0 + i, cfg) for i in range(contact_train)]
+            ev = contact_learned.evaluate(train_c, made)
+            contacts["learned"] = ev
+            cells = ", ".join(f"{k} {100 * v:.1f}%" for k, v in ev["balanced_accuracy"].items())
+            typer.echo(f"contact balanced accuracy ({contact_train} training scenes): {cells}")
     else:
         typer.echo("contact prediction skipped: it needs --seconds 3.5 or more")
     if out is not None:
