@@ -43,7 +43,9 @@ def main() -> None:
     ap.add_argument("--models", default="mlp,in,transformer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
-    ap.add_argument("--part", default="forecast", choices=("forecast", "contact"))
+    ap.add_argument("--part", default="forecast", choices=("forecast", "contact", "phyre"))
+    ap.add_argument("--phyre-train", type=int, default=40, help="PHYRE-lite training tasks per template")
+    ap.add_argument("--phyre-test", type=int, default=20, help="PHYRE-lite test tasks per template")
     ap.add_argument("--contact-train", default="1000,4000,16000")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -55,6 +57,8 @@ def main() -> None:
     cfg = SceneConfig(seconds=3.5)
     if args.part == "contact":
         return contact_part(args, cfg, commit)
+    if args.part == "phyre":
+        return phyre_part(args, commit)
     train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
     test = [generate(i, cfg) for i in range(args.test)]
     labels = [contact.touches(s, 0, 1) for s in test]
@@ -119,6 +123,29 @@ def contact_part(args, cfg, commit) -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"commit": commit, "sizes": sizes, "results": results}, fh, indent=2, default=str)
+
+
+def phyre_part(args, commit) -> None:
+    from imo.physics import phyre_lite
+
+    t0 = time.perf_counter()
+    r = phyre_lite.evaluate(args.phyre_train, args.phyre_test, seed=args.seed)
+    r["seconds"], r["load"] = round(time.perf_counter() - t0, 1), round(os.getloadavg()[0], 2)
+    print(f"PHYRE-lite: {len(r['templates'])} templates, {args.phyre_train} training and "
+          f"{args.phyre_test} test tasks per template, {r['per_task']} simulated actions per "
+          f"training task, a pool of {r['pool']}, oracle budget {r['oracle_budget']}; "
+          f"{r['seconds']} s\n")
+    print("| split | template | random | ranker | oracle |")
+    print("|---|---|---|---|---|")
+    for split in ("within", "cross"):
+        for t, row in r[split]["per_template"].items():
+            print(f"| {split} | {t} | {100 * row['random']:.1f} | {100 * row['ranker']:.1f} | "
+                  f"{100 * row['oracle']:.1f} |")
+        print(f"| {split} | **all** | {100 * r[split]['random']:.1f} | {100 * r[split]['ranker']:.1f} | "
+              f"{100 * r[split]['oracle']:.1f} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"commit": commit, **r}, fh, indent=2, default=str)
 
 
 if __name__ == "__main__":

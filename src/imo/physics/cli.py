@@ -40,6 +40,7 @@ def physics_command(
     train_scenes: Annotated[int, Opt(help="Training scenes for --learned (seeds 1000000, ...).")] = 500,
     train_steps: Annotated[int, Opt(help="Gradient steps for --learned.")] = 2000,
     contact_train: Annotated[int, Opt(help="Training scenes for the learned contact classifiers (seeds 2000000, ...); 0 skips them.")] = 1000,
+    phyre: Annotated[int, Opt(help="PHYRE-lite test tasks per template (twice as many train the ranker); 0 skips it.")] = 0,
 ) -> None:
     """A 2-D physics exam from seeded pymunk scenes: baseline forecasts and VoE quadruplets."""
     if scenes < 1:
@@ -52,8 +53,8 @@ def physics_command(
     for m in models:
         if m not in MODELS:
             raise ConfigError(f"unknown model {m!r} in --learned; known: {', '.join(MODELS)}")
-    if contact_train < 0:
-        raise ConfigError("--contact-train must be >= 0")
+    if contact_train < 0 or phyre < 0:
+        raise ConfigError("--contact-train and --phyre must be >= 0")
     if models and (train_scenes < 1 or train_steps < 1):
         raise ConfigError("--train-scenes and --train-steps must be >= 1")
     from imo.atomic import write_text
@@ -118,8 +119,18 @@ def physics_command(
             typer.echo(f"contact balanced accuracy ({contact_train} training scenes): {cells}")
     else:
         typer.echo("contact prediction skipped: it needs --seconds 3.5 or more")
+    phyre_rows = None
+    if phyre:
+        from imo.physics import phyre_lite
+
+        phyre_rows = phyre_lite.evaluate(train_per_template=2 * phyre, test_per_template=phyre)
+        for split in ("within", "cross"):
+            r = phyre_rows[split]
+            typer.echo(f"PHYRE-lite {split}-template AUCCESS ({len(phyre_lite.TEMPLATES)} templates x "
+                       f"{phyre} test tasks): random {100 * r['random']:.1f}, ranker "
+                       f"{100 * r['ranker']:.1f}, oracle {100 * r['oracle']:.1f}")
     if out is not None:
-        payload = {"contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
+        payload = {"phyre_lite": phyre_rows, "contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
                    "forecast_error_radii": {k: {str(h): e for h, e in r.items()}
                                             for k, r in errors.items()},
                    "voe_relative_error": rel, "learned": learned_rows}
