@@ -116,7 +116,7 @@ def contact_part(args, cfg, commit) -> None:
     names = list(ev["balanced_accuracy"])
     print("| training scenes | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
-    for n, r in zip(sizes, results):
+    for n, r in zip(sizes, results, strict=True):
         print(f"| {n:,} | " + " | ".join(f"{100 * r['balanced_accuracy'][k]:.1f}%" for k in names) + " |")
     print("\nplain accuracy at the largest size: " + ", ".join(
         f"{k} {100 * v:.1f}%" for k, v in ev["accuracy"].items()))

@@ -57,3 +57,19 @@ def test_bad_input_is_a_clean_error(data):
     short = [generate(1, SceneConfig(seconds=2.0))]
     with pytest.raises(ConfigError, match="must last more than"):
         contact_learned.fit(short)
+
+
+def test_exam_runs_the_new_parts_and_rejects_bad_counts(capsys):
+    from imo.cli import main
+
+    def run(*args):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+    assert run("exam", "physics", "--scenes", "8", "--contact-train", "30") == 0
+    text = capsys.readouterr().out
+    assert "learned (states+solo)" in text and "energy   quadruplets" in text
+    assert run("exam", "physics", "--phyre", "-1") == 2
+    assert "must be >= 0" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`imo exam physics`: generate pymunk scenes from seeds and score the baselines that need no
 training: forecast error (constant velocity, ballistic), violation-of-expectation quadruplets
-(teleport, vanish) and contact prediction (constant velocity, and learned classifiers trained on
+(teleport, vanish, energy gain) and contact prediction (constant velocity, and learned classifiers trained on
 other seeds, imo.physics.contact_learned); with --learned, also
 forecasters trained on other seeds (imo.physics.learned) and their rollouts' contact answers.
 
@@ -100,6 +100,23 @@ def physics_command(
     rel = {k: baselines.relative_error(v, cfg.hz, cfg.gravity) for k, v in quads.items()}
     for k, v in rel.items():
         typer.echo(f"{k:<8} quadruplets: relative error of the ballistic surprise {100 * v:.1f}%")
+    from imo.physics import energy
+
+    gains = []
+    for s in made:
+        try:
+            gains.append(energy.energy_gain(s, 0, min(20, cfg.frames - 2)))
+        except ConfigError:
+            pass  # ball 0 is never free for 3 frames
+    if gains:
+        rel["energy"] = baselines.relative_error(gains, cfg.hz, cfg.gravity)
+        wrong = sum(sum(energy.energy_surprise(c, cfg.hz, cfg.gravity) for c in q.impossible)
+                    <= sum(energy.energy_surprise(c, cfg.hz, cfg.gravity) for c in q.possible)
+                    for q in gains)
+        rel["energy (energy surprise)"] = wrong / len(gains)
+        typer.echo(f"energy   quadruplets ({len(gains)} of {scenes} scenes): relative error of the "
+                   f"ballistic surprise {100 * rel['energy']:.1f}%, of the energy surprise "
+                   f"{100 * rel['energy (energy surprise)']:.1f}%")
     contacts = None
     if cfg.seconds >= 3.5:
         labels = [contact.touches(s, 0, 1) for s in made]
