@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--models", default="mlp,in,transformer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
-    ap.add_argument("--part", default="forecast", choices=("forecast", "contact", "phyre"))
+    ap.add_argument("--part", default="forecast", choices=("forecast", "contact", "phyre", "balance"))
+    ap.add_argument("--stacks", type=int, default=500, help="balance / properties test items (4x train)")
     ap.add_argument("--phyre-train", type=int, default=40, help="PHYRE-lite training tasks per template")
     ap.add_argument("--phyre-test", type=int, default=20, help="PHYRE-lite test tasks per template")
     ap.add_argument("--contact-train", default="1000,4000,16000")
@@ -59,6 +60,8 @@ def main() -> None:
         return contact_part(args, cfg, commit)
     if args.part == "phyre":
         return phyre_part(args, commit)
+    if args.part == "balance":
+        return balance_part(args, commit)
     train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
     test = [generate(i, cfg) for i in range(args.test)]
     labels = [contact.touches(s, 0, 1) for s in test]
@@ -146,6 +149,34 @@ def phyre_part(args, commit) -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"commit": commit, **r}, fh, indent=2, default=str)
+
+
+def balance_part(args, commit) -> None:
+    """The balance task and object properties from motion (4x --stacks training items)."""
+    from imo.physics import balance, properties
+
+    n = args.stacks
+    t0 = time.perf_counter()
+    b = balance.evaluate(train=4 * n, test=n, seed=args.seed)
+    p = properties.evaluate(train=4 * n, test=n, seed=args.seed)
+    print(f"balance: {4 * n} training stacks, {n} test stacks, "
+          f"{100 * b['test_standing_share']:.1f}% of test stacks stand; {time.perf_counter() - t0:.1f} s\n")
+    print("| stands: answer | balanced accuracy |\n|---|---|")
+    for k, v in b["stands_balanced_accuracy"].items():
+        print(f"| {k} | {100 * v:.1f}% |")
+    print("\n| centre of mass: answer | mean error, m |\n|---|---|")
+    for k, v in b["com_error_m"].items():
+        print(f"| {k} | {v:.4f} |")
+    print(f"\nproperties: {4 * n} training and {n} test trajectories, "
+          f"{100 * p['test_collided_share']:.1f}% collide\n")
+    names = list(next(iter(p["mae"].values())))
+    print("| property (mean abs error) | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for prop, row in p["mae"].items():
+        print(f"| {prop} | " + " | ".join(f"{row[k]:.4f}" for k in names) + " |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"commit": commit, "balance": b, "properties": p}, fh, indent=2, default=str)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ def physics_command(
     train_steps: Annotated[int, Opt(help="Gradient steps for --learned.")] = 2000,
     contact_train: Annotated[int, Opt(help="Training scenes for the learned contact classifiers (seeds 2000000, ...); 0 skips them.")] = 1000,
     phyre: Annotated[int, Opt(help="PHYRE-lite test tasks per template (twice as many train the ranker); 0 skips it.")] = 0,
+    balance: Annotated[int, Opt(help="Balance-task test stacks (4x as many train the trees); 0 skips it.")] = 0,
+    properties: Annotated[int, Opt(help="Properties-from-motion test trajectories (4x as many train); 0 skips it.")] = 0,
 ) -> None:
     """A 2-D physics exam from seeded pymunk scenes: baseline forecasts and VoE quadruplets."""
     if scenes < 1:
@@ -53,8 +55,8 @@ def physics_command(
     for m in models:
         if m not in MODELS:
             raise ConfigError(f"unknown model {m!r} in --learned; known: {', '.join(MODELS)}")
-    if contact_train < 0 or phyre < 0:
-        raise ConfigError("--contact-train and --phyre must be >= 0")
+    if min(contact_train, phyre, balance, properties) < 0:
+        raise ConfigError("--contact-train, --phyre, --balance and --properties must be >= 0")
     if models and (train_scenes < 1 or train_steps < 1):
         raise ConfigError("--train-scenes and --train-steps must be >= 1")
     from imo.atomic import write_text
@@ -146,8 +148,24 @@ def physics_command(
             typer.echo(f"PHYRE-lite {split}-template AUCCESS ({len(phyre_lite.TEMPLATES)} templates x "
                        f"{phyre} test tasks): random {100 * r['random']:.1f}, ranker "
                        f"{100 * r['ranker']:.1f}, oracle {100 * r['oracle']:.1f}")
+    balance_rows = properties_rows = None
+    if balance:
+        from imo.physics import balance as bal
+
+        balance_rows = bal.evaluate(train=4 * balance, test=balance)
+        cells = ", ".join(f"{k} {100 * v:.1f}%" for k, v in balance_rows["stands_balanced_accuracy"].items())
+        com = ", ".join(f"{k} {v:.3f} m" for k, v in balance_rows["com_error_m"].items())
+        typer.echo(f"balance ({balance} stacks, {100 * balance_rows['test_standing_share']:.0f}% stand): "
+                   f"stands balanced accuracy {cells}; centre-of-mass error {com}")
+    if properties:
+        from imo.physics import properties as props
+
+        properties_rows = props.evaluate(train=4 * properties, test=properties)
+        for p, row in properties_rows["mae"].items():
+            cells = ", ".join(f"{k} {v:.3f}" for k, v in row.items())
+            typer.echo(f"properties ({properties} trajectories) {p} mean abs error: {cells}")
     if out is not None:
-        payload = {"phyre_lite": phyre_rows, "contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
+        payload = {"phyre_lite": phyre_rows, "balance": balance_rows, "properties": properties_rows, "contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
                    "forecast_error_radii": {k: {str(h): e for h, e in r.items()}
                                             for k, r in errors.items()},
                    "voe_relative_error": rel, "learned": learned_rows}
