@@ -68,8 +68,10 @@ def test_exam_runs_the_new_parts_and_rejects_bad_counts(capsys):
         except SystemExit as e:
             return int(e.code or 0)
         return 0
-    assert run("exam", "physics", "--scenes", "8", "--contact-train", "30") == 0
+    assert run("exam", "physics", "--scenes", "8", "--contact-train", "30", "--balance", "10",
+               "--properties", "10") == 0
     text = capsys.readouterr().out
     assert "learned (states+solo)" in text and "energy   quadruplets" in text
+    assert "statics rule" in text and "properties (10 trajectories) friction" in text
     assert run("exam", "physics", "--phyre", "-1") == 2
     assert "must be >= 0" in capsys.readouterr().err
