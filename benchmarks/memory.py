@@ -241,6 +241,11 @@ def retrieval(args) -> None:
     faiss.omp_set_num_threads(args.threads)
     store = RunStore.open()
     corpora = [c for c in args.corpora.split(",") if c]
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not corpora or not kinds or any(k not in ("dense", "bm25") for k in kinds):
+        print(f"--corpora needs a name and --kinds takes dense and/or bm25, got {args.corpora!r}, {args.kinds!r}",
+              file=sys.stderr)
+        sys.exit(2)
     names = {"shakespeare": f"file:{SHAKESPEARE}"}
     tr = dict(steps=args.steps, batch_size=args.batch, eval_every=max(1, args.steps // 3), ckpt_every=10**6,
               lr=args.lr, warmup=max(1, args.steps // 10), seed=args.seed, device="cpu", eval_batches=2)
@@ -275,7 +280,7 @@ def retrieval(args) -> None:
                          "by_overlap": {k: v["bpb"][f"{args.knn_lambda:g}"] for k, v in knn["by_overlap"].items()},
                          "neighbours": {k: v["neighbours_per_position"] for k, v in knn["by_overlap"].items()}}
         print(f"{c}: kNN-LM {res['knn-lm']['by_overlap']}", flush=True)
-        for kind in ("dense", "bm25"):
+        for kind in kinds:
             t0 = time.perf_counter()
             cfg = RunConfig.build(preset="tiny", train=t)
             r_id, _ = train_retro(cfg, RetroConfig(retrieval=kind, embedder=base_id if kind == "dense" else None),
@@ -288,7 +293,7 @@ def retrieval(args) -> None:
         rows.append(f"| {c} | base GPT 4 x {width} | {p_base:,} | " + " | ".join(f"{b:.4f}" for _ in OVERLAPS) + " | - |")
         rows.append(f"| {c} | kNN-LM on the base (lambda {args.knn_lambda:g}) | {p_base:,} | "
                     + " | ".join(f"{res['knn-lm']['by_overlap'][f'{a:g}']:.4f}" for a in OVERLAPS) + " | - |")
-        for kind in ("dense", "bm25"):
+        for kind in kinds:
             by = res[kind]["val_bpb_by_overlap"]
             gain = b - by["0.2"]
             rows.append(f"| {c} | RETRO-lite {kind} | {p_retro:,} | " + " | ".join(f"{by[f'{a:g}']:.4f}" for a in OVERLAPS)
@@ -330,6 +335,7 @@ def main() -> None:
     r = sub.add_parser("retrieval")
     r.add_argument("--corpora", default="python-docs,shakespeare",
                    help="comma-separated corpus names (shakespeare: ../shared/data/tinyshakespeare.txt)")
+    r.add_argument("--kinds", default="dense,bm25", help="RETRO-lite retrievals to train: dense and/or bm25")
     r.add_argument("--steps", type=int, default=300)
     r.add_argument("--batch", type=int, default=16)
     r.add_argument("--lr", type=float, default=3e-3)
