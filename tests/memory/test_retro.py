@@ -155,3 +155,22 @@ def test_bad_input_exits_2(corpus, capsys):
     assert imo("eval", run_id, "--retrieval", "retro") == 2
     assert "not a RETRO run" in capsys.readouterr().err
     assert RunStore.open().list(kind="retro") == []  # nothing half-written
+
+
+def test_resume_is_exact(corpus, capsys):
+    from imo.retrieve.retro import train_retro
+    from imo.train.config import RunConfig
+
+    cfg = RunConfig.build(preset="tiny", model=dict(n_layer=2, n_embd=32, n_head=2, context_length=64),
+                          train=dict(corpus=corpus, steps=4, batch_size=2, eval_every=2, ckpt_every=2))
+    whole, _ = train_retro(cfg, RetroConfig(), quiet=True)
+    part, stopped = train_retro(cfg, RetroConfig(), quiet=True, stop_at=2)
+    store = RunStore.open()
+    assert stopped and store.get(part)["status"] == "interrupted"
+    assert imo("train", "--resume", part, "--steps", "9", "-q") == 2  # the saved config is kept
+    assert imo("train", "--resume", part, "-q") == 0
+    a, _ = load_retro_model(store.run_dir(whole))
+    b, _ = load_retro_model(store.run_dir(part))
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+    assert store.get(part)["figures"]["val_bpb_by_overlap"] == store.get(whole)["figures"]["val_bpb_by_overlap"]
