@@ -73,5 +73,7 @@ def test_exam_runs_the_new_parts_and_rejects_bad_counts(capsys):
     text = capsys.readouterr().out
     assert "learned (states+solo)" in text and "energy   quadruplets" in text
     assert "statics rule" in text and "properties (10 trajectories) friction" in text
+    assert run("exam", "physics", "--scenes", "3", "--balls", "1") == 0  # no pair: skipped, no traceback
+    assert "contact prediction skipped" in capsys.readouterr().out
     assert run("exam", "physics", "--phyre", "-1") == 2
     assert "must be >= 0" in capsys.readouterr().err

@@ -90,7 +90,7 @@ def physics_command(
             learned_rows[m] = {"forecast_error_radii": {str(h): e for h, e in row.items()},
                                **f.to_dict()}
             line = f"{m:<18} error in radii: {cells}  ({f.parameters} parameters, {f.seconds:.0f} s)"
-            if cfg.seconds >= 3.5:
+            if cfg.seconds >= 3.5 and balls >= 2:
                 guesses = lrn.rollout_touches(f, made)
                 acc = contact.balanced_accuracy([contact.touches(s, 0, 1) for s in made], guesses)
                 learned_rows[m]["contact_balanced_accuracy"] = acc
@@ -120,7 +120,9 @@ def physics_command(
                    f"ballistic surprise {100 * rel['energy']:.1f}%, of the energy surprise "
                    f"{100 * rel['energy (energy surprise)']:.1f}%")
     contacts = None
-    if cfg.seconds >= 3.5:
+    if balls < 2:
+        typer.echo("contact prediction skipped: it needs --balls 2 or more")
+    elif cfg.seconds >= 3.5:
         labels = [contact.touches(s, 0, 1) for s in made]
         guesses = [contact.constant_velocity_touches(s, 0, 1) for s in made]
         contacts = {"positive_share": sum(labels) / scenes,
