@@ -34,6 +34,16 @@ def loadavg() -> str:
         return " ".join(f.read().split()[:3])
 
 
+def _lrs(text: str, ap: argparse.ArgumentParser) -> tuple[float, ...]:
+    try:
+        lrs = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        ap.error(f"a learning-rate grid is comma-separated numbers, got {text!r}")
+    if not lrs or any(not lr > 0 for lr in lrs):
+        ap.error(f"learning rates must be > 0, got {text!r}")
+    return lrs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="run id of the trained model (e.g. a python-docs tiny run)")
@@ -44,7 +54,14 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=1e-3)
     ap.add_argument("--eval-batches", type=int, default=8)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--adam-lrs", default=",".join(f"{x:g}" for x in GRIDS["adam"]),
+                    help="AdamW's learning-rate grid, comma-separated (three values keeps the tuning equal)")
+    ap.add_argument("--mezo-lrs", default=",".join(f"{x:g}" for x in GRIDS["mezo"]),
+                    help="MeZO's learning-rate grid, comma-separated (as many values as AdamW's)")
     args = ap.parse_args()
+    grids = {"adam": _lrs(args.adam_lrs, ap), "mezo": _lrs(args.mezo_lrs, ap)}
+    if len(grids["adam"]) != len(grids["mezo"]):
+        ap.error("--adam-lrs and --mezo-lrs must have as many values: the tuning budget is equal for both")
     torch.set_num_threads(1)
     store = RunStore.open()
     run_id = store.resolve(args.run)
@@ -62,7 +79,7 @@ def main() -> None:
                         context_length=ctx, eval_every=10**9)
 
     best, tuning = {}, []
-    for method, grid in GRIDS.items():
+    for method, grid in grids.items():
         for lr in grid:
             r = run(method, lr, Budget(seconds=args.tune_seconds))
             tuning.append({k: r[k] for k in ("method", "lr", "steps", "forwards", "start_bpb", "end_bpb")})
