@@ -18,6 +18,13 @@ from the context states.
 
     flock /tmp/imo-heavy.lock python benchmarks/physics.py --part contact --test 1000 \
         --contact-train 1000,4000,16000
+
+`--part llm` measures the "LLM as physicist" row (imo.physics.llm): a byte GPT trained through
+imo.train.loop.fit on --train scenes written as text, answering greedily through imo.engine, scored
+on the same --test scenes beside constant velocity and ballistic (unparsed answers count as the
+constant-velocity guess; the parse rate is printed).
+
+    flock /tmp/imo-heavy.lock python benchmarks/physics.py --part llm --llm-steps 800
 """
 
 import argparse
@@ -43,7 +50,10 @@ def main() -> None:
     ap.add_argument("--models", default="mlp,in,transformer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
-    ap.add_argument("--part", default="forecast", choices=("forecast", "contact", "phyre", "balance"))
+    ap.add_argument("--part", default="forecast", choices=("forecast", "contact", "phyre", "balance", "llm"))
+    ap.add_argument("--llm-steps", type=int, default=800, help="--part llm: gradient steps of the byte GPT")
+    ap.add_argument("--llm-width", type=int, default=96, help="--part llm: the GPT's n_embd")
+    ap.add_argument("--llm-layers", type=int, default=3, help="--part llm: the GPT's n_layer")
     ap.add_argument("--stacks", type=int, default=500, help="balance / properties test items (4x train)")
     ap.add_argument("--phyre-train", type=int, default=40, help="PHYRE-lite training tasks per template")
     ap.add_argument("--phyre-test", type=int, default=20, help="PHYRE-lite test tasks per template")
@@ -62,6 +72,8 @@ def main() -> None:
         return phyre_part(args, commit)
     if args.part == "balance":
         return balance_part(args, commit)
+    if args.part == "llm":
+        return llm_part(args, cfg, commit)
     train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
     test = [generate(i, cfg) for i in range(args.test)]
     labels = [contact.touches(s, 0, 1) for s in test]
@@ -98,6 +110,37 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"commit": commit, "rows": rows}, fh, indent=2, default=str)
+
+
+def llm_part(args, cfg, commit) -> None:
+    from imo.physics import llm
+
+    if min(args.llm_steps, args.llm_width, args.llm_layers, args.train, args.test) < 1:
+        raise SystemExit("error: --llm-steps, --llm-width, --llm-layers, --train and --test must be >= 1")
+    train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
+    test = [generate(i, cfg) for i in range(args.test)]
+    lc = llm.LLMConfig(n_embd=args.llm_width, n_layer=args.llm_layers, steps=args.llm_steps, seed=args.seed)
+    load = os.getloadavg()[0]
+    f = llm.fit(train, lc, quiet=True)
+    t0 = time.perf_counter()
+    ev = llm.forecast_errors(f, test)
+    decode_s = time.perf_counter() - t0
+    base = baselines.forecast_errors(test)
+    row = {**f.to_dict(), **ev, "decode_s": round(decode_s, 1), "load": round(load, 2)}
+    print("llm", row, flush=True)
+    print(f"\n{args.train} training scenes, {args.test} test scenes; byte GPT {args.llm_layers}x{args.llm_width}, "
+          f"{f.steps} steps of {lc.batch} examples ({f.example_bytes} bytes each), "
+          f"{f.seconds:.0f} s training at load {load:.1f}, {decode_s:.0f} s greedy decoding\n")
+    print("| model | parameters | +0.25 s | +0.5 s | +1 s | +2 s | parsed (+0.25/0.5/1/2 s) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, e in base.items():
+        print(f"| {name} | 0 | {e[0.25]:.2f} | {e[0.5]:.2f} | {e[1.0]:.2f} | {e[2.0]:.2f} | - |")
+    e, p = ev["errors"], ev["parsed"]
+    print(f"| byte LM (text) | {f.parameters:,} | {e[0.25]:.2f} | {e[0.5]:.2f} | {e[1.0]:.2f} | {e[2.0]:.2f} | "
+          + " / ".join(f"{100 * p[h]:.0f}%" for h in p) + " |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"commit": commit, "llm": row, "baselines": base}, fh, indent=2, default=str)
 
 
 def contact_part(args, cfg, commit) -> None:
