@@ -2,11 +2,14 @@
 training: forecast error (constant velocity, ballistic), violation-of-expectation quadruplets
 (teleport, vanish, energy gain) and contact prediction (constant velocity, and learned classifiers trained on
 other seeds, imo.physics.contact_learned); with --learned, also
-forecasters trained on other seeds (imo.physics.learned) and their rollouts' contact answers.
+forecasters trained on other seeds (imo.physics.learned) and their rollouts' contact answers;
+with --llm-steps, also the "LLM as physicist" row (imo.physics.llm: a byte GPT reading the
+trajectory as text, trained on the --train-scenes, answering greedily).
 
     imo exam physics --scenes 200 --seed 0
     imo exam physics --scenes 1000 -o physics.json
     imo exam physics --learned in,mlp --train-scenes 500 --train-steps 2000   # learned rows too
+    imo exam physics --llm-steps 1000 --train-scenes 500 --contact-train 0    # the byte-LM row
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def physics_command(
     learned: Annotated[str | None, Opt(help="Also train these forecasters: mlp, in, transformer (comma-separated).")] = None,
     train_scenes: Annotated[int, Opt(help="Training scenes for --learned (seeds 1000000, ...).")] = 500,
     train_steps: Annotated[int, Opt(help="Gradient steps for --learned.")] = 2000,
+    llm_steps: Annotated[int, Opt(help="Train the byte GPT of the LLM-as-physicist row this many steps on the --train-scenes (3 balls); 0 skips it.")] = 0,
     contact_train: Annotated[int, Opt(help="Training scenes for the learned contact classifiers (seeds 2000000, ...); 0 skips them.")] = 1000,
     phyre: Annotated[int, Opt(help="PHYRE-lite test tasks per template (twice as many train the ranker); 0 skips it.")] = 0,
     balance: Annotated[int, Opt(help="Balance-task test stacks (4x as many train the trees); 0 skips it.")] = 0,
@@ -55,10 +59,14 @@ def physics_command(
     for m in models:
         if m not in MODELS:
             raise ConfigError(f"unknown model {m!r} in --learned; known: {', '.join(MODELS)}")
-    if min(contact_train, phyre, balance, properties) < 0:
-        raise ConfigError("--contact-train, --phyre, --balance and --properties must be >= 0")
-    if models and (train_scenes < 1 or train_steps < 1):
+    if min(contact_train, phyre, balance, properties, llm_steps) < 0:
+        raise ConfigError("--contact-train, --phyre, --balance, --properties and --llm-steps must be >= 0")
+    if (models or llm_steps) and (train_scenes < 1 or train_steps < 1):
         raise ConfigError("--train-scenes and --train-steps must be >= 1")
+    if llm_steps and balls != 3:
+        raise ConfigError(f"--llm-steps needs --balls 3 (its text must fit the GPT's 256-byte context), got {balls}")
+    if llm_steps and seconds < 2.5:
+        raise ConfigError(f"--llm-steps needs --seconds 2.5 or more (0.5 s of context + the 2 s horizon), got {seconds:g}")
     from imo.atomic import write_text
     from imo.physics import baselines, contact, quadruplets
     from imo.physics.scenes import SceneConfig, generate
@@ -96,6 +104,23 @@ def physics_command(
                 learned_rows[m]["contact_balanced_accuracy"] = acc
                 line += f"; contact by rollout {100 * acc:.1f}%"
             typer.echo(line)
+    llm_row = None
+    if llm_steps:
+        import torch
+
+        from imo.physics import llm
+
+        torch.set_num_threads(1)
+        train = [generate(TRAIN_SEED0 + i, cfg) for i in range(train_scenes)]
+        f = llm.fit(train, llm.LLMConfig(steps=llm_steps, n_embd=96, n_layer=3))
+        ev = llm.forecast_errors(f, made)
+        llm_row = {"forecast_error_radii": {str(h): e for h, e in ev["errors"].items()},
+                   "parsed": {str(h): p for h, p in ev["parsed"].items()},
+                   "unparsed_examples": ev["unparsed_examples"], **f.to_dict()}
+        cells = "  ".join(f"+{h:g}s {e:.2f}" for h, e in ev["errors"].items())
+        parsed = "/".join(f"{100 * p:.0f}" for p in ev["parsed"].values())
+        typer.echo(f"{'byte LM (text)':<18} error in radii: {cells}  ({f.parameters} parameters, {f.steps} steps, "
+                   f"{f.seconds:.0f} s; parsed {parsed}% of answers, the rest scored as constant velocity)")
     mid = cfg.frames // 2
     quads = {"teleport": [quadruplets.teleport(s, 0, mid) for s in made],
              "vanish": [quadruplets.vanish(s, 0, mid) for s in made]}
@@ -170,6 +195,6 @@ def physics_command(
         payload = {"phyre_lite": phyre_rows, "balance": balance_rows, "properties": properties_rows, "contact": contacts, "config": cfg.__dict__, "scenes": scenes, "seed": seed, "generate_s": gen_s,
                    "forecast_error_radii": {k: {str(h): e for h, e in r.items()}
                                             for k, r in errors.items()},
-                   "voe_relative_error": rel, "learned": learned_rows}
+                   "voe_relative_error": rel, "learned": learned_rows, "llm": llm_row}
         write_text(out, json.dumps(payload, indent=2) + "\n")
         typer.echo(f"wrote {out}")
