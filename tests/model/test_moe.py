@@ -205,3 +205,6 @@ def test_cli_trains_records_and_reloads(capsys, tmp_path):
     model, meta = load_moe_model(store.run_dir(runs[0]["id"]))
     assert isinstance(model, MoEGPT) and meta["config"]["moe"]["experts"] == 4
     assert store.results("moe-load")
+    code, out, err = _run(capsys, ["runs", "show", runs[0]["id"]])
+    assert code == 0, err
+    assert "expert load" in out and "coefficient of variation" in out and " e3 " in out

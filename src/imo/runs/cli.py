@@ -174,6 +174,13 @@ def show(
         ):
             print(f"\n{title}")
             print("\n".join(_tree(d, fmt)) if d else "  -")
+        if r["kind"] == "moe" and f.get("experts", 1) > 1 and "load" in f:  # imo learn moe: expert usage
+            from imo.learn.moe import histogram
+
+            print("\nexpert load (final validation pass, eval routing)")
+            for i, (layer, cv) in enumerate(zip(f["load"], f["load_cv"], strict=True)):
+                print(f" layer {i}: coefficient of variation {cv:.3f}")
+                print("\n".join(histogram(layer)))
         if plots.curves(store, r["id"]):
             png = plots.loss_curve_png(store, [r["id"]], store.run_dir(r["id"]) / "loss.png")
             print(f"\nloss curve: {png}")
