@@ -34,6 +34,7 @@ import platform
 import subprocess
 import time
 
+import numpy as np
 import torch
 
 from imo.physics import baselines, contact, learned
@@ -126,6 +127,13 @@ def llm_part(args, cfg, commit) -> None:
     ev = llm.forecast_errors(f, test)
     decode_s = time.perf_counter() - t0
     base = baselines.forecast_errors(test)
+    # two guesses that read no motion, for scale: the last context position, and the mean
+    # position of every frame of the training scenes
+    mean = np.concatenate([s.states[:, :, :2].reshape(-1, 2) for s in train]).mean(0)
+    c = int(round(0.5 * cfg.hz))
+    for name, guess in (("last position", lambda s: s.states[c, :, :2]), ("training mean position", lambda s: mean)):
+        base[name] = {h: float(np.mean([np.linalg.norm(guess(s) - s.states[c + int(round(h * cfg.hz)), :, :2], axis=-1)
+                                        / cfg.radius for s in test])) for h in baselines.HORIZONS_S}
     row = {**f.to_dict(), **ev, "decode_s": round(decode_s, 1), "load": round(load, 2)}
     print("llm", row, flush=True)
     print(f"\n{args.train} training scenes, {args.test} test scenes; byte GPT {args.llm_layers}x{args.llm_width}, "

@@ -197,14 +197,15 @@ def fit(scenes: list[Scene], cfg: LLMConfig, quiet: bool = True) -> LLMForecaste
 def forecast_errors(f: LLMForecaster, scenes: list[Scene],
                     horizons_s: tuple[float, ...] = HORIZONS_S) -> dict:
     """Greedy answers for every test scene and horizon (context from frame 0, as the other rows).
-    Returns {"errors": {h: mean radii}, "parsed": {h: share}, "unparsed_examples": [...]};
+    Returns {"errors": {h: mean radii}, "parsed": {h: share}, "unparsed_examples": [...],
+    "answers": [...]} (the first two scenes' answers and truths at each horizon, to read);
     an unparsed answer is scored as the constant-velocity guess."""
     from imo.engine.decode import Engine
 
     eng = Engine(f.model)
     cfg0 = scenes[0].config
     c = int(round(f.cfg.context_s * cfg0.hz))
-    errors, parsed, bad = {}, {}, []
+    errors, parsed, bad, shown = {}, {}, [], []
     for h in horizons_s:
         k = int(round(h * cfg0.hz))
         if c + k >= len(scenes[0].states):
@@ -212,7 +213,10 @@ def forecast_errors(f: LLMForecaster, scenes: list[Scene],
         prompts = [prompt(s, h, 0, f.cfg.context_s) for s in scenes]
         outs = eng.generate(prompts, temperature=0, max_tokens=5 * 2 * f.balls, stop=[b"\n"])
         d, ok = [], 0
-        for s, out in zip(scenes, outs, strict=True):
+        for i, (s, out) in enumerate(zip(scenes, outs, strict=True)):
+            if i < 2:
+                shown.append({"seed": s.seed, "horizon_s": h, "answer": out[0].data.decode("latin-1"),
+                              "truth": answer(s, h, 0, f.cfg.context_s).decode().strip()})
             guess = parse(out[0].data, f.balls)
             if guess is None:
                 if len(bad) < 5:
@@ -222,4 +226,4 @@ def forecast_errors(f: LLMForecaster, scenes: list[Scene],
                 ok += 1
             d.extend((np.linalg.norm(guess - s.states[c + k, :, :2], axis=-1) / s.config.radius).tolist())
         errors[h], parsed[h] = float(np.mean(d)), ok / len(scenes)
-    return {"errors": errors, "parsed": parsed, "unparsed_examples": bad}
+    return {"errors": errors, "parsed": parsed, "unparsed_examples": bad, "answers": shown}
