@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -117,7 +118,8 @@ def llm_part(args, cfg, commit) -> None:
     from imo.physics import llm
 
     if min(args.llm_steps, args.llm_width, args.llm_layers, args.train, args.test) < 1:
-        raise SystemExit("error: --llm-steps, --llm-width, --llm-layers, --train and --test must be >= 1")
+        print("error: --llm-steps, --llm-width, --llm-layers, --train and --test must be >= 1", file=sys.stderr)
+        raise SystemExit(2)
     train = [generate(1_000_000 + i, cfg) for i in range(args.train)]
     test = [generate(i, cfg) for i in range(args.test)]
     lc = llm.LLMConfig(n_embd=args.llm_width, n_layer=args.llm_layers, steps=args.llm_steps, seed=args.seed)
