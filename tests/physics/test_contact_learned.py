@@ -7,6 +7,8 @@ import pytest
 pytest.importorskip("pymunk")
 pytest.importorskip("sklearn")
 
+from imo_cli import imo as run  # noqa: E402  (the CLI in-process; exit code)
+
 from imo.errors import ConfigError  # noqa: E402
 from imo.physics import contact, contact_learned  # noqa: E402
 from imo.physics.contact_learned import ContactConfig  # noqa: E402
@@ -60,14 +62,6 @@ def test_bad_input_is_a_clean_error(data):
 
 
 def test_exam_runs_the_new_parts_and_rejects_bad_counts(capsys):
-    from imo.cli import main
-
-    def run(*args):
-        try:
-            main(list(args))
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
     assert run("exam", "physics", "--scenes", "8", "--contact-train", "30", "--balance", "10",
                "--properties", "10") == 0
     text = capsys.readouterr().out

@@ -10,7 +10,8 @@ import torch
 
 pytest.importorskip("pymunk")
 
-from imo.cli import main  # noqa: E402
+from imo_cli import imo as run  # noqa: E402  (the CLI in-process; exit code)
+
 from imo.errors import ConfigError  # noqa: E402
 from imo.physics import baselines, llm  # noqa: E402
 from imo.physics.scenes import SceneConfig, generate  # noqa: E402
@@ -90,13 +91,6 @@ def test_bad_configs_are_refused():
 
 
 def test_exam_cli_llm_row(capsys, tmp_path):
-    def run(*args):
-        try:
-            main(list(args))
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
-
     out = tmp_path / "p.json"
     assert run("exam", "physics", "--scenes", "2", "--seconds", "2.6", "--train-scenes", "2", "--llm-steps", "2",
                "--contact-train", "0", "-o", str(out)) == 0

@@ -93,10 +93,11 @@ def train_command(
               device=device, dtype=dtype, init_from=init_from)
     lora = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets)
     memory = dict(block=block, mem_blocks=mem_blocks, fam_tokens=fam_tokens, delta=delta, gate_init=gate_init)
-    memory_run = _memory_run(resume)
+    resume_kind = _resume_kind(resume)
+    memory_run, retro_run = _is_kind(resume_kind, "imo.memory.train"), _is_kind(resume_kind, "imo.retrieve.retro")
     rows = dict(passkey=passkey, passkey_bytes=passkey_bytes, row_length=row_length)
     retro = dict(embedder=embedder, k=neighbours, cca_layer=cca_layer)
-    if retrieval is not None or any(v is not None for v in retro.values()) or _retro_run(resume):
+    if retrieval is not None or any(v is not None for v in retro.values()) or retro_run:
         other = [f for f, v in {"arch": arch != "gpt", "passkey": passkey is not None, "passkey_bytes": passkey_bytes,
                                 "row_length": row_length, "init_from": init_from, "compile": compile,
                                 "tensorboard": tensorboard, "minutes": minutes, **memory, **lora}.items()
@@ -158,16 +159,6 @@ def train_command(
 RETRO_CHOICES = {"retro": "bm25", "retro-bm25": "bm25", "retro-dense": "dense", "retro-none": "none"}
 
 
-def _retro_run(resume: str | None) -> bool:
-    if resume is None:
-        return False
-    from imo.retrieve.retro import KIND
-    from imo.runs.store import RunStore
-
-    with RunStore.open() as store:
-        return store.get(store.resolve(resume))["kind"] == KIND
-
-
 def _train_retro_command(retrieval: str | None, retro: dict, model: dict, tr: dict, extra: dict) -> None:
     """`imo train --retrieval retro|retro-bm25|retro-dense|retro-none` (imo.retrieve.retro) and
     --resume of such a run."""
@@ -222,14 +213,21 @@ def _retro_eval(store, run_id: str, corpus: str | None, split: str, context: int
     print(f"{out['val_bpb']:.4f} bits/byte  run {run_id}  corpus {out['corpus']} (val)  context {out['context']}")
 
 
-def _memory_run(resume: str | None) -> bool:
+def _is_kind(kind: str | None, module: str) -> bool:
+    """Whether a run kind is the KIND of `module` (imported only when there is a kind to compare)."""
+    import importlib
+
+    return kind is not None and kind == importlib.import_module(module).KIND
+
+
+def _resume_kind(resume: str | None) -> str | None:
+    """The kind of the run --resume names (memory, retro, train, ...), None without --resume."""
     if resume is None:
-        return False
-    from imo.memory.train import KIND
+        return None
     from imo.runs.store import RunStore
 
     with RunStore.open() as store:
-        return store.get(store.resolve(resume))["kind"] == KIND
+        return store.get(store.resolve(resume))["kind"]
 
 
 def _train_memory_command(arch: str, model: dict, tr: dict, memory: dict, extra: dict) -> None:
